@@ -1,0 +1,36 @@
+# Hobotnica's own build. A new machine needs two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG := $(firstword $(wildcard config/hobotnica.toml) config/hobotnica.example.toml)
+
+.PHONY: install run test lint typecheck unit check-config clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/hobotnica serve --config $(CONFIG)
+
+check-config: install
+	$(BIN)/hobotnica check-config --config $(CONFIG)
+
+lint: install
+	$(BIN)/ruff check runner tests bench
+	$(BIN)/ruff format --check runner tests bench
+
+typecheck: install
+	$(BIN)/mypy runner
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

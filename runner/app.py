@@ -1,0 +1,159 @@
+"""`create_app(settings)`: the one place the daemon is wired together.
+
+Each long-lived resource is one `web.AppKey` and one `cleanup_ctx` entry, in start-up order:
+the store, the HTTP client session, the status reporter, then the scheduler (after interrupted
+builds are recovered). Shutdown runs in reverse. Nothing happens at import time.
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from runner.build.git import Repositories
+from runner.build.worker import BuildWorker
+from runner.projects import ProjectDirectory
+from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter
+from runner.scheduler import Scheduler
+from runner.settings import Settings
+from runner.store import Store
+from runner.web.builds import BuildViews
+from runner.web.middleware import error_middleware
+from runner.webhooks.intake import MAX_BODY_BYTES, Intake
+
+log = structlog.get_logger("hobotnica")
+
+# How long shutdown waits for the outbox to empty, so final statuses reach GitHub.
+STATUS_FLUSH_TIMEOUT = 10.0
+
+
+@dataclass
+class Lifecycle:
+    ready: bool = False
+    draining: bool = False
+
+
+SETTINGS = web.AppKey("settings", Settings)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+PROJECTS = web.AppKey("projects", ProjectDirectory)
+STORE = web.AppKey("store", Store)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+REPORTER = web.AppKey("reporter", StatusReporter)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+INTAKE = web.AppKey("intake", Intake)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware()])
+    app[SETTINGS] = settings
+    app[LIFECYCLE] = Lifecycle()
+    app[PROJECTS] = ProjectDirectory(settings)
+    app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _ready])
+    app.router.add_post("/webhooks/github", _webhook)
+    app.router.add_get("/health", _health)
+    return app
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app[STORE] = Store.in_data_dir(settings.data_dir)
+    views = BuildViews(settings, app[STORE], app[PROJECTS])
+    app.router.add_routes(views.routes())
+    yield
+    await app[STORE].close()
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=30, connect=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        app[HTTP] = session
+        yield
+
+
+async def _reporter(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    token = settings.github.token
+    if token:
+        github: GitHubStatuses | LoggedStatuses = GitHubStatuses(
+            app[HTTP], api_url=settings.github.api_url, token=token
+        )
+    else:
+        log.warning(
+            "no GitHub token configured: commit statuses are written to this log, not posted "
+            "(set github.token or HOBOTNICA_GITHUB_TOKEN)"
+        )
+        github = LoggedStatuses()
+    reporter = StatusReporter(
+        app[STORE], github, public_url=settings.server.public_url, is_local=app[PROJECTS].is_local
+    )
+    app[REPORTER] = reporter
+    reporter.start()
+    yield
+    if not await reporter.flush(STATUS_FLUSH_TIMEOUT):
+        log.warning("statuses left in the outbox at shutdown; they are sent on the next start")
+    await reporter.close()
+
+
+async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store, reporter = app[STORE], app[REPORTER]
+    for recovered in await store.recover_interrupted():
+        log.warning(
+            "build interrupted by a restart", build_id=recovered.id, requeued=recovered.requeued
+        )
+
+    def on_finished() -> None:
+        reporter.wake()
+        scheduler.wake()
+
+    worker = BuildWorker(
+        settings=settings,
+        store=store,
+        projects=app[PROJECTS],
+        repositories=Repositories(
+            settings.data_dir, token=settings.github.token, inherited_env=settings.inherited_env
+        ),
+        on_finished=on_finished,
+    )
+    scheduler = Scheduler(store, worker.run, settings.builds.concurrency)
+    app[SCHEDULER] = scheduler
+    intake = Intake(
+        settings=settings,
+        store=store,
+        find_project=app[PROJECTS].find,
+        on_builds_queued=on_finished,
+        secret=settings.github.webhook_secret,
+    )
+    app[INTAKE] = intake
+    scheduler.start()
+    reporter.wake()
+    yield
+    await scheduler.close(timeout=settings.builds.drain_timeout)
+
+
+async def _ready(app: web.Application) -> AsyncIterator[None]:
+    app[LIFECYCLE].ready = True
+    yield
+    app[LIFECYCLE].ready = False
+
+
+async def _webhook(request: web.Request) -> web.Response:
+    return await request.app[INTAKE].handle(request)
+
+
+async def _health(request: web.Request) -> web.Response:
+    lifecycle = request.app[LIFECYCLE]
+    if lifecycle.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    if not lifecycle.ready:
+        return web.json_response({"status": "starting"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def begin_drain(app: web.Application) -> None:
+    """SIGTERM: answer 503 on /health, start no new builds, keep taking webhooks."""
+    app[LIFECYCLE].draining = True
+    app[SCHEDULER].stop_claiming()

@@ -1,0 +1,73 @@
+"""The `hobotnica` command: `serve`, `check-config` and `try`."""
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from runner.errors import ConfigError
+from runner.settings import Settings, load_settings
+
+DEFAULT_CONFIG = Path("config/hobotnica.toml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hobotnica", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the daemon in the foreground")
+    check = commands.add_parser("check-config", help="validate a config file and exit 0 or 1")
+    try_ = commands.add_parser(
+        "try", help="build a local repository's HEAD on the running daemon, without GitHub"
+    )
+    for command in (serve, check, try_):
+        command.add_argument(
+            "--config", type=Path, default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}"
+        )
+    try_.add_argument("path", type=Path, help="a local git repository with a Makefile")
+    try_.add_argument("--deploy", action="store_true", help="also run make deploy if tests pass")
+    try_.add_argument("--wait", action="store_true", help="wait for the build and print its result")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings(args.config, os.environ)
+    except ConfigError as error:
+        print(f"hobotnica: config error: {error}", file=sys.stderr)
+        return 1
+
+    if args.command == "check-config":
+        return _check_config(settings)
+    if args.command == "try":
+        from runner.try_build import try_build
+
+        return try_build(settings, args.path, deploy=args.deploy, wait=args.wait)
+
+    from runner.logs import configure_logging
+    from runner.serve import serve as serve_daemon
+
+    configure_logging()
+    asyncio.run(serve_daemon(settings))
+    return 0
+
+
+def _check_config(settings: Settings) -> int:
+    print(f"config OK: {settings.config_path}")
+    print(
+        f"  listens on {settings.server.host}:{settings.server.port}, "
+        f"public URL {settings.server.public_url}"
+    )
+    print(f"  data directory {settings.data_dir}")
+    print(
+        f"  {len(settings.projects)} project(s): "
+        + (", ".join(p.repository for p in settings.projects) or "none")
+    )
+    if settings.github.uses_development_secret:
+        print("  WARNING: the development webhook secret is in use; not for production")
+    if not settings.github.token:
+        print("  no GitHub token: statuses will be logged, not posted")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""The package's error hierarchy: one base, a few specific errors callers act on."""
+
+
+class HobotnicaError(Exception):
+    """Base of every error Hobotnica raises on purpose."""
+
+
+class ConfigError(HobotnicaError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class CheckoutError(HobotnicaError):
+    """The commit could not be fetched or checked out; the build ends `error`."""
+
+
+class BuildTimeout(HobotnicaError):
+    """A make target ran past its timeout and was ended."""

@@ -1,0 +1,76 @@
+"""Plain data that flows between intake, store, scheduler, executor and reporter."""
+
+import enum
+from dataclasses import dataclass
+
+
+class Job(enum.StrEnum):
+    TEST = "test"
+    DEPLOY = "deploy"
+
+    @property
+    def context(self) -> str:
+        """The commit status context GitHub shows for this job."""
+        return f"hobotnica/{self.value}"
+
+
+class BuildState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (BuildState.SUCCESS, BuildState.FAILURE, BuildState.ERROR)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a webhook asks for: one `make` target on one commit. Decided by pure code."""
+
+    repository: str
+    sha: str
+    ref: str  # refs/heads/BRANCH or refs/pull/N/head
+    branch: str
+    job: Job = Job.TEST
+    pull_request: int | None = None
+    from_fork: bool = False
+    deploy_after_test: bool = False
+    message: str = ""
+    author: str = ""
+
+    @property
+    def lane(self) -> str:
+        """Builds in one lane supersede each other: the same repository, ref and job."""
+        return f"{self.repository.lower()} {self.ref} {self.job}"
+
+
+@dataclass(frozen=True)
+class Build:
+    """A build as stored: a request plus its id, state and times."""
+
+    id: int
+    request: BuildRequest
+    state: BuildState
+    description: str
+    delivery_id: str | None
+    received_at: float
+    queued_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempt: int
+    exit_code: int | None = None
+
+    @property
+    def repository(self) -> str:
+        return self.request.repository
+
+    @property
+    def sha(self) -> str:
+        return self.request.sha
+
+    @property
+    def job(self) -> Job:
+        return self.request.job

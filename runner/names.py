@@ -1,0 +1,57 @@
+"""Validation of names that arrive from outside (config, webhooks) before they touch a path or argv.
+
+Everything here is pure. A name that fails validation is rejected, never "cleaned up".
+"""
+
+import re
+from typing import TypeGuard
+
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# GitHub's delivery ids are GUIDs; accept any short printable token without path characters.
+_DELIVERY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_EVENT = re.compile(r"^[a-z_]{1,64}$")
+
+
+def is_repository_name(name: str) -> bool:
+    """`owner/name` as GitHub allows it, with no `..` and no leading `-` or `.` in either part."""
+    if not _REPOSITORY.match(name) or ".." in name:
+        return False
+    owner, repo = name.split("/")
+    return not any(part.startswith(("-", ".")) for part in (owner, repo))
+
+
+def is_sha(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(_SHA.match(value))
+
+
+def is_env_name(name: str) -> bool:
+    return bool(_ENV_NAME.match(name))
+
+
+def is_delivery_id(value: str) -> bool:
+    return bool(_DELIVERY_ID.match(value))
+
+
+def is_event_name(value: str) -> bool:
+    return bool(_EVENT.match(value))
+
+
+def is_branch_name(name: object) -> TypeGuard[str]:
+    """A conservative subset of `git check-ref-format --branch`, enough to keep argv and paths safe.
+
+    Hostile but valid branch names (shell metacharacters, unicode) pass: they are only ever stored,
+    shown escaped, and put into the build's environment, never interpreted.
+    """
+    if not isinstance(name, str) or not name or len(name) > 255:
+        return False
+    if name.startswith(("-", "/", ".")) or name.endswith(("/", ".", ".lock")):
+        return False
+    if ".." in name or "//" in name or "@{" in name or name == "@":
+        return False
+    return not any(ord(c) < 0x20 or c in " ~^:?*[\\\x7f" for c in name)
+
+
+def short_sha(sha: str) -> str:
+    return sha[:7]

@@ -1,0 +1,56 @@
+"""`hobotnica serve`: run the daemon in the foreground until SIGTERM, then drain and exit.
+
+Drain (DESIGN.md): webhooks are still accepted and persisted, `/health` answers 503 so a proxy
+moves away, no new build starts (queued ones stay queued for the next instance), running builds
+finish up to `builds.drain_timeout`, and the outbox is flushed before exit. A second SIGTERM or
+SIGINT ends the wait: builds still running are interrupted (tests are re-queued for the next
+start, deploys end `error`).
+"""
+
+import asyncio
+import signal
+
+import structlog
+from aiohttp import web
+
+from runner.app import SCHEDULER, begin_drain, create_app
+from runner.settings import Settings
+
+log = structlog.get_logger("hobotnica")
+
+
+async def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    await site.start()
+    if settings.github.uses_development_secret:
+        log.warning(
+            "USING THE DEVELOPMENT WEBHOOK SECRET FROM THE EXAMPLE CONFIG: anyone who has read the "
+            "example can trigger builds. Not for production: set github.webhook_secret or "
+            "HOBOTNICA_WEBHOOK_SECRET"
+        )
+    log.info(
+        "hobotnica is listening",
+        url=f"http://{settings.server.host}:{settings.server.port}",
+        webhook_url=f"{settings.server.public_url}/webhooks/github",
+        data_dir=str(settings.data_dir),
+        projects=[p.repository for p in settings.projects],
+    )
+
+    signals = asyncio.Queue[int]()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
+    received = await signals.get()
+    log.info(
+        "draining", signal=signal.Signals(received).name, running_builds=app[SCHEDULER].running_ids
+    )
+    begin_drain(app)
+    drained = asyncio.create_task(app[SCHEDULER].wait_idle(settings.builds.drain_timeout))
+    second_signal = asyncio.create_task(signals.get())
+    await asyncio.wait({drained, second_signal}, return_when=asyncio.FIRST_COMPLETED)
+    second_signal.cancel()
+    await runner.cleanup()
+    log.info("stopped")

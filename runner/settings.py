@@ -1,0 +1,287 @@
+"""Typed, frozen settings read once from a TOML file and the environment.
+
+Loading fails closed: an unknown key, a missing webhook secret or a malformed repository name raises
+`ConfigError` with a message that names the key. Nothing else in the package reads `os.environ`:
+the part of the daemon's environment that builds inherit is captured here.
+"""
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from runner.errors import ConfigError
+from runner.names import is_branch_name, is_env_name, is_repository_name
+
+# The example config's secret. It lets `make run` work before any config is written, and the
+# daemon says loudly that it is not for production whenever it is in use.
+DEVELOPMENT_WEBHOOK_SECRET = "hobotnica-development-secret-do-not-use-in-production"  # noqa: S105
+
+# Builds inherit only these variables of the daemon's own environment (DESIGN.md).
+INHERITED_ENV_NAMES = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
+INHERITED_ENV_PREFIXES = ("LC_",)
+
+# Shorter secrets would mask innocent text all over a log (think "1" or "yes").
+MIN_SECRET_LENGTH = 6
+
+ForkPolicy = Literal["never", "without-secrets"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8081
+    public_url: str = "http://127.0.0.1:8081"
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    webhook_secret: str
+    api_url: str = "https://api.github.com"
+    git_url: str = "https://github.com"
+    token: str | None = None
+
+    def __repr__(self) -> str:  # keep credentials out of tracebacks and debug output
+        return f"GitHubSettings(api_url={self.api_url!r}, git_url={self.git_url!r})"
+
+    @property
+    def uses_development_secret(self) -> bool:
+        return self.webhook_secret == DEVELOPMENT_WEBHOOK_SECRET
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    concurrency: int = 2
+    timeout: float = 3600.0
+    kill_grace: float = 10.0
+    max_log_bytes: int = 64 * 1024 * 1024
+    drain_timeout: float = 1800.0
+    build_tags: bool = False
+
+
+@dataclass(frozen=True)
+class PullRequestSettings:
+    forks: ForkPolicy = "never"
+
+
+@dataclass(frozen=True)
+class Project:
+    repository: str
+    deploy_branch: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Project(repository={self.repository!r}, deploy_branch={self.deploy_branch!r})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    github: GitHubSettings
+    data_dir: Path
+    server: ServerSettings = ServerSettings()
+    builds: BuildSettings = BuildSettings()
+    pull_requests: PullRequestSettings = PullRequestSettings()
+    projects: tuple[Project, ...] = ()
+    inherited_env: Mapping[str, str] = field(default_factory=dict)
+    config_path: Path | None = None
+
+    def project(self, repository: str) -> Project | None:
+        """The registered project for `owner/name`; GitHub names are case-insensitive."""
+        wanted = repository.lower()
+        return next((p for p in self.projects if p.repository.lower() == wanted), None)
+
+
+def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
+    """Read `path` and the relevant environment variables into `Settings`."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    return parse_settings(raw, environ, base_dir=path.resolve().parent, config_path=path)
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    base_dir: Path,
+    config_path: Path | None = None,
+) -> Settings:
+    _reject_unknown(raw, "", {"server", "github", "storage", "builds", "pull_requests", "projects"})
+    server = _table(raw, "server")
+    github = _table(raw, "github")
+    storage = _table(raw, "storage")
+    builds = _table(raw, "builds")
+    pulls = _table(raw, "pull_requests")
+    _reject_unknown(server, "server.", {"host", "port", "public_url"})
+    _reject_unknown(github, "github.", {"api_url", "git_url", "webhook_secret", "token"})
+    _reject_unknown(storage, "storage.", {"data_dir"})
+    _reject_unknown(
+        builds,
+        "builds.",
+        {"concurrency", "timeout", "kill_grace", "max_log_bytes", "drain_timeout", "build_tags"},
+    )
+    _reject_unknown(pulls, "pull_requests.", {"forks"})
+
+    port = _get(server, "server.port", int, 8081)
+    host = _get(server, "server.host", str, "127.0.0.1")
+    public_url = _get(server, "server.public_url", str, f"http://{host}:{port}").rstrip("/")
+    _require_http_url(public_url, "server.public_url")
+
+    secret = environ.get("HOBOTNICA_WEBHOOK_SECRET") or _get(
+        github, "github.webhook_secret", str, ""
+    )
+    if not secret:
+        raise ConfigError(
+            "github.webhook_secret is missing: set it in the config file or in the environment "
+            "variable HOBOTNICA_WEBHOOK_SECRET"
+        )
+    token = environ.get("HOBOTNICA_GITHUB_TOKEN") or _get(github, "github.token", str, "") or None
+    api_url = _get(github, "github.api_url", str, "https://api.github.com").rstrip("/")
+    _require_http_url(api_url, "github.api_url")
+    git_url = _get(github, "github.git_url", str, "https://github.com").rstrip("/")
+    if urlsplit(git_url).scheme not in ("http", "https", "file"):
+        raise ConfigError(f"github.git_url must be an http(s):// or file:// URL, not {git_url!r}")
+    if urlsplit(git_url).username or urlsplit(api_url).username:
+        raise ConfigError("github.git_url and github.api_url must not carry credentials")
+
+    data_dir = Path(_get(storage, "storage.data_dir", str, "var"))
+    if not data_dir.is_absolute():
+        data_dir = base_dir / data_dir
+
+    build_settings = BuildSettings(
+        concurrency=_positive(_get(builds, "builds.concurrency", int, 2), "builds.concurrency"),
+        timeout=_positive(_get(builds, "builds.timeout", (int, float), 3600), "builds.timeout"),
+        kill_grace=_positive(
+            _get(builds, "builds.kill_grace", (int, float), 10), "builds.kill_grace"
+        ),
+        max_log_bytes=_positive(
+            _get(builds, "builds.max_log_bytes", int, 64 * 1024 * 1024), "builds.max_log_bytes"
+        ),
+        drain_timeout=_positive(
+            _get(builds, "builds.drain_timeout", (int, float), 1800), "builds.drain_timeout"
+        ),
+        build_tags=_get(builds, "builds.build_tags", bool, False),
+    )
+    forks = _get(pulls, "pull_requests.forks", str, "never")
+    if forks not in ("never", "without-secrets"):
+        raise ConfigError(
+            f"pull_requests.forks must be 'never' or 'without-secrets', not {forks!r}"
+        )
+
+    projects_raw = raw.get("projects", [])
+    if not isinstance(projects_raw, list):
+        raise ConfigError("projects must be an array of tables ([[projects]])")
+    projects = tuple(_parse_project(p, i) for i, p in enumerate(projects_raw))
+    seen: set[str] = set()
+    for project in projects:
+        if project.repository.lower() in seen:
+            raise ConfigError(f"projects: {project.repository} is registered twice")
+        seen.add(project.repository.lower())
+
+    return Settings(
+        server=ServerSettings(host=host, port=port, public_url=public_url),
+        github=GitHubSettings(webhook_secret=secret, token=token, api_url=api_url, git_url=git_url),
+        data_dir=data_dir,
+        builds=build_settings,
+        pull_requests=PullRequestSettings(forks=forks),
+        projects=projects,
+        inherited_env=inherited_environment(environ),
+        config_path=config_path,
+    )
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in INHERITED_ENV_NAMES or name.startswith(INHERITED_ENV_PREFIXES)
+    }
+
+
+def _parse_project(raw: object, index: int) -> Project:
+    where = f"projects[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    _reject_unknown(raw, f"{where}.", {"repository", "deploy_branch", "env", "secrets"})
+    repository = _get(raw, f"{where}.repository", str, "")
+    if not is_repository_name(repository):
+        raise ConfigError(
+            f"{where}.repository {repository!r} is not a valid repository name (owner/name)"
+        )
+    deploy_branch = _get(raw, f"{where}.deploy_branch", str, "") or None
+    if deploy_branch is not None and not is_branch_name(deploy_branch):
+        raise ConfigError(f"{where}.deploy_branch {deploy_branch!r} is not a valid branch name")
+    env = _string_table(raw, "env", where)
+    secrets = _string_table(raw, "secrets", where)
+    for name, value in secrets.items():
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{where}.secrets.{name} is shorter than {MIN_SECRET_LENGTH} characters: "
+                "too short to mask in logs safely"
+            )
+    return Project(repository=repository, deploy_branch=deploy_branch, env=env, secrets=secrets)
+
+
+def _string_table(raw: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
+    table = raw.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}.{key} must be a table of strings")
+    for name, value in table.items():
+        if not is_env_name(name):
+            raise ConfigError(f"{where}.{key}.{name} is not a valid environment variable name")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.{key}.{name} must be a string")
+        if name.startswith("HOBOTNICA") or name == "CI":
+            raise ConfigError(f"{where}.{key}.{name}: that name is reserved for Hobotnica")
+    return dict(table)
+
+
+def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a table ([{key}])")
+    return value
+
+
+def _reject_unknown(table: Mapping[str, Any], prefix: str, known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"unknown key {prefix}{key!s}")
+
+
+def _get(table: Mapping[str, Any], name: str, kind: Any, default: Any) -> Any:
+    value = table.get(name.rsplit(".", 1)[-1], default)
+    # bool is an int in Python; a boolean where a number is wanted is a mistake in the file.
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{name} must be a {_kind_name(kind)}, not a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name} must be a {_kind_name(kind)}, not {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: Any) -> str:
+    names = {str: "string", int: "integer", bool: "boolean"}
+    if isinstance(kind, tuple):
+        return "number"
+    return names.get(kind, getattr(kind, "__name__", "value"))
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(value: _Number, name: str) -> _Number:
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
+
+
+def _require_http_url(url: str, name: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")

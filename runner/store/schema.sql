@@ -1,0 +1,54 @@
+-- Hobotnica's durable state. Every arrow that crosses a restart goes through these tables.
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          TEXT PRIMARY KEY,      -- X-GitHub-Delivery; redeliveries keep it
+    event       TEXT NOT NULL,
+    hook_id     TEXT,
+    received_at REAL NOT NULL,
+    outcome     TEXT NOT NULL          -- accepted, ignored: <reason>
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS builds (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id       TEXT,
+    parent_id         INTEGER,          -- the test build a deploy follows
+    repository        TEXT NOT NULL,
+    job               TEXT NOT NULL,    -- test, deploy
+    sha               TEXT NOT NULL,
+    ref               TEXT NOT NULL,
+    branch            TEXT NOT NULL,
+    pull_request      INTEGER,
+    from_fork         INTEGER NOT NULL DEFAULT 0,
+    deploy_after_test INTEGER NOT NULL DEFAULT 0,
+    message           TEXT NOT NULL DEFAULT '',
+    author            TEXT NOT NULL DEFAULT '',
+    state             TEXT NOT NULL,    -- queued, running, success, failure, error
+    description       TEXT NOT NULL DEFAULT '',
+    exit_code         INTEGER,
+    received_at       REAL NOT NULL,    -- when the webhook arrived
+    queued_at         REAL NOT NULL,
+    started_at        REAL,
+    finished_at       REAL,
+    attempt           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS builds_by_state ON builds (state, repository, id);
+CREATE INDEX IF NOT EXISTS builds_by_lane ON builds (repository, ref, job, state);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    build_id          INTEGER NOT NULL,
+    repository        TEXT NOT NULL,
+    sha               TEXT NOT NULL,
+    context           TEXT NOT NULL,
+    state             TEXT NOT NULL,
+    description       TEXT NOT NULL,
+    -- a superseded build's final state is sent only if GitHub already shows something for it
+    only_if_announced INTEGER NOT NULL DEFAULT 0,
+    created_at        REAL NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   REAL NOT NULL DEFAULT 0,
+    done_at           REAL,
+    outcome           TEXT              -- sent, collapsed, dropped, rejected
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (done_at, next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS outbox_by_commit ON outbox (repository, sha, context, done_at);

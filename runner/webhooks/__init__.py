@@ -1,0 +1,1 @@
+"""Webhook intake: signature check, routers per event family, and the HTTP handler."""

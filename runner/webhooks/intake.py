@@ -1,0 +1,139 @@
+"""`POST /webhooks/github`: verify, parse, plan, persist, and only then answer 2xx.
+
+The order of checks is part of the interface (DESIGN.md): body over 25 MiB → 413; a bad or
+missing signature → 401 (nothing parsed, nothing changed); missing GitHub headers or a body that
+is not a JSON object → 400; a known delivery id → 200 and nothing new; `ping` → 200; otherwise
+202 with the builds created, possibly none. The delivery is committed (fsync'd) before the answer,
+so GitHub's one attempt is never lost. Builds run elsewhere; this handler never waits for one.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from runner.names import is_delivery_id, is_event_name
+from runner.settings import Settings
+from runner.store import Store
+from runner.webhooks.plan import PayloadError, ProjectLookup
+from runner.webhooks.routing import plan_event
+from runner.webhooks.signature import is_valid_signature
+
+# GitHub caps payloads at 25 MB; anything larger is not GitHub.
+MAX_BODY_BYTES = 25 * 1024 * 1024
+# A sender that trickles its body is not GitHub either; do not let it hold a connection forever.
+BODY_READ_TIMEOUT = 30.0
+
+log = structlog.get_logger("hobotnica.intake")
+
+
+@dataclass
+class Intake:
+    settings: Settings
+    store: Store
+    find_project: ProjectLookup
+    on_builds_queued: Callable[[], None]
+    secret: str
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        received_at = time.time()
+        delivery_id = request.headers.get("X-GitHub-Delivery", "")
+        with structlog.contextvars.bound_contextvars(delivery_id=delivery_id[:100]):
+            response, fields = await self._answer(request, received_at)
+            log.info(
+                "delivery",
+                status=response.status,
+                duration_ms=round((time.monotonic() - started) * 1000, 2),
+                **fields,
+            )
+            return response
+
+    async def _answer(
+        self, request: web.Request, received_at: float
+    ) -> tuple[web.Response, dict[str, Any]]:
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return _error(413, "payload larger than 25 MiB"), {"outcome": "rejected"}
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT):
+                body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "payload larger than 25 MiB"), {"outcome": "rejected"}
+        except TimeoutError:
+            return _error(408, "request body not received in time"), {"outcome": "rejected"}
+
+        if not is_valid_signature(body, request.headers.get("X-Hub-Signature-256"), self.secret):
+            return _error(401, "missing or invalid X-Hub-Signature-256"), {"outcome": "rejected"}
+
+        event = request.headers.get("X-GitHub-Event", "")
+        delivery_id = request.headers.get("X-GitHub-Delivery", "")
+        if not is_event_name(event) or not is_delivery_id(delivery_id):
+            return _error(400, "missing or malformed X-GitHub-Event or X-GitHub-Delivery"), {
+                "outcome": "rejected"
+            }
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            payload = None
+        if not isinstance(payload, dict):
+            return _error(400, "body is not a JSON object"), {"outcome": "rejected", "github_event": event}
+
+        hook_id = request.headers.get("X-GitHub-Hook-ID", "")[:40] or None
+        return await self._accept(event, delivery_id, hook_id, payload, received_at)
+
+    async def _accept(
+        self,
+        event: str,
+        delivery_id: str,
+        hook_id: str | None,
+        payload: dict[str, Any],
+        received_at: float,
+    ) -> tuple[web.Response, dict[str, Any]]:
+        fields: dict[str, Any] = {"github_event": event}
+        if event == "ping":
+            requests: tuple[Any, ...] = ()
+            outcome = "ping"
+        else:
+            try:
+                plan = await plan_event(
+                    event,
+                    payload,
+                    delivery_id,
+                    find_project=self.find_project,
+                    settings=self.settings,
+                )
+            except PayloadError as error:
+                return _error(400, str(error)), {**fields, "outcome": "rejected"}
+            requests = plan.requests
+            outcome = "accepted" if requests else f"ignored: {plan.ignored}"
+        recorded = await self.store.record_delivery(
+            delivery_id=delivery_id,
+            event=event,
+            hook_id=hook_id,
+            received_at=received_at,
+            outcome=outcome,
+            requests=requests,
+        )
+        if recorded.duplicate:
+            body = {"delivery": delivery_id, "duplicate": True, "builds": []}
+            return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
+        if recorded.build_ids:
+            self.on_builds_queued()
+        fields.update(outcome=outcome, builds=list(recorded.build_ids))
+        if recorded.superseded_ids:
+            fields["superseded"] = list(recorded.superseded_ids)
+        answer: dict[str, Any] = {"delivery": delivery_id, "builds": list(recorded.build_ids)}
+        if event == "ping":
+            return web.json_response({**answer, "ping": "pong"}, status=200), fields
+        if not requests:
+            answer["ignored"] = outcome.removeprefix("ignored: ")
+        return web.json_response(answer, status=202), fields
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

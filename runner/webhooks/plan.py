@@ -1,0 +1,62 @@
+"""What a webhook asks for, decided by pure functions over the payload (no I/O, no clock).
+
+A `Plan` either carries the build requests to persist or says why nothing is built. A payload
+that is signed but malformed raises `PayloadError`, which intake answers with 400.
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.errors import HobotnicaError
+from runner.models import BuildRequest
+from runner.names import is_branch_name, is_repository_name
+from runner.settings import Project
+
+ProjectLookup = Callable[[str], Project | None]
+
+_SKIP_MARKER = re.compile(r"\[(skip ci|ci skip)\]", re.IGNORECASE)
+
+
+class PayloadError(HobotnicaError):
+    """A signed payload that does not have the shape GitHub gives this event."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    requests: tuple[BuildRequest, ...] = ()
+    ignored: str | None = None
+
+    @classmethod
+    def ignore(cls, reason: str) -> "Plan":
+        return cls(ignored=reason)
+
+
+def has_skip_marker(message: str) -> bool:
+    return bool(_SKIP_MARKER.search(message))
+
+
+def repository_name(payload: Mapping[str, Any]) -> str:
+    repository = payload.get("repository")
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(name, str) or not is_repository_name(name):
+        raise PayloadError("repository.full_name is missing or not a valid repository name")
+    return name
+
+
+def default_branch(payload: Mapping[str, Any]) -> str | None:
+    repository = payload.get("repository")
+    branch = repository.get("default_branch") if isinstance(repository, dict) else None
+    return branch if is_branch_name(branch) else None
+
+
+def text(mapping: object, key: str) -> str:
+    """An optional free-text field; anything that is not a string counts as empty."""
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def table(mapping: object, key: str) -> dict[str, Any]:
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, dict) else {}
