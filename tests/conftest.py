@@ -1,0 +1,148 @@
+"""Fixtures: settings pointing at loopback fakes and real `file://` remotes, and the daemon."""
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from runner.app import create_app
+from runner.settings import Settings, parse_settings
+from tests.support.fake_github import FakeGitHub
+from tests.support.gitrepo import Remote, make_remote
+from tests.support.webhooks import headers
+
+SECRET = "It's a Secret to Everybody"
+TOKEN = "ghs_testtoken0123456789abcdefABCDEF"
+PUBLIC_URL = "http://hobotnica.test:8081"
+
+# What the daemon's own environment holds in tests: what builds inherit, and what they must not.
+DAEMON_ENVIRONMENT = {
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "HOME": os.environ.get("HOME", "/root"),
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TZ": "UTC",
+    "VIRTUAL_ENV": "/opt/daemon-venv",
+    "PYTHONPATH": "/opt/daemon-lib",
+    "POETRY_HOME": "/opt/poetry",
+    "AWS_SECRET_ACCESS_KEY": "daemon-only-credential",
+}
+
+
+@pytest.fixture
+async def fake_github(aiohttp_server: Any) -> FakeGitHub:
+    fake = FakeGitHub()
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+def remote_root(tmp_path: Path) -> Path:
+    root = tmp_path / "remotes"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def remote(remote_root: Path) -> Remote:
+    return make_remote(remote_root, "octo/app")
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, fake_github: FakeGitHub, remote_root: Path) -> SettingsFactory:
+    def make(
+        projects: list[dict[str, Any]] | None = None,
+        builds: dict[str, Any] | None = None,
+        pull_requests: dict[str, Any] | None = None,
+        token: str | None = TOKEN,
+    ) -> Settings:
+        github: dict[str, Any] = {
+            "api_url": fake_github.url,
+            "git_url": remote_root.as_uri(),
+            "webhook_secret": SECRET,
+        }
+        if token:
+            github["token"] = token
+        raw = {
+            "server": {"host": "127.0.0.1", "port": 8081, "public_url": PUBLIC_URL},
+            "github": github,
+            "storage": {"data_dir": str(tmp_path / "var")},
+            "builds": {"kill_grace": 2, "drain_timeout": 10, **(builds or {})},
+            "pull_requests": pull_requests or {},
+            "projects": projects if projects is not None else [{"repository": "octo/app"}],
+        }
+        return parse_settings(raw, DAEMON_ENVIRONMENT, base_dir=tmp_path)
+
+    return make
+
+
+class Daemon:
+    """The real app on a real loopback port, restartable on the same data directory."""
+
+    def __init__(self, client_factory: Any, settings: Settings) -> None:
+        self._client_factory = client_factory
+        self.settings = settings
+        self.client: TestClient[web.Request, web.Application] | None = None
+
+    async def start(self) -> "Daemon":
+        self.client = await self._client_factory(create_app(self.settings))
+        return self
+
+    async def stop(self) -> None:
+        assert self.client is not None
+        await self.client.close()
+        self.client = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def post_raw(self, body: bytes, hdrs: dict[str, str]) -> tuple[int, Any]:
+        assert self.client is not None
+        response = await self.client.post("/webhooks/github", data=body, headers=hdrs)
+        text = await response.text()
+        return response.status, json.loads(text) if text.startswith("{") else text
+
+    async def deliver(
+        self, event: str, payload: dict[str, Any], delivery: str | None = None
+    ) -> tuple[int, Any]:
+        body = json.dumps(payload).encode()
+        return await self.post_raw(body, headers(body, SECRET, event, delivery))
+
+    async def build(self, build_id: int) -> dict[str, Any]:
+        assert self.client is not None
+        response = await self.client.get(f"/api/builds/{build_id}")
+        assert response.status == 200
+        data: dict[str, Any] = await response.json()
+        return data
+
+    async def log(self, build_id: int) -> str:
+        assert self.client is not None
+        response = await self.client.get(f"/api/builds/{build_id}/log")
+        return await response.text()
+
+    async def page(self, build_id: int) -> str:
+        assert self.client is not None
+        response = await self.client.get(f"/builds/{build_id}")
+        assert response.status == 200
+        return await response.text()
+
+
+DaemonFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def daemon(aiohttp_client: Any) -> DaemonFactory:
+    async def start(settings: Settings) -> Daemon:
+        return await Daemon(aiohttp_client, settings).start()
+
+    return start

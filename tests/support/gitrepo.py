@@ -1,0 +1,70 @@
+"""Real git repositories for tests: a bare "remote" per repository, served as `file://`."""
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Octo Cat",
+    "GIT_AUTHOR_EMAIL": "octocat@example.com",
+    "GIT_COMMITTER_NAME": "Octo Cat",
+    "GIT_COMMITTER_EMAIL": "octocat@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+    )
+    return result.stdout.strip()
+
+
+@dataclass
+class Remote:
+    """`{root}/{owner}/{name}.git` plus a working clone to commit from."""
+
+    repository: str
+    bare: Path
+    work: Path
+
+    def commit(self, files: dict[str, str], message: str = "Update", branch: str = "main") -> str:
+        """Commit `files` on `branch`, push it, and return the new commit's sha."""
+        existing = git(self.work, "branch", "--list", branch)
+        if existing or not git(self.work, "branch", "--list"):
+            git(self.work, "checkout", "-q", "-B", branch)
+        else:
+            git(self.work, "checkout", "-q", "-b", branch)
+        for name, content in files.items():
+            path = self.work / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        git(self.work, "add", "-A")
+        git(self.work, "commit", "-q", "--allow-empty", "-m", message)
+        git(self.work, "push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}")
+        return git(self.work, "rev-parse", "HEAD")
+
+    def push_pull_ref(self, number: int, sha: str) -> None:
+        """What GitHub does for a pull request: `refs/pull/N/head` points at its head."""
+        git(self.work, "push", "-q", "--force", "origin", f"{sha}:refs/pull/{number}/head")
+
+
+def make_remote(root: Path, repository: str) -> Remote:
+    bare = root / f"{repository}.git"
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    work = root / "_work" / repository
+    work.parent.mkdir(parents=True, exist_ok=True)
+    git(root, "clone", "-q", str(bare), str(work))
+    return Remote(repository=repository, bare=bare, work=work)
+
+
+def makefile(**targets: str) -> str:
+    """A Makefile whose targets run the given recipes (one line each; `\n` separates lines)."""
+    lines = [".PHONY: " + " ".join(targets)]
+    for target, recipe in targets.items():
+        lines.append(f"{target}:")
+        lines += [f"\t{line}" for line in recipe.split("\n")]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,114 @@
+"""The daemon as a user runs it: the `hobotnica` console script in its own process.
+
+`hobotnica serve` on the example config's development secret, `hobotnica try` on a local
+repository, the build page, and SIGTERM ending the process cleanly with exit status 0.
+"""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.gitrepo import git, makefile
+
+HOBOTNICA = str(Path(sys.executable).parent / "hobotnica")
+EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "hobotnica.example.toml"
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """The example config, moved to a free port and a private data directory."""
+    port = free_port()
+    text = EXAMPLE_CONFIG.read_text()
+    text = text.replace("8081", str(port)).replace('data_dir = "../var"', 'data_dir = "var"')
+    path = tmp_path / "hobotnica.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def serving(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    process = subprocess.Popen(
+        [HOBOTNICA, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    port = next(line for line in config.read_text().splitlines() if line.startswith("port"))
+    base = f"http://127.0.0.1:{port.split('=')[1].strip()}"
+    wait_healthy(base, process)
+    yield process, base
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def wait_healthy(base: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("daemon did not become healthy")
+
+
+def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
+    serving: tuple[subprocess.Popen[str], str], config: Path, tmp_path: Path
+) -> None:
+    process, base = serving
+    project = tmp_path / "my project"
+    project.mkdir()
+    git(project, "init", "-q", "-b", "main")
+    (project / "Makefile").write_text(makefile(test="@echo tests pass on $$HOBOTNICA_BRANCH"))
+    git(project, "add", "Makefile")
+    git(project, "commit", "-q", "-m", "Add a Makefile")
+
+    result = subprocess.run(
+        [HOBOTNICA, "try", str(project), "--config", str(config), "--wait"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    page_url, outcome = result.stdout.strip().splitlines()
+    assert page_url == f"{base}/builds/1"
+    assert outcome.startswith("success: make test passed")
+    with urllib.request.urlopen(page_url, timeout=5) as response:
+        page = response.read().decode()
+    assert "local/my-project" in page and "tests pass on main" in page
+    with urllib.request.urlopen(f"{base}/api/builds/1", timeout=5) as response:
+        assert json.load(response)["message"] == "Add a Makefile"
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in process.stdout or [] if line.startswith("{")]
+    events = [line["event"] for line in lines]
+    assert any("DEVELOPMENT WEBHOOK SECRET" in event for event in events)
+    assert any("not posted" in event for event in events)  # no token: statuses are logged
+    assert "hobotnica is listening" in events
+    assert events[-1] == "stopped"
+    statuses = [line for line in lines if line["event"] == "status (not posted to GitHub)"]
+    assert [s["state"] for s in statuses] == ["pending", "pending", "success"]
