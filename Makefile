@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG := $(firstword $(wildcard config/hobotnica.toml) config/hobotnica.example.toml)
 
-.PHONY: install run test lint typecheck unit check-config clean
+.PHONY: install run test lint typecheck unit check-config bench clean
 
 install: $(VENV)/.installed
 
@@ -34,3 +34,6 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+bench: install
+	$(BIN)/python bench/push_to_start.py --json bench/results.json

@@ -81,7 +81,10 @@ class Intake:
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             payload = None
         if not isinstance(payload, dict):
-            return _error(400, "body is not a JSON object"), {"outcome": "rejected", "github_event": event}
+            return _error(400, "body is not a JSON object"), {
+                "outcome": "rejected",
+                "github_event": event,
+            }
 
         hook_id = request.headers.get("X-GitHub-Hook-ID", "")[:40] or None
         return await self._accept(event, delivery_id, hook_id, payload, received_at)
