@@ -12,7 +12,9 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from runner.build.environment import build_url
 from runner.build.git import Repositories
+from runner.build.reaper import end_tree, marker_for
 from runner.build.worker import BuildWorker
 from runner.projects import ProjectDirectory
 from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter
@@ -33,6 +35,8 @@ STATUS_FLUSH_TIMEOUT = 10.0
 class Lifecycle:
     ready: bool = False
     draining: bool = False
+    # Set by `serve` once the drain is over (or cut short): builds still running are interrupted.
+    drain_done: bool = False
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -104,6 +108,15 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         log.warning(
             "build interrupted by a restart", build_id=recovered.id, requeued=recovered.requeued
         )
+        # Its processes may have outlived the daemon that started them.
+        marker = marker_for(build_url(settings.server.public_url, recovered.id))
+        for process in await end_tree(None, marker, settings.builds.kill_grace):
+            log.warning(
+                "ended a process left by an interrupted build",
+                build_id=recovered.id,
+                pid=process.pid,
+                command=process.command,
+            )
 
     def on_finished() -> None:
         reporter.wake()
@@ -131,7 +144,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler.start()
     reporter.wake()
     yield
-    await scheduler.close(timeout=settings.builds.drain_timeout)
+    drain_timeout = 0.0 if app[LIFECYCLE].drain_done else settings.builds.drain_timeout
+    await scheduler.close(timeout=drain_timeout)
 
 
 async def _ready(app: web.Application) -> AsyncIterator[None]:

@@ -6,36 +6,36 @@ Everything here is pure. A name that fails validation is rejected, never "cleane
 import re
 from typing import TypeGuard
 
-_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_SHA = re.compile(r"[0-9a-f]{40}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # GitHub's delivery ids are GUIDs; accept any short printable token without path characters.
-_DELIVERY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-_EVENT = re.compile(r"^[a-z_]{1,64}$")
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_EVENT = re.compile(r"[a-z_]{1,64}")
 
 
 def is_repository_name(name: str) -> bool:
     """`owner/name` as GitHub allows it, with no `..` and no leading `-` or `.` in either part."""
-    if not _REPOSITORY.match(name) or ".." in name:
+    if not _REPOSITORY.fullmatch(name) or ".." in name:
         return False
     owner, repo = name.split("/")
     return not any(part.startswith(("-", ".")) for part in (owner, repo))
 
 
 def is_sha(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and bool(_SHA.match(value))
+    return isinstance(value, str) and bool(_SHA.fullmatch(value))
 
 
 def is_env_name(name: str) -> bool:
-    return bool(_ENV_NAME.match(name))
+    return bool(_ENV_NAME.fullmatch(name))
 
 
 def is_delivery_id(value: str) -> bool:
-    return bool(_DELIVERY_ID.match(value))
+    return bool(_DELIVERY_ID.fullmatch(value))
 
 
 def is_event_name(value: str) -> bool:
-    return bool(_EVENT.match(value))
+    return bool(_EVENT.fullmatch(value))
 
 
 def is_branch_name(name: object) -> TypeGuard[str]:

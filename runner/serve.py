@@ -13,7 +13,7 @@ import signal
 import structlog
 from aiohttp import web
 
-from runner.app import SCHEDULER, begin_drain, create_app
+from runner.app import LIFECYCLE, SCHEDULER, begin_drain, create_app
 from runner.settings import Settings
 
 log = structlog.get_logger("hobotnica")
@@ -52,5 +52,6 @@ async def serve(settings: Settings) -> None:
     second_signal = asyncio.create_task(signals.get())
     await asyncio.wait({drained, second_signal}, return_when=asyncio.FIRST_COMPLETED)
     second_signal.cancel()
+    app[LIFECYCLE].drain_done = True
     await runner.cleanup()
     log.info("stopped")

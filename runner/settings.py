@@ -100,6 +100,8 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not valid UTF-8 (TOML must be): {error.reason}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from error
     return parse_settings(raw, environ, base_dir=path.resolve().parent, config_path=path)
@@ -143,12 +145,14 @@ def parse_settings(
         )
     token = environ.get("HOBOTNICA_GITHUB_TOKEN") or _get(github, "github.token", str, "") or None
     api_url = _get(github, "github.api_url", str, "https://api.github.com").rstrip("/")
-    _require_http_url(api_url, "github.api_url")
     git_url = _get(github, "github.git_url", str, "https://github.com").rstrip("/")
+    # Checked first, so that no later message repeats a credential found in a URL.
+    for name, url in (("github.api_url", api_url), ("github.git_url", git_url)):
+        if "@" in urlsplit(url).netloc:
+            raise ConfigError(f"{name} must not carry credentials; use github.token")
+    _require_http_url(api_url, "github.api_url")
     if urlsplit(git_url).scheme not in ("http", "https", "file"):
         raise ConfigError(f"github.git_url must be an http(s):// or file:// URL, not {git_url!r}")
-    if urlsplit(git_url).username or urlsplit(api_url).username:
-        raise ConfigError("github.git_url and github.api_url must not carry credentials")
 
     data_dir = Path(_get(storage, "storage.data_dir", str, "var"))
     if not data_dir.is_absolute():
@@ -259,17 +263,17 @@ def _get(table: Mapping[str, Any], name: str, kind: Any, default: Any) -> Any:
     value = table.get(name.rsplit(".", 1)[-1], default)
     # bool is an int in Python; a boolean where a number is wanted is a mistake in the file.
     if isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{name} must be a {_kind_name(kind)}, not a boolean")
+        raise ConfigError(f"{name} must be {_kind_name(kind)}, not a boolean")
     if not isinstance(value, kind):
-        raise ConfigError(f"{name} must be a {_kind_name(kind)}, not {type(value).__name__}")
+        raise ConfigError(f"{name} must be {_kind_name(kind)}, not {type(value).__name__}")
     return value
 
 
 def _kind_name(kind: Any) -> str:
-    names = {str: "string", int: "integer", bool: "boolean"}
+    names = {str: "a string", int: "an integer", bool: "a boolean"}
     if isinstance(kind, tuple):
-        return "number"
-    return names.get(kind, getattr(kind, "__name__", "value"))
+        return "a number"
+    return names.get(kind, "a value")
 
 
 _Number = TypeVar("_Number", int, float)

@@ -28,6 +28,7 @@ from runner.webhooks.signature import is_valid_signature
 MAX_BODY_BYTES = 25 * 1024 * 1024
 # A sender that trickles its body is not GitHub either; do not let it hold a connection forever.
 BODY_READ_TIMEOUT = 30.0
+JSON_ONLY = "body is not a JSON object; set the webhook's content type to application/json"
 
 log = structlog.get_logger("hobotnica.intake")
 
@@ -81,7 +82,7 @@ class Intake:
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             payload = None
         if not isinstance(payload, dict):
-            return _error(400, "body is not a JSON object"), {
+            return _error(400, JSON_ONLY), {
                 "outcome": "rejected",
                 "github_event": event,
             }

@@ -1,0 +1,206 @@
+"""`hobotnica check-config --config FILE`: the real console script, run as a user runs it."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO_ROOT / "config" / "hobotnica.example.toml"
+
+SECRET = "check-config-webhook-secret-0123"
+TOKEN = "ghp_checkconfigtoken0123456789"
+
+
+def hobotnica_script() -> str:
+    beside = Path(sys.executable).parent / "hobotnica"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("hobotnica")
+    assert found, "the hobotnica console script is not installed (make install)"
+    return found
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """The test runner's environment without any Hobotnica variable a developer may have set."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HOBOTNICA")}
+    environ.update(extra)
+    return environ
+
+
+def check_config(
+    config: Path, cwd: Path, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [hobotnica_script(), "check-config", "--config", str(config)],
+        cwd=cwd,
+        env=environ if environ is not None else clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hobotnica.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "config OK" not in result.stdout
+    for text in expected:
+        assert text in result.stderr, (text, result.stderr)
+
+
+GOOD_CONFIG = f"""
+[server]
+host = "127.0.0.1"
+port = 8090
+public_url = "https://ci.example.com"
+
+[github]
+webhook_secret = "{SECRET}"
+token = "{TOKEN}"
+
+[storage]
+data_dir = "state"
+
+[[projects]]
+repository = "Codertocat/Hello-World"
+secrets = {{ DEPLOY_KEY = "deploy-key-0123456789" }}
+
+[[projects]]
+repository = "octo/app"
+"""
+
+
+def test_example_config_is_accepted_with_a_development_secret_warning(tmp_path: Path) -> None:
+    result = check_config(EXAMPLE_CONFIG, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "WARNING" in output
+    assert "development webhook secret" in output
+    assert "Traceback" not in output
+
+
+def test_example_config_with_secret_from_environment_has_no_warning(tmp_path: Path) -> None:
+    environ = clean_environment(HOBOTNICA_WEBHOOK_SECRET="env-webhook-secret-0123")
+
+    result = check_config(EXAMPLE_CONFIG, cwd=tmp_path, environ=environ)
+
+    assert result.returncode == 0, result.stderr
+    assert "development webhook secret" not in result.stdout + result.stderr
+
+
+def test_good_config_is_accepted_and_summarised(tmp_path: Path) -> None:
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    config = write_config(config_dir, GOOD_CONFIG)
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout
+    assert "Codertocat/Hello-World" in result.stdout
+    assert "octo/app" in result.stdout
+    assert "https://ci.example.com" in result.stdout
+    # data_dir = "state" lives beside the config file, not in the cwd.
+    assert str(config_dir.resolve() / "state") in result.stdout
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+def test_check_config_never_prints_credentials(tmp_path: Path) -> None:
+    config = write_config(tmp_path, GOOD_CONFIG)
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for credential in (SECRET, TOKEN, "deploy-key-0123456789"):
+        assert credential not in output
+
+
+def test_missing_file_exits_1_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "does-not-exist.toml"
+
+    result = check_config(missing, cwd=tmp_path)
+
+    assert_refused(result, str(missing), "config error")
+
+
+def test_invalid_toml_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[github\nwebhook_secret = "unterminated\n')
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert_refused(result, str(config), "TOML")
+
+
+def test_a_file_that_is_not_utf8_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes(b'[github]\nwebhook_secret = "caf\xe9-secret-0123"\n')
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert_refused(result, str(config), "config error")
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("[builds]\nconcurency = 4\n", "builds.concurency"),
+        ("[server]\nprot = 8081\n", "server.prot"),
+        ("[storage]\ndatadir = 'var'\n", "storage.datadir"),
+        ("[[projects]]\nrepository = 'octo/app'\nbranch = 'main'\n", "projects[0].branch"),
+    ],
+)
+def test_unknown_key_exits_1_naming_it(tmp_path: Path, extra: str, key: str) -> None:
+    config = write_config(tmp_path, f'[github]\nwebhook_secret = "{SECRET}"\n{extra}')
+
+    assert_refused(check_config(config, cwd=tmp_path), key)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('[server]\nport = "80"\n', "server.port"),
+        ("[builds]\nconcurrency = true\n", "builds.concurrency"),
+        ("[builds]\ntimeout = -1\n", "builds.timeout"),
+        ('[pull_requests]\nforks = "always"\n', "pull_requests.forks"),
+        ("[[projects]]\nrepository = '../etc'\n", "projects[0].repository"),
+        (
+            "[[projects]]\nrepository = 'octo/app'\nsecrets = { PW = 'abc' }\n",
+            "projects[0].secrets.PW",
+        ),
+        ("[[projects]]\nrepository = 'octo/app'\nenv = { CI = 'no' }\n", "projects[0].env.CI"),
+    ],
+)
+def test_invalid_value_exits_1_naming_the_key(tmp_path: Path, extra: str, key: str) -> None:
+    config = write_config(tmp_path, f'[github]\nwebhook_secret = "{SECRET}"\n{extra}')
+
+    assert_refused(check_config(config, cwd=tmp_path), key)
+
+
+def test_missing_webhook_secret_exits_1_naming_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[server]\nport = 8081\n[github]\ntoken = "ghp_x"\n')
+
+    assert_refused(check_config(config, cwd=tmp_path), "github.webhook_secret")
+
+
+def test_webhook_secret_from_the_environment_satisfies_check_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[server]\nport = 8081\n")
+    environ = clean_environment(HOBOTNICA_WEBHOOK_SECRET="env-webhook-secret-0123")
+
+    result = check_config(config, cwd=tmp_path, environ=environ)
+
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout
+    assert "env-webhook-secret-0123" not in result.stdout + result.stderr
