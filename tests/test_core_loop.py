@@ -10,6 +10,7 @@ from typing import Any
 from tests.conftest import PUBLIC_URL, SECRET, TOKEN, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
+from tests.support.processes import processes_with_marker
 from tests.support.webhooks import pull_request_payload, push_payload
 
 PASSING = makefile(test="@echo testing $$HOBOTNICA_SHA", deploy="@echo deploying $$HOBOTNICA_SHA")
@@ -389,19 +390,3 @@ async def test_a_failing_github_does_not_lose_the_result(
 
     assert (await fake_github.wait_final(sha)).state == "success"
     assert fake_github.scripted == []  # both failures were met and retried past
-
-
-def processes_with_marker(build_url: str) -> list[int]:
-    marker = f"HOBOTNICA_BUILD_URL={build_url}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found

@@ -13,10 +13,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.gitrepo import git, makefile
+from runner.settings import DEVELOPMENT_WEBHOOK_SECRET as DEVELOPMENT_SECRET
+from tests.support.gitrepo import git, make_remote, makefile
+from tests.support.processes import processes_with_marker
+from tests.support.webhooks import headers, push_payload
 
 HOBOTNICA = str(Path(sys.executable).parent / "hobotnica")
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "hobotnica.example.toml"
@@ -41,9 +45,8 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def serving(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+def start_daemon(config: Path, home: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
     process = subprocess.Popen(
         [HOBOTNICA, "serve", "--config", str(config)],
         stdout=subprocess.PIPE,
@@ -54,6 +57,12 @@ def serving(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str
     port = next(line for line in config.read_text().splitlines() if line.startswith("port"))
     base = f"http://127.0.0.1:{port.split('=')[1].strip()}"
     wait_healthy(base, process)
+    return process, base
+
+
+@pytest.fixture
+def serving(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process, base = start_daemon(config, tmp_path)
     yield process, base
     if process.poll() is None:
         process.kill()
@@ -112,3 +121,64 @@ def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
     assert events[-1] == "stopped"
     statuses = [line for line in lines if line["event"] == "status (not posted to GitHub)"]
     assert [s["state"] for s in statuses] == ["pending", "pending", "success"]
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def test_a_build_interrupted_by_sigkill_reruns_once_after_restart(
+    config: Path, tmp_path: Path
+) -> None:
+    remotes = tmp_path / "remotes"
+    remotes.mkdir()
+    remote = make_remote(remotes, "octo/app")
+    release = tmp_path / "release"
+    sha = remote.commit(
+        {
+            "Makefile": makefile(
+                test=f"@echo started\n@while [ ! -e {release} ]; do sleep 0.02; done"
+            )
+        }
+    )
+    text = config.read_text().replace(
+        'git_url = "https://github.com"', f'git_url = "{remotes.as_uri()}"'
+    )
+    config.write_text(text + '\n[[projects]]\nrepository = "octo/app"\n')
+    public_url = next(
+        line.split('"')[1] for line in text.splitlines() if line.startswith("public_url")
+    )
+    process, base = start_daemon(config, tmp_path)
+    try:
+        body = json.dumps(push_payload("octo/app", sha, branch="feature")).encode()
+        request = urllib.request.Request(
+            f"{base}/webhooks/github", data=body, headers=headers(body, DEVELOPMENT_SECRET)
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["builds"] == [1]
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while get_json(f"{base}/api/builds/1")["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        while not (orphans := processes_with_marker(f"{public_url}/builds/1")):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+
+    assert all(Path(f"/proc/{pid}").exists() for pid in orphans)  # make outlived the daemon
+    process, base = start_daemon(config, tmp_path)
+    try:
+        # Recovery ran before /health turned 200: the orphans are gone, the build re-queued.
+        assert not any(pid in processes_with_marker(f"{public_url}/builds/1") for pid in orphans)
+        release.touch()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while (build := get_json(f"{base}/api/builds/1"))["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert (build["state"], build["attempt"]) == ("success", 2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
