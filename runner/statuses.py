@@ -82,6 +82,8 @@ def timed_out(seconds: float) -> str:
 
 
 def format_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(seconds), 60)
