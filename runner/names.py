@@ -44,13 +44,20 @@ def is_branch_name(name: object) -> TypeGuard[str]:
     Hostile but valid branch names (shell metacharacters, unicode) pass: they are only ever stored,
     shown escaped, and put into the build's environment, never interpreted.
     """
-    if not isinstance(name, str) or not name or len(name) > 255:
+    if not isinstance(name, str) or not name or len(name) > 255 or name == "@":
         return False
-    if name.startswith(("-", "/", ".")) or name.endswith(("/", ".", ".lock")):
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from JSON
         return False
-    if ".." in name or "//" in name or "@{" in name or name == "@":
+    if name.startswith("-") or ".." in name or "@{" in name:
         return False
-    return not any(ord(c) < 0x20 or c in " ~^:?*[\\\x7f" for c in name)
+    if any(ord(c) < 0x20 or c in " ~^:?*[\\\x7f" for c in name):
+        return False
+    return all(
+        part and not part.startswith(".") and not part.endswith((".", ".lock"))
+        for part in name.split("/")
+    )
 
 
 def short_sha(sha: str) -> str:

@@ -237,7 +237,17 @@ class SQLiteStore:
             rows = db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
             for row in rows:
                 request = _request(row)
-                if request.job is Job.TEST and row["attempt"] < 2:
+                newer = db.execute(
+                    "SELECT sha FROM builds WHERE repository = ? AND ref = ? AND job = ?"
+                    " AND state = 'queued' AND id > ? ORDER BY id DESC LIMIT 1",
+                    (request.repository, request.ref, request.job.value, row["id"]),
+                ).fetchone()
+                if request.job is Job.TEST and newer is not None:
+                    reason = statuses.superseded_by(newer["sha"])
+                    self._end(db, row["id"], BuildState.ERROR, reason, None)
+                    self._enqueue_status(db, row["id"], request, statuses.errored(reason))
+                    recovered.append(RecoveredBuild(row["id"], requeued=False))
+                elif request.job is Job.TEST and row["attempt"] < 2:
                     db.execute(
                         "UPDATE builds SET state = 'queued', description = 'Queued' WHERE id = ?",
                         (row["id"],),
@@ -311,24 +321,31 @@ class SQLiteStore:
                     " AND context = ? ORDER BY id DESC LIMIT 1",
                     (row["repository"], row["sha"], row["context"]),
                 ).fetchone()
-                db.execute(
-                    "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
-                    " AND repository = ? AND sha = ? AND context = ? AND id < ?",
-                    (now, row["repository"], row["sha"], row["context"], newest["id"]),
-                )
                 if newest["only_if_announced"] and not self._announced(db, newest):
+                    # GitHub never heard of this build: it ends silently. Only its own older
+                    # states go with it; another build of the same commit still reports.
+                    db.execute(
+                        "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
+                        " AND build_id = ? AND context = ? AND id < ?",
+                        (now, newest["build_id"], newest["context"], newest["id"]),
+                    )
                     db.execute(
                         "UPDATE outbox SET done_at = ?, outcome = 'dropped' WHERE id = ?",
                         (now, newest["id"]),
                     )
                     continue
+                db.execute(
+                    "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
+                    " AND repository = ? AND sha = ? AND context = ? AND id < ?",
+                    (now, row["repository"], row["sha"], row["context"], newest["id"]),
+                )
                 return _outbox_item(newest), None
 
     def _announced(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+        """Whether a state of this build has been posted (so GitHub shows it as pending)."""
         sent = db.execute(
-            "SELECT 1 FROM outbox WHERE repository = ? AND sha = ? AND context = ?"
-            " AND outcome = 'sent' LIMIT 1",
-            (row["repository"], row["sha"], row["context"]),
+            "SELECT 1 FROM outbox WHERE build_id = ? AND context = ? AND outcome = 'sent' LIMIT 1",
+            (row["build_id"], row["context"]),
         ).fetchone()
         return sent is not None
 

@@ -79,7 +79,7 @@ class Intake:
             }
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # bad UTF-8, bad JSON, over-long ints, deep nesting
             payload = None
         if not isinstance(payload, dict):
             return _error(400, JSON_ONLY), {
@@ -87,7 +87,9 @@ class Intake:
                 "github_event": event,
             }
 
-        hook_id = request.headers.get("X-GitHub-Hook-ID", "")[:40] or None
+        hook_header = request.headers.get("X-GitHub-Hook-ID", "")
+        is_hook_id = hook_header.isascii() and hook_header.isdigit() and len(hook_header) < 20
+        hook_id = hook_header if is_hook_id else None
         return await self._accept(event, delivery_id, hook_id, payload, received_at)
 
     async def _accept(

@@ -54,7 +54,10 @@ def default_branch(payload: Mapping[str, Any]) -> str | None:
 def text(mapping: object, key: str) -> str:
     """An optional free-text field; anything that is not a string counts as empty."""
     value = mapping.get(key) if isinstance(mapping, dict) else None
-    return value if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    # JSON may carry lone surrogates, which are not text; keep the rest of the string.
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def table(mapping: object, key: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def plan_pull_request(
     payload: Mapping[str, Any], find_project: ProjectLookup, policy: PullRequestSettings
 ) -> Plan:
     action = payload.get("action")
-    if action not in BUILT_ACTIONS:
+    if not isinstance(action, str) or action not in BUILT_ACTIONS:
         return Plan.ignore(f"pull_request action {str(action)[:40]!r} is not built")
     repository = repository_name(payload)
     project = find_project(repository)

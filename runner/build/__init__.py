@@ -1,0 +1,1 @@
+"""Running one build: checkout, environment, `make` as an owned process tree, the log."""

@@ -1,0 +1,152 @@
+"""Git mirrors and workspaces.
+
+One bare mirror per repository under `{data_dir}/mirrors`, fetched incrementally and only when the
+wanted commit is missing. One workspace per repository under `{data_dir}/workspaces`: a working
+copy at exactly the build's commit, cleaned of everything earlier builds left behind.
+
+A build can write anything into its workspace, including `.git/config` (where `core.fsmonitor`
+would make the daemon's next `git` run a command) and `.git/hooks`. So the daemon never runs git
+against a `.git` a build could have touched: each checkout throws the workspace's `.git` away and
+makes a fresh one that borrows the mirror's objects (`objects/info/alternates`). Git never reads
+the system or global config here, and the token reaches it only through the environment
+(`GIT_CONFIG_*` → `http.<url>.extraHeader`), never argv, a URL or a file.
+"""
+
+import asyncio
+import base64
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from runner.errors import CheckoutError
+from runner.models import BuildRequest
+from runner.names import short_sha
+
+GIT_OUTPUT_LIMIT = 2000
+
+
+class Repositories:
+    def __init__(
+        self, data_dir: Path, *, token: str | None, inherited_env: Mapping[str, str]
+    ) -> None:
+        self._data_dir = data_dir
+        self._token = token
+        self._base_env = {
+            "PATH": inherited_env.get("PATH", os.defpath),
+            "LANG": "C",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_ASKPASS": "/bin/false",
+        }
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def mirror_path(self, repository: str) -> Path:
+        return self._data_dir / "mirrors" / f"{repository.lower()}.git"
+
+    def workspace_path(self, repository: str) -> Path:
+        return self._data_dir / "workspaces" / repository.lower()
+
+    def _env(self, clone_url: str) -> dict[str, str]:
+        env = dict(self._base_env)
+        if self._token and clone_url.startswith(("https://", "http://")):
+            basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
+            env.update(
+                GIT_CONFIG_COUNT="1",
+                GIT_CONFIG_KEY_0=f"http.{_origin(clone_url)}/.extraHeader",
+                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+            )
+        return env
+
+    async def checkout(self, request: BuildRequest, clone_url: str) -> Path:
+        """A clean working copy of the repository at `request.sha`; returns its path."""
+        lock = self._locks.setdefault(request.repository.lower(), asyncio.Lock())
+        async with lock:
+            mirror = await self._fetch(request, clone_url)
+            return await self._prepare_workspace(request, mirror)
+
+    async def commit_info(self, repository: str, sha: str) -> tuple[str, str]:
+        """(message, author name) of a commit already in the mirror."""
+        out = await self._git(
+            "-C", str(self.mirror_path(repository)), "log", "-1", "--format=%an%x00%B", sha,
+            env=self._base_env,
+        )
+        author, _, message = out.partition("\0")
+        return message.strip(), author
+
+    async def _fetch(self, request: BuildRequest, clone_url: str) -> Path:
+        mirror = self.mirror_path(request.repository)
+        env = self._env(clone_url)
+        if not (mirror / "HEAD").exists():
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            await self._git("init", "--bare", "--quiet", "--template=", str(mirror), env=env)
+        elif await self._has_commit(mirror, request.sha):
+            return mirror
+        refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        if request.pull_request is not None:
+            refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us
+        fetch = ("-C", str(mirror), "fetch", "--quiet", "--prune", "--no-write-fetch-head")
+        await self._git(*fetch, "--", clone_url, *refspecs, env=env)
+        if not await self._has_commit(mirror, request.sha):
+            # Not on any branch any more (force-pushed away): ask for the commit itself.
+            try:
+                await self._git(*fetch, "--", clone_url, request.sha, env=env)
+            except CheckoutError:
+                pass
+        if not await self._has_commit(mirror, request.sha):
+            raise CheckoutError(f"commit {short_sha(request.sha)} not found in the repository")
+        return mirror
+
+    async def _has_commit(self, mirror: Path, sha: str) -> bool:
+        try:
+            await self._git(
+                "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}", env=self._base_env
+            )
+        except CheckoutError:
+            return False
+        return True
+
+    async def _prepare_workspace(self, request: BuildRequest, mirror: Path) -> Path:
+        workspace = self.workspace_path(request.repository)
+        git_dir = workspace / ".git"
+        await asyncio.to_thread(_remove, git_dir)
+        workspace.mkdir(parents=True, exist_ok=True)
+        env = self._base_env
+        await self._git("init", "--quiet", "--template=", str(workspace), env=env)
+        (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
+        tags = await self._git(
+            "-C", str(mirror), "for-each-ref", "--format=%(objectname) %(refname)", "refs/tags",
+            env=env,
+        )
+        (git_dir / "packed-refs").write_text(tags)
+        await self._git("-C", str(workspace), "checkout", "--quiet", "--force", "--detach",
+                        request.sha, env=env)
+        await self._git("-C", str(workspace), "clean", "-ffdxq", env=env)
+        return workspace
+
+    async def _git(self, *args: str, env: Mapping[str, str]) -> str:
+        process = await asyncio.create_subprocess_exec(
+            "git", *args,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            message = err.decode(errors="replace").strip()[-GIT_OUTPUT_LIMIT:]
+            raise CheckoutError(f"git {args[2] if args[0] == '-C' else args[0]}: {message}")
+        return out.decode(errors="replace")
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)

@@ -1,0 +1,79 @@
+"""End a build's whole process tree: SIGTERM, a grace period, then SIGKILL.
+
+Two nets catch the tree. The process group (make runs in a session of its own) catches the
+ordinary children. The marker catches those that left the group with `setsid` or a double fork:
+every process a build starts inherits `HOBOTNICA_BUILD_URL`, which holds this installation's
+public URL and the build id, so it is unique on the host (two installations never end each
+other's builds). Reading `/proc/*/environ` for it is the approach of Jenkins' process-tree killer.
+"""
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+POLL_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class Leftover:
+    pid: int
+    command: str
+
+
+def marker_for(build_url: str) -> bytes:
+    return f"HOBOTNICA_BUILD_URL={build_url}".encode()
+
+
+def find_tree(process_group: int | None, marker: bytes) -> list[Leftover]:
+    """Live processes in the group or carrying the marker (zombies are already dead)."""
+    found = []
+    own_pid = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own_pid:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # The command may contain spaces and parentheses; fields resume after the last ")".
+            state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+            if state == "Z":
+                continue
+            in_group = process_group is not None and int(pgrp) == process_group
+            if in_group or marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(Leftover(int(entry.name), stat.split("(", 1)[1].rsplit(")", 1)[0]))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+async def end_tree(process_group: int | None, marker: bytes, grace: float) -> list[Leftover]:
+    """End every process of the tree; returns those that were still alive when asked to stop."""
+    alive = await asyncio.to_thread(find_tree, process_group, marker)
+    if not alive:
+        return []
+    _signal_all(alive, process_group, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    remaining = alive
+    while remaining and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_INTERVAL)
+        remaining = await asyncio.to_thread(find_tree, process_group, marker)
+    while remaining:
+        _signal_all(remaining, process_group, signal.SIGKILL)
+        await asyncio.sleep(POLL_INTERVAL)
+        remaining = await asyncio.to_thread(find_tree, process_group, marker)
+    return alive
+
+
+def _signal_all(processes: list[Leftover], process_group: int | None, signum: int) -> None:
+    if process_group is not None:
+        try:
+            os.killpg(process_group, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for process in processes:
+        try:
+            os.kill(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,128 @@
+"""One build from claim to final state: checkout, `make <job>`, log, status, deploy hand-off.
+
+This is one of the two places allowed a broad `except`: whatever goes wrong inside a build, the
+traceback is logged, the build ends `error`, and the daemon goes on.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from runner import statuses
+from runner.build.environment import build_environment, build_url
+from runner.build.git import Repositories
+from runner.build.logfile import BuildLog, log_path
+from runner.build.masking import SecretMasker
+from runner.build.process import MakeOutcome, run_make
+from runner.build.reaper import marker_for
+from runner.errors import CheckoutError
+from runner.models import Build
+from runner.projects import ProjectDirectory
+from runner.settings import Settings
+from runner.statuses import Status
+from runner.store import Store
+from runner.webhooks.plan import has_skip_marker
+
+log = structlog.get_logger("hobotnica.build")
+
+
+@dataclass
+class BuildWorker:
+    settings: Settings
+    store: Store
+    projects: ProjectDirectory
+    repositories: Repositories
+    on_finished: Callable[[], None]
+
+    async def run(self, build: Build) -> None:
+        started = time.monotonic()
+        with structlog.contextvars.bound_contextvars(
+            build_id=build.id, repository=build.repository, sha=build.sha, job=build.job.value
+        ):
+            try:
+                status, exit_code = await self._run(build)
+            except Exception:
+                log.exception("build crashed")
+                status, exit_code = statuses.errored("Internal error; see the daemon log"), None
+            deploy_id = await self.store.finish_build(build.id, status, exit_code)
+            self.on_finished()
+            log.info(
+                "build finished",
+                state=status.state.value,
+                description=status.description,
+                exit_code=exit_code,
+                duration_s=round(time.monotonic() - started, 3),
+                queue_wait_s=round((build.started_at or build.received_at) - build.received_at, 3),
+                deploy_build_id=deploy_id,
+            )
+
+    async def _run(self, build: Build) -> tuple[Status, int | None]:
+        project = self.projects.find(build.repository)
+        if project is None:
+            return statuses.errored("Repository is no longer registered"), None
+        masker = SecretMasker(project.secrets.values())
+        build_log = BuildLog(log_path(self.settings.data_dir, build.id), self.settings.builds.max_log_bytes)
+        try:
+            request = build.request
+            what = f"pull request #{request.pull_request}" if request.pull_request else request.ref
+            build_log.note(
+                f"build {build.id}: make {build.job.value} for {build.repository} "
+                f"{request.sha} ({masker.mask_text(what)}), attempt {build.attempt}"
+            )
+            try:
+                workspace = await self.repositories.checkout(
+                    request, self.projects.clone_url(project)
+                )
+            except CheckoutError as error:
+                reason = masker.mask_text(str(error))
+                build_log.note(f"checkout failed: {reason}")
+                return statuses.errored(f"Checkout failed: {reason}"), None
+            if not request.message:
+                message, author = await self.repositories.commit_info(build.repository, request.sha)
+                await self.store.set_commit_info(build.id, message, author)
+                if request.pull_request is not None and has_skip_marker(message):
+                    build_log.note("not built: [skip ci] in the head commit message")
+                    return Status(statuses.StatusState.SUCCESS, "Skipped: [skip ci]"), None
+            url = build_url(self.settings.server.public_url, build.id)
+            env = build_environment(
+                inherited=self.settings.inherited_env,
+                build=build,
+                project=project,
+                public_url=self.settings.server.public_url,
+            )
+            build_log.note(f"checked out {request.sha}; running make {build.job.value}")
+            outcome = await run_make(
+                build.job.value,
+                workspace=workspace,
+                env=env,
+                timeout=self.settings.builds.timeout,
+                kill_grace=self.settings.builds.kill_grace,
+                log=build_log,
+                masker=masker,
+                marker=marker_for(url),
+            )
+            self._report_leftovers(build_log, outcome)
+            return self._status(build, outcome, build_log), outcome.exit_code
+        finally:
+            build_log.close()
+
+    def _status(self, build: Build, outcome: MakeOutcome, build_log: BuildLog) -> Status:
+        if outcome.timed_out:
+            reason = statuses.timed_out(self.settings.builds.timeout)
+            build_log.note(reason)
+            return statuses.errored(reason)
+        assert outcome.exit_code is not None
+        build_log.note(f"make {build.job.value} exited {outcome.exit_code} "
+                       f"after {outcome.duration:.2f} s")
+        if outcome.exit_code == 0:
+            return statuses.succeeded(build.job, outcome.duration)
+        return statuses.failed(build.job, outcome.exit_code, outcome.duration)
+
+    def _report_leftovers(self, build_log: BuildLog, outcome: MakeOutcome) -> None:
+        if not outcome.leftovers:
+            return
+        names = ", ".join(f"{p.command} (pid {p.pid})" for p in outcome.leftovers)
+        build_log.note(f"ended processes the build left behind: {names}")
+        log.warning("build left processes behind", processes=names)
