@@ -14,6 +14,7 @@ the system or global config here, and the token reaches it only through the envi
 
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
 from collections.abc import Mapping
@@ -69,7 +70,12 @@ class Repositories:
     async def commit_info(self, repository: str, sha: str) -> tuple[str, str]:
         """(message, author name) of a commit already in the mirror."""
         out = await self._git(
-            "-C", str(self.mirror_path(repository)), "log", "-1", "--format=%an%x00%B", sha,
+            "-C",
+            str(self.mirror_path(repository)),
+            "log",
+            "-1",
+            "--format=%an%x00%B",
+            sha,
             env=self._base_env,
         )
         author, _, message = out.partition("\0")
@@ -90,10 +96,8 @@ class Repositories:
         await self._git(*fetch, "--", clone_url, *refspecs, env=env)
         if not await self._has_commit(mirror, request.sha):
             # Not on any branch any more (force-pushed away): ask for the commit itself.
-            try:
+            with contextlib.suppress(CheckoutError):
                 await self._git(*fetch, "--", clone_url, request.sha, env=env)
-            except CheckoutError:
-                pass
         if not await self._has_commit(mirror, request.sha):
             raise CheckoutError(f"commit {short_sha(request.sha)} not found in the repository")
         return mirror
@@ -116,18 +120,24 @@ class Repositories:
         await self._git("init", "--quiet", "--template=", str(workspace), env=env)
         (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
         tags = await self._git(
-            "-C", str(mirror), "for-each-ref", "--format=%(objectname) %(refname)", "refs/tags",
+            "-C",
+            str(mirror),
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/tags",
             env=env,
         )
         (git_dir / "packed-refs").write_text(tags)
-        await self._git("-C", str(workspace), "checkout", "--quiet", "--force", "--detach",
-                        request.sha, env=env)
+        await self._git(
+            "-C", str(workspace), "checkout", "--quiet", "--force", "--detach", request.sha, env=env
+        )
         await self._git("-C", str(workspace), "clean", "-ffdxq", env=env)
         return workspace
 
     async def _git(self, *args: str, env: Mapping[str, str]) -> str:
         process = await asyncio.create_subprocess_exec(
-            "git", *args,
+            "git",
+            *args,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

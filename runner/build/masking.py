@@ -18,7 +18,12 @@ MASK = b"***"
 
 def secret_forms(secret: str) -> set[bytes]:
     raw = secret.encode()
-    forms = {raw, quote(secret).encode(), quote(secret, safe="").encode(), quote_plus(secret).encode()}
+    forms = {
+        raw,
+        quote(secret).encode(),
+        quote(secret, safe="").encode(),
+        quote_plus(secret).encode(),
+    }
     forms |= {line.strip() for line in raw.splitlines()}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         for offset in range(3):

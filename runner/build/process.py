@@ -43,7 +43,8 @@ async def run_make(
     started_at = time.time()
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        "make", target,
+        "make",
+        target,
         cwd=workspace,
         env=dict(env),
         stdin=asyncio.subprocess.DEVNULL,

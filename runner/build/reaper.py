@@ -8,6 +8,7 @@ other's builds). Reading `/proc/*/environ` for it is the approach of Jenkins' pr
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -68,12 +69,8 @@ async def end_tree(process_group: int | None, marker: bytes, grace: float) -> li
 
 def _signal_all(processes: list[Leftover], process_group: int | None, signum: int) -> None:
     if process_group is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process_group, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
     for process in processes:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass

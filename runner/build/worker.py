@@ -63,7 +63,9 @@ class BuildWorker:
         if project is None:
             return statuses.errored("Repository is no longer registered"), None
         masker = SecretMasker(project.secrets.values())
-        build_log = BuildLog(log_path(self.settings.data_dir, build.id), self.settings.builds.max_log_bytes)
+        build_log = BuildLog(
+            log_path(self.settings.data_dir, build.id), self.settings.builds.max_log_bytes
+        )
         try:
             request = build.request
             what = f"pull request #{request.pull_request}" if request.pull_request else request.ref
@@ -114,8 +116,9 @@ class BuildWorker:
             build_log.note(reason)
             return statuses.errored(reason)
         assert outcome.exit_code is not None
-        build_log.note(f"make {build.job.value} exited {outcome.exit_code} "
-                       f"after {outcome.duration:.2f} s")
+        build_log.note(
+            f"make {build.job.value} exited {outcome.exit_code} after {outcome.duration:.2f} s"
+        )
         if outcome.exit_code == 0:
             return statuses.succeeded(build.job, outcome.duration)
         return statuses.failed(build.job, outcome.exit_code, outcome.duration)
