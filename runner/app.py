@@ -15,6 +15,7 @@ from aiohttp import web
 from runner.build.environment import build_url
 from runner.build.git import Repositories
 from runner.build.reaper import end_tree, marker_for
+from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
 from runner.projects import ProjectDirectory
 from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter
@@ -129,6 +130,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         repositories=Repositories(
             settings.data_dir, token=settings.github.token, inherited_env=settings.inherited_env
         ),
+        sandbox=make_sandbox(settings),
         on_finished=on_finished,
     )
     scheduler = Scheduler(store, worker.run, settings.builds.concurrency)
@@ -139,6 +141,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         find_project=app[PROJECTS].find,
         on_builds_queued=on_finished,
         secret=settings.github.webhook_secret,
+        stop_build=lambda build_id, reason: scheduler.cancel(build_id, reason),
     )
     app[INTAKE] = intake
     scheduler.start()
@@ -165,6 +168,13 @@ async def _health(request: web.Request) -> web.Response:
     if not lifecycle.ready:
         return web.json_response({"status": "starting"}, status=503)
     return web.json_response({"status": "ok"})
+
+
+def make_sandbox(settings: Settings) -> Sandbox:
+    if settings.builds.sandbox == "bubblewrap":
+        hidden = (settings.config_path.resolve(),) if settings.config_path else ()
+        return Bubblewrap(data_dir=settings.data_dir, hidden_files=hidden)
+    return Sandbox()
 
 
 def begin_drain(app: web.Application) -> None:

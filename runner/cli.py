@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.config, os.environ)
+        if args.command != "try":
+            _check_sandbox(settings)
     except ConfigError as error:
         print(f"hobotnica: config error: {error}", file=sys.stderr)
         return 1
@@ -51,6 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _check_sandbox(settings: Settings) -> None:
+    """Fail closed: a sandbox that was asked for and cannot run stops start-up."""
+    if settings.builds.sandbox == "bubblewrap":
+        from runner.build.sandbox import bubblewrap_problem
+
+        problem = bubblewrap_problem()
+        if problem:
+            raise ConfigError(f'builds.sandbox = "bubblewrap", but {problem}')
+
+
 def _check_config(settings: Settings) -> int:
     print(f"config OK: {settings.config_path}")
     print(
@@ -58,6 +70,7 @@ def _check_config(settings: Settings) -> int:
         f"public URL {settings.server.public_url}"
     )
     print(f"  data directory {settings.data_dir}")
+    print(f"  builds: {settings.builds.concurrency} at once, sandbox {settings.builds.sandbox}")
     print(
         f"  {len(settings.projects)} project(s): "
         + (", ".join(p.repository for p in settings.projects) or "none")

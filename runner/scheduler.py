@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from runner.build.process import StopRequest
 from runner.models import Build
 from runner.store import Store
 
@@ -24,13 +25,14 @@ class Scheduler:
     def __init__(
         self,
         store: Store,
-        run_build: Callable[[Build], Coroutine[Any, Any, None]],
+        run_build: Callable[[Build, StopRequest], Coroutine[Any, Any, None]],
         concurrency: int,
     ) -> None:
         self._store = store
         self._run_build = run_build
         self._concurrency = concurrency
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._stops: dict[int, StopRequest] = {}
         self._wake = asyncio.Event()
         self._claiming = True
         self._loop_task: asyncio.Task[None] | None = None
@@ -61,14 +63,27 @@ class Scheduler:
                     log.exception("claiming builds failed")
                     claimed = []
                 for build in claimed:
-                    task = asyncio.create_task(self._run_build(build), name=f"build-{build.id}")
+                    stop = self._stops[build.id] = StopRequest()
+                    task = asyncio.create_task(
+                        self._run_build(build, stop), name=f"build-{build.id}"
+                    )
                     self._running[build.id] = task
                     task.add_done_callback(functools.partial(self._done, build.id))
             await self._wake.wait()
 
     def _done(self, build_id: int, _task: "asyncio.Task[None]") -> None:
         self._running.pop(build_id, None)
+        self._stops.pop(build_id, None)
         self._wake.set()
+
+    def cancel(self, build_id: int, reason: str) -> bool:
+        """Stop a build running in this process; its status will give `reason`."""
+        stop = self._stops.get(build_id)
+        if stop is None:
+            return False
+        log.info("stopping build", build_id=build_id, reason=reason)
+        stop.stop(reason)
+        return True
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no build runs; False if some still run after `timeout` seconds."""

@@ -27,6 +27,7 @@ INHERITED_ENV_PREFIXES = ("LC_",)
 MIN_SECRET_LENGTH = 6
 
 ForkPolicy = Literal["never", "without-secrets"]
+SandboxKind = Literal["none", "bubblewrap"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class BuildSettings:
     max_log_bytes: int = 64 * 1024 * 1024
     drain_timeout: float = 1800.0
     build_tags: bool = False
+    sandbox: SandboxKind = "none"
+    cancel_running: bool = True
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,16 @@ def parse_settings(
     _reject_unknown(
         builds,
         "builds.",
-        {"concurrency", "timeout", "kill_grace", "max_log_bytes", "drain_timeout", "build_tags"},
+        {
+            "concurrency",
+            "timeout",
+            "kill_grace",
+            "max_log_bytes",
+            "drain_timeout",
+            "build_tags",
+            "sandbox",
+            "cancel_running",
+        },
     )
     _reject_unknown(pulls, "pull_requests.", {"forks"})
 
@@ -156,7 +168,7 @@ def parse_settings(
 
     data_dir = Path(_get(storage, "storage.data_dir", str, "var"))
     if not data_dir.is_absolute():
-        data_dir = base_dir / data_dir
+        data_dir = (base_dir / data_dir).resolve()
 
     build_settings = BuildSettings(
         concurrency=_positive(_get(builds, "builds.concurrency", int, 2), "builds.concurrency"),
@@ -171,12 +183,10 @@ def parse_settings(
             _get(builds, "builds.drain_timeout", (int, float), 1800), "builds.drain_timeout"
         ),
         build_tags=_get(builds, "builds.build_tags", bool, False),
+        sandbox=_choice(builds, "builds.sandbox", ("none", "bubblewrap"), "none"),
+        cancel_running=_get(builds, "builds.cancel_running", bool, True),
     )
-    forks = _get(pulls, "pull_requests.forks", str, "never")
-    if forks not in ("never", "without-secrets"):
-        raise ConfigError(
-            f"pull_requests.forks must be 'never' or 'without-secrets', not {forks!r}"
-        )
+    forks = _choice(pulls, "pull_requests.forks", ("never", "without-secrets"), "never")
 
     projects_raw = raw.get("projects", [])
     if not isinstance(projects_raw, list):
@@ -266,6 +276,14 @@ def _get(table: Mapping[str, Any], name: str, kind: Any, default: Any) -> Any:
         raise ConfigError(f"{name} must be {_kind_name(kind)}, not a boolean")
     if not isinstance(value, kind):
         raise ConfigError(f"{name} must be {_kind_name(kind)}, not {type(value).__name__}")
+    return value
+
+
+def _choice(table: Mapping[str, Any], name: str, choices: tuple[str, ...], default: str) -> Any:
+    value = _get(table, name, str, default)
+    if value not in choices:
+        allowed = " or ".join(repr(choice) for choice in choices)
+        raise ConfigError(f"{name} must be {allowed}, not {value!r}")
     return value
 
 

@@ -1,7 +1,9 @@
-"""A build's log on disk, capped: the first `max_bytes` are kept, the rest is counted and cut.
+"""A build's log on disk, capped at `builds.max_log_bytes`: the head and the tail are kept.
 
-Output is written as it arrives and never held in memory whole; readers (the page, the API) read
-the file while it grows.
+The first half of the cap is written straight to the log. What comes after goes round a ring file
+of the other half, so the end of the output (where the error usually is) survives however much a
+build prints. On close the ring is appended in order, after a marker saying how much was cut.
+Nothing is held in memory but one chunk; readers (the page, the API) read the file as it grows.
 """
 
 from pathlib import Path
@@ -16,23 +18,70 @@ class BuildLog:
     def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO = path.open("wb", buffering=0)
-        self._max_bytes = max_bytes
-        self._kept = 0
-        self.cut_bytes = 0
+        self._head_room = max_bytes - max_bytes // 2
+        self._ring_size = max(1, max_bytes // 2)
+        self._ring_path = path.with_suffix(".tail")
+        self._ring: BinaryIO | None = None
+        self._ring_written = 0  # bytes ever written to the ring; position = written % size
+
+    @property
+    def cut_bytes(self) -> int:
+        return max(0, self._ring_written - self._ring_size)
 
     def write(self, data: bytes) -> None:
-        room = self._max_bytes - self._kept
-        if room > 0:
-            kept = data[:room]
-            self._file.write(kept)
-            self._kept += len(kept)
-        self.cut_bytes += max(0, len(data) - max(room, 0))
+        if self._head_room > 0:
+            head, data = data[: self._head_room], data[self._head_room :]
+            self._file.write(head)
+            self._head_room -= len(head)
+        if data:
+            self._write_ring(data)
+
+    def _write_ring(self, data: bytes) -> None:
+        if self._ring is None:
+            self._ring = self._ring_path.open("w+b", buffering=0)
+        if len(data) > self._ring_size:  # only the last ring's worth can survive
+            self._ring_written += len(data) - self._ring_size
+            data = data[-self._ring_size :]
+        position = self._ring_written % self._ring_size
+        first = data[: self._ring_size - position]
+        self._ring.seek(position)
+        self._ring.write(first)
+        if len(first) < len(data):
+            self._ring.seek(0)
+            self._ring.write(data[len(first) :])
+        self._ring_written += len(data)
 
     def note(self, line: str) -> None:
-        """A line from Hobotnica itself (not from make); never cut."""
-        self._file.write(f"[hobotnica] {line}\n".encode())
+        """A line from Hobotnica itself (not from make). Written in order once output is capped."""
+        text = f"[hobotnica] {line}\n".encode()
+        if self._ring is None:
+            self._file.write(text)
+        else:
+            self._write_ring(text)
 
     def close(self) -> None:
-        if self.cut_bytes:
-            self.note(f"output cut: {self.cut_bytes} bytes over builds.max_log_bytes not kept")
+        if self._ring is not None:
+            self._append_ring()
         self._file.close()
+
+    def _append_ring(self) -> None:
+        assert self._ring is not None
+        if self.cut_bytes:
+            self._file.write(
+                f"\n[hobotnica] … {self.cut_bytes} bytes of output cut here "
+                "(builds.max_log_bytes keeps the head and the tail) …\n".encode()
+            )
+            start = self._ring_written % self._ring_size
+            spans = [(start, self._ring_size - start), (0, start)]
+        else:
+            spans = [(0, self._ring_written)]
+        for offset, length in spans:
+            self._ring.seek(offset)
+            while length > 0:
+                chunk = self._ring.read(min(length, 1024 * 1024))
+                if not chunk:
+                    break
+                self._file.write(chunk)
+                length -= len(chunk)
+        self._ring.close()
+        self._ring_path.unlink(missing_ok=True)

@@ -1,13 +1,15 @@
 """Run one make target as an owned process tree and stream its output, masked, into the log.
 
 `make` starts in a new session (its own process group) with stdin from /dev/null, from an argument
-list, never a shell. Whatever way the target ends — exit, timeout, cancellation — the whole tree is
-ended before this returns, so a `some-daemon &` left behind never outlives its build.
+list, never a shell. Whatever way the target ends — exit, timeout, a stop request (a newer push
+superseded it), or cancellation of the task (daemon shutdown) — the whole tree is ended before
+this returns, so a `some-daemon &` left behind never outlives its build.
 """
 
 import asyncio
 import time
-from collections.abc import Mapping
+from asyncio import FIRST_COMPLETED
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,17 +22,34 @@ READ_SIZE = 64 * 1024
 DRAIN_TIMEOUT = 5.0
 
 
+class StopRequest:
+    """Asks a running build to stop, with the reason its status will give."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 @dataclass
 class MakeOutcome:
     exit_code: int | None
     timed_out: bool
+    stopped: str | None
     started_at: float
     duration: float
     leftovers: list[Leftover] = field(default_factory=list)
 
 
 async def run_make(
-    target: str,
+    argv: Sequence[str],
     *,
     workspace: Path,
     env: Mapping[str, str],
@@ -39,12 +58,12 @@ async def run_make(
     log: BuildLog,
     masker: SecretMasker,
     marker: bytes,
+    stop: StopRequest,
 ) -> MakeOutcome:
     started_at = time.time()
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        "make",
-        target,
+        *argv,
         cwd=workspace,
         env=dict(env),
         stdin=asyncio.subprocess.DEVNULL,
@@ -54,15 +73,14 @@ async def run_make(
     )
     assert process.stdout is not None
     pump = asyncio.create_task(_pump(process.stdout, log, masker))
-    timed_out = False
-    leftovers: list[Leftover] = []
+    exited = asyncio.ensure_future(process.wait())
+    stopped = asyncio.ensure_future(stop.wait())
     try:
-        async with asyncio.timeout(timeout):
-            await process.wait()
-    except TimeoutError:
-        timed_out = True
+        await asyncio.wait({exited, stopped}, timeout=timeout, return_when=FIRST_COMPLETED)
     finally:
-        # Runs on exit, timeout and cancellation alike: nothing of the build survives it.
+        # Runs on exit, timeout, stop and cancellation alike: nothing of the build survives it.
+        stopped.cancel()
+        ended_early = not exited.done()
         leftovers = await asyncio.shield(end_tree(process.pid, marker, kill_grace))
         await process.wait()
         try:
@@ -70,9 +88,11 @@ async def run_make(
         except TimeoutError:
             pump.cancel()
         log.write(masker.flush())
+    stop_reason = stop.reason if ended_early else None
     return MakeOutcome(
-        exit_code=None if timed_out else process.returncode,
-        timed_out=timed_out,
+        exit_code=None if ended_early else process.returncode,
+        timed_out=ended_early and stop_reason is None,
+        stopped=stop_reason,
         started_at=started_at,
         duration=time.monotonic() - started,
         leftovers=[p for p in leftovers if p.pid != process.pid],

@@ -15,8 +15,9 @@ from runner.build.environment import build_environment, build_url
 from runner.build.git import Repositories
 from runner.build.logfile import BuildLog, log_path
 from runner.build.masking import SecretMasker
-from runner.build.process import MakeOutcome, run_make
+from runner.build.process import MakeOutcome, StopRequest, run_make
 from runner.build.reaper import marker_for
+from runner.build.sandbox import Sandbox
 from runner.errors import CheckoutError
 from runner.models import Build
 from runner.projects import ProjectDirectory
@@ -34,15 +35,16 @@ class BuildWorker:
     store: Store
     projects: ProjectDirectory
     repositories: Repositories
+    sandbox: Sandbox
     on_finished: Callable[[], None]
 
-    async def run(self, build: Build) -> None:
+    async def run(self, build: Build, stop: StopRequest) -> None:
         started = time.monotonic()
         with structlog.contextvars.bound_contextvars(
             build_id=build.id, repository=build.repository, sha=build.sha, job=build.job.value
         ):
             try:
-                status, exit_code = await self._run(build)
+                status, exit_code = await self._run(build, stop)
             except Exception:
                 log.exception("build crashed")
                 status, exit_code = statuses.errored("Internal error; see the daemon log"), None
@@ -58,7 +60,7 @@ class BuildWorker:
                 deploy_build_id=deploy_id,
             )
 
-    async def _run(self, build: Build) -> tuple[Status, int | None]:
+    async def _run(self, build: Build, stop: StopRequest) -> tuple[Status, int | None]:
         project = self.projects.find(build.repository)
         if project is None:
             return statuses.errored("Repository is no longer registered"), None
@@ -94,9 +96,17 @@ class BuildWorker:
                 project=project,
                 public_url=self.settings.server.public_url,
             )
+            if stop.reason is not None:
+                build_log.note(f"not started: {stop.reason}")
+                return statuses.errored(stop.reason), None
             build_log.note(f"checked out {request.sha}; running make {build.job.value}")
+            argv = self.sandbox.command(
+                ["make", build.job.value],
+                workspace=workspace,
+                mirror_objects=self.repositories.mirror_path(build.repository) / "objects",
+            )
             outcome = await run_make(
-                build.job.value,
+                argv,
                 workspace=workspace,
                 env=env,
                 timeout=self.settings.builds.timeout,
@@ -104,6 +114,7 @@ class BuildWorker:
                 log=build_log,
                 masker=masker,
                 marker=marker_for(url),
+                stop=stop,
             )
             self._report_leftovers(build_log, outcome)
             return self._status(build, outcome, build_log), outcome.exit_code
@@ -111,6 +122,9 @@ class BuildWorker:
             build_log.close()
 
     def _status(self, build: Build, outcome: MakeOutcome, build_log: BuildLog) -> Status:
+        if outcome.stopped is not None:
+            build_log.note(f"stopped: {outcome.stopped}")
+            return statuses.errored(outcome.stopped)
         if outcome.timed_out:
             reason = statuses.timed_out(self.settings.builds.timeout)
             build_log.note(reason)
@@ -127,5 +141,5 @@ class BuildWorker:
         if not outcome.leftovers:
             return
         names = ", ".join(f"{p.command} (pid {p.pid})" for p in outcome.leftovers)
-        build_log.note(f"ended processes the build left behind: {names}")
+        build_log.note(f"ended processes the build left running: {names}")
         log.warning("build left processes behind", processes=names)

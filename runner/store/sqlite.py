@@ -23,6 +23,8 @@ class DeliveryOutcome:
     duplicate: bool
     build_ids: tuple[int, ...] = ()
     superseded_ids: tuple[int, ...] = ()
+    # Test builds still running in a lane a newer push arrived in: (build id, newer sha).
+    running_superseded: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,19 @@ class SQLiteStore:
                 return DeliveryOutcome(duplicate=True)
             build_ids: list[int] = []
             superseded: list[int] = []
+            running: list[tuple[int, str]] = []
             for request in requests:
                 build_id = self._insert_build(db, request, delivery_id, received_at, None)
                 build_ids.append(build_id)
                 superseded += self._supersede_queued(db, request, build_id)
-            return DeliveryOutcome(False, tuple(build_ids), tuple(superseded))
+                if request.job is Job.TEST:
+                    rows = db.execute(
+                        "SELECT id FROM builds WHERE repository = ? AND ref = ? AND job = 'test'"
+                        " AND state = 'running' AND id < ?",
+                        (request.repository, request.ref, build_id),
+                    ).fetchall()
+                    running += [(row["id"], request.sha) for row in rows]
+            return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
 
     def _insert_build(
         self,
@@ -180,6 +190,8 @@ class SQLiteStore:
             now = time.time()
             claimed = []
             for row in rows:
+                if row["job"] == Job.DEPLOY and self._deployed_newer(db, row):
+                    continue
                 db.execute(
                     "UPDATE builds SET state = 'running', description = ?, started_at = ?,"
                     " finished_at = NULL, exit_code = NULL, attempt = attempt + 1 WHERE id = ?",
@@ -190,6 +202,22 @@ class SQLiteStore:
                 )
                 claimed.append(row["id"])
             return [self._build(db, build_id) for build_id in claimed]
+
+    def _deployed_newer(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+        """End a deploy that would go backwards: a later deploy already succeeded."""
+        newer = db.execute(
+            "SELECT sha FROM builds WHERE repository = ? AND job = 'deploy' AND state = 'success'"
+            " AND id > ? ORDER BY id DESC LIMIT 1",
+            (row["repository"], row["id"]),
+        ).fetchone()
+        if newer is None:
+            return False
+        description = statuses.superseded_by(newer["sha"])
+        self._end(db, row["id"], BuildState.ERROR, description, None)
+        self._enqueue_status(
+            db, row["id"], _request(row), statuses.errored(description), only_if_announced=True
+        )
+        return True
 
     def finish_build(self, build_id: int, status: Status, exit_code: int | None) -> int | None:
         """Record a build's final state; returns the id of the deploy it unlocks, if any."""

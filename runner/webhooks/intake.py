@@ -19,6 +19,7 @@ from aiohttp import web
 
 from runner.names import is_delivery_id, is_event_name
 from runner.settings import Settings
+from runner.statuses import superseded_by
 from runner.store import Store
 from runner.webhooks.plan import PayloadError, ProjectLookup
 from runner.webhooks.routing import plan_event
@@ -40,6 +41,9 @@ class Intake:
     find_project: ProjectLookup
     on_builds_queued: Callable[[], None]
     secret: str
+    # Called for each running test build a newer push supersedes (builds.cancel_running).
+    stop_build: Callable[[int, str], object] = lambda _build_id, _reason: None
+    body_timeout: float = BODY_READ_TIMEOUT
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
@@ -61,7 +65,7 @@ class Intake:
         if (request.content_length or 0) > MAX_BODY_BYTES:
             return _error(413, "payload larger than 25 MiB"), {"outcome": "rejected"}
         try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT):
+            async with asyncio.timeout(self.body_timeout):
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "payload larger than 25 MiB"), {"outcome": "rejected"}
@@ -130,6 +134,9 @@ class Intake:
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
         if recorded.build_ids:
             self.on_builds_queued()
+        if self.settings.builds.cancel_running:
+            for build_id, newer_sha in recorded.running_superseded:
+                self.stop_build(build_id, superseded_by(newer_sha))
         fields.update(outcome=outcome, builds=list(recorded.build_ids))
         if recorded.superseded_ids:
             fields["superseded"] = list(recorded.superseded_ids)
