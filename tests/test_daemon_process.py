@@ -120,7 +120,8 @@ def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
     assert "hobotnica is listening" in events
     assert events[-1] == "stopped"
     statuses = [line for line in lines if line["event"] == "status (not posted to GitHub)"]
-    assert [s["state"] for s in statuses] == ["pending", "pending", "success"]
+    states = [s["state"] for s in statuses]
+    assert states[-1] == "success" and set(states[:-1]) <= {"pending"}
 
 
 def get_json(url: str) -> Any:

@@ -71,6 +71,15 @@ class FakeGitHub:
             async with self._changed:
                 await self._changed.wait_for(condition)
 
+    async def wait_running(
+        self, sha: str, context: str = "hobotnica/test", timeout: float = WAIT_TIMEOUT
+    ) -> None:
+        """Until GitHub was told the build runs (a queued state may be collapsed away)."""
+        await self.wait_until(
+            lambda: any(s.description.startswith("Running") for s in self.for_commit(sha, context)),
+            timeout,
+        )
+
     async def wait_final(
         self, sha: str, context: str = "hobotnica/test", timeout: float = WAIT_TIMEOUT
     ) -> StatusPost:
