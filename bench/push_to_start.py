@@ -1,12 +1,14 @@
 """Push → `make` start latency, intake latency and idle memory of a real `hobotnica serve`.
 
 Bounded and loopback-only: one local bare repository, one daemon process on 127.0.0.1, 20 pushes
-sent one at a time. The Makefile's `test` target records the wall-clock time it starts; the
-latency is that minus the moment the webhook was sent. Two cases:
+sent one at a time. The Makefile's `test` target prints the wall-clock time it starts into its
+log; the latency is that minus the moment the webhook was sent. The cases:
 
 - warm: the pushed commit is already in the daemon's git mirror (a re-push, or a pull request
   for a commit pushed before) — checkout and make only;
-- new commit: a fresh commit each time, so the daemon fetches it into its warm mirror first.
+- new commit: a fresh commit each time, so the daemon fetches it into its warm mirror first;
+- bubblewrap: the warm case again, with `builds.sandbox = "bubblewrap"` (when bwrap works here),
+  which shows what the sandbox adds to a trivial build.
 
 Usage: `make bench` or `.venv/bin/python bench/push_to_start.py [--json FILE]`.
 """
@@ -63,9 +65,9 @@ def rss_mib(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sandbox: str = "none") -> None:
+        self.sandbox = sandbox
         self.root = root
-        self.stamps = root / "stamps"
         self.remote = root / "remotes" / "bench" / "app.git"
         self.work = root / "work"
         self.port = free_port()
@@ -75,15 +77,16 @@ class Bench:
         self.remote.parent.mkdir(parents=True)
         git(self.root, "init", "-q", "--bare", "-b", "main", str(self.remote))
         git(self.root, "clone", "-q", str(self.remote), str(self.work))
-        (self.work / "Makefile").write_text("test:\n\t@date +%s.%N > $$STAMP_FILE\n")
+        # The start time goes to the build log: a sandboxed build cannot write outside.
+        (self.work / "Makefile").write_text("test:\n\t@echo make-started-at $$(date +%s.%N)\n")
         config = self.root / "hobotnica.toml"
         config.write_text(
             f'[server]\nport = {self.port}\npublic_url = "{self.base}"\n'
             f'[github]\ngit_url = "{(self.root / "remotes").as_uri()}"\n'
             f'webhook_secret = "{SECRET}"\n'
             '[storage]\ndata_dir = "var"\n'
+            f'[builds]\nsandbox = "{self.sandbox}"\n'
             '[[projects]]\nrepository = "bench/app"\n'
-            f'env = {{ STAMP_FILE = "{self.stamps}" }}\n'
         )
         self.config = config
 
@@ -137,12 +140,13 @@ class Bench:
         intake, start = [], []
         for n in range(PUSHES):
             sha = sha_for[n] if sha_for else self.commit(1000 + n)
-            self.stamps.unlink(missing_ok=True)
             sent, took, build_id = self.push(sha, f"{label}-{n}")
             build = self.wait_final(build_id)
             assert build["state"] == "success", build
             intake.append(took * 1000)
-            start.append((float(self.stamps.read_text()) - sent) * 1000)
+            with urllib.request.urlopen(f"{self.base}/api/builds/{build_id}/log", timeout=5) as r:
+                stamp = r.read().decode().split("make-started-at ", 1)[1].split()[0]
+            start.append((float(stamp) - sent) * 1000)
         return {
             "intake_p50_ms": statistics.median(intake),
             "intake_p99_ms": percentile(intake, 0.99),
@@ -151,45 +155,60 @@ class Bench:
         }
 
 
+def run_daemon(bench: Bench, measure_new_commits: bool) -> dict[str, dict[str, float]]:
+    hobotnica = str(Path(sys.executable).parent / "hobotnica")
+    daemon = subprocess.Popen(
+        [hobotnica, "serve", "--config", str(bench.config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{bench.base}/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        time.sleep(1)
+        idle_before = rss_mib(daemon.pid)
+        warm_sha = bench.commit(0)
+        bench.wait_final(bench.push(warm_sha, "warmup")[2])  # clones the mirror once
+        results = {"known": bench.measure([warm_sha] * PUSHES, "warm")}
+        if measure_new_commits:
+            results["new"] = bench.measure(None, "new")
+        time.sleep(1)
+        results["memory"] = {
+            "rss_idle_at_start_mib": idle_before,
+            "rss_idle_after_builds_mib": rss_mib(daemon.pid),
+        }
+        return results
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hobotnica-bench-") as tmp:
-        bench = Bench(Path(tmp))
+    from runner.build.sandbox import bubblewrap_problem
+
+    results: dict[str, dict[str, float]] = {}
+    # Not under /tmp: a sandboxed build has a private /tmp, and its stamp must reach us.
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=Path(__file__).parent) as tmp:
+        bench = Bench(Path(tmp) / "plain")
         bench.setup()
-        hobotnica = str(Path(sys.executable).parent / "hobotnica")
-        daemon = subprocess.Popen(
-            [hobotnica, "serve", "--config", str(bench.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(f"{bench.base}/health", timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or daemon.poll() is not None:
-                        raise
-                    time.sleep(0.05)
-            time.sleep(1)
-            idle_before = rss_mib(daemon.pid)
-            warm_sha = bench.commit(0)
-            bench.wait_final(bench.push(warm_sha, "warmup")[2])  # clones the mirror once
-            results = {
-                "warm_mirror_known_commit": bench.measure([warm_sha] * PUSHES, "warm"),
-                "warm_mirror_new_commit": bench.measure(None, "new"),
-            }
-            time.sleep(1)
-            results["memory"] = {
-                "rss_idle_at_start_mib": idle_before,
-                "rss_idle_after_40_builds_mib": rss_mib(daemon.pid),
-            }
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
+        plain = run_daemon(bench, measure_new_commits=True)
+        results["warm_mirror_known_commit"] = plain["known"]
+        results["warm_mirror_new_commit"] = plain["new"]
+        results["memory"] = plain["memory"]
+        if bubblewrap_problem() is None:
+            sandboxed = Bench(Path(tmp) / "bubblewrap", sandbox="bubblewrap")
+            sandboxed.setup()
+            results["known_commit_in_bubblewrap"] = run_daemon(sandboxed, False)["known"]
     print(
         f"{'scenario':28} {'intake p50':>11} {'intake p99':>11} {'→make p50':>10} {'→make p95':>10}"
     )
@@ -203,7 +222,7 @@ def main() -> int:
     memory = results["memory"]
     print(
         f"daemon RSS idle: {memory['rss_idle_at_start_mib']:.1f} MiB at start, "
-        f"{memory['rss_idle_after_40_builds_mib']:.1f} MiB after 41 builds"
+        f"{memory['rss_idle_after_builds_mib']:.1f} MiB after {2 * PUSHES + 1} builds"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
