@@ -17,11 +17,12 @@ from runner.build.git import Repositories
 from runner.build.reaper import end_tree, marker_for
 from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
+from runner.instance import is_gone, new_owner_id
 from runner.projects import ProjectDirectory
 from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter
 from runner.scheduler import Scheduler
 from runner.settings import Settings
-from runner.store import Store
+from runner.store import RecoveredBuild, Store
 from runner.web.builds import BuildViews
 from runner.web.middleware import error_middleware
 from runner.webhooks.intake import MAX_BODY_BYTES, Intake
@@ -48,6 +49,7 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 REPORTER = web.AppKey("reporter", StatusReporter)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INTAKE = web.AppKey("intake", Intake)
+OWNER = web.AppKey("owner", str)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -55,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[PROJECTS] = ProjectDirectory(settings)
+    app[OWNER] = new_owner_id()
     app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _ready])
     app.router.add_post("/webhooks/github", _webhook)
     app.router.add_get("/health", _health)
@@ -92,7 +95,11 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         )
         github = LoggedStatuses()
     reporter = StatusReporter(
-        app[STORE], github, public_url=settings.server.public_url, is_local=app[PROJECTS].is_local
+        app[STORE],
+        github,
+        public_url=settings.server.public_url,
+        is_local=app[PROJECTS].is_local,
+        owner=app[OWNER],
     )
     app[REPORTER] = reporter
     reporter.start()
@@ -105,19 +112,28 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
 async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store, reporter = app[STORE], app[REPORTER]
-    for recovered in await store.recover_interrupted():
-        log.warning(
-            "build interrupted by a restart", build_id=recovered.id, requeued=recovered.requeued
-        )
-        # Its processes may have outlived the daemon that started them.
-        marker = marker_for(build_url(settings.server.public_url, recovered.id))
-        for process in await end_tree(None, marker, settings.builds.kill_grace):
+    owner = app[OWNER]
+
+    def owner_is_gone(other: str | None) -> bool:
+        return is_gone(other, me=owner)
+
+    async def on_recovered(recovered: list[RecoveredBuild]) -> None:
+        for build in recovered:
             log.warning(
-                "ended a process left by an interrupted build",
-                build_id=recovered.id,
-                pid=process.pid,
-                command=process.command,
+                "recovered an interrupted build", build_id=build.id, requeued=build.requeued
             )
+            # Its processes may have outlived the daemon that started them.
+            marker = marker_for(build_url(settings.server.public_url, build.id))
+            for process in await end_tree(None, marker, settings.builds.kill_grace):
+                log.warning(
+                    "ended a process left by an interrupted build",
+                    build_id=build.id,
+                    pid=process.pid,
+                    command=process.command,
+                )
+        reporter.wake()
+
+    await on_recovered(await store.recover_interrupted(owner_is_gone))
 
     def on_finished() -> None:
         reporter.wake()
@@ -131,9 +147,17 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
             settings.data_dir, token=settings.github.token, inherited_env=settings.inherited_env
         ),
         sandbox=make_sandbox(settings),
+        owner=owner,
         on_finished=on_finished,
     )
-    scheduler = Scheduler(store, worker.run, settings.builds.concurrency)
+    scheduler = Scheduler(
+        store,
+        worker.run,
+        concurrency=settings.builds.concurrency,
+        owner=owner,
+        is_gone=owner_is_gone,
+        on_recovered=on_recovered,
+    )
     app[SCHEDULER] = scheduler
     intake = Intake(
         settings=settings,

@@ -1,17 +1,25 @@
 """The status reporter: posts commit statuses from the store's outbox, one at a time.
 
 A slow or failing GitHub never blocks a build or loses a result: builds only write to the outbox,
-and this loop delivers, retrying network errors, 5xx and rate limits with backoff. A 4xx other
-than a rate limit (say 422 for a bad sha, or 404 for a repository the token cannot see) is logged
-and dropped, never retried forever. Without a GitHub token, and for local repositories, statuses
-are written to the log instead.
+and this loop delivers it, surviving restarts because the outbox is in the store.
+
+- Serial, as GitHub asks of mutating requests: one post at a time, and across daemons sharing
+  the store only the holder of the `outbox` lease posts.
+- Paced: a token bucket keeps bursts under GitHub's secondary limit (about 80 content-creating
+  requests a minute); the outbox sends the newest builds' statuses first.
+- Retried (`retry_delay`): network errors and 5xx with exponential backoff and jitter; 403/429
+  honour `retry-after`, or wait for `x-ratelimit-reset` when `x-ratelimit-remaining` is 0. Any
+  other 4xx (422 for an unknown sha, 404 for a repository the token cannot see) is logged and
+  dropped, never retried forever.
+- Without a GitHub token, and for local repositories, statuses are written to the log instead.
 """
 
 import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -25,7 +33,38 @@ from runner.store import OutboxItem, Store
 log = structlog.get_logger("hobotnica.statuses")
 
 MAX_BACKOFF = 600.0
-Outcome = Literal["sent", "rejected"] | float  # a float: retry after that many seconds
+SECONDARY_LIMIT_WAIT = 60.0  # GitHub: wait at least a minute when no header says how long
+LEASE_NAME = "outbox"
+LEASE_SECONDS = 30.0
+BURST = 20
+PER_MINUTE = 60.0
+
+Sent = Literal["sent", "rejected"]
+Outcome = Sent | float  # a float: retry after that many seconds (negative: back off)
+
+
+def retry_delay(
+    status: int | None, headers: Mapping[str, str], now: float, message: str = ""
+) -> float | None:
+    """How long to wait before posting again after an answer, or None to drop the status.
+
+    `status` None is a network error; `headers` have lower-case names. A negative answer means
+    "no hint: back off exponentially".
+    https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+    """
+    if status is None or status >= 500:
+        return -1.0
+    if status not in (403, 429):
+        return None
+    retry_after = headers.get("retry-after", "")
+    if retry_after.isdigit():
+        return float(retry_after)
+    reset = headers.get("x-ratelimit-reset", "")
+    if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
+        return max(1.0, float(reset) - now + 1)
+    if status == 429 or "rate limit" in message.lower():
+        return SECONDARY_LIMIT_WAIT
+    return None  # a 403 that is not a rate limit: the token may not do this
 
 
 class GitHubStatuses:
@@ -37,23 +76,22 @@ class GitHubStatuses:
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
         try:
             await self._github.post(f"/repos/{repository}/statuses/{sha}", data=payload)
-        except gidgethub.RateLimitExceeded as error:
-            return max(1.0, error.rate_limit.reset_datetime.timestamp() - time.time())
-        except gidgethub.GitHubBroken as error:  # 5xx
-            log.warning("GitHub answered a server error", status=error.status_code.value)
-            return -1.0
-        except gidgethub.BadRequest as error:
-            if error.status_code.value in (403, 429):  # secondary rate limit
-                return 60.0
-            log.error(
-                "GitHub refused a status; dropped",
-                status=error.status_code.value,
-                repository=repository,
-                sha=sha,
-                error=str(error)[:200],
-            )
-            return "rejected"
-        except (aiohttp.ClientError, TimeoutError, gidgethub.HTTPException) as error:
+        except gidgethub.HTTPException as error:
+            status = error.status_code.value
+            headers = {k.lower(): v for k, v in error.headers.items()}
+            delay = retry_delay(status, headers, time.time(), str(error))
+            if delay is None:
+                log.error(
+                    "GitHub refused a status; dropped",
+                    status=status,
+                    repository=repository,
+                    sha=sha,
+                    error=str(error)[:200],
+                )
+                return "rejected"
+            log.warning("GitHub did not take a status", status=status, retry_in_s=delay)
+            return delay
+        except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("posting a status failed", error=type(error).__name__)
             return -1.0
         return "sent"
@@ -67,6 +105,25 @@ class LoggedStatuses:
         return "sent"
 
 
+@dataclass
+class TokenBucket:
+    """`burst` requests at once, refilled at `per_minute`; `take` says how long to wait."""
+
+    burst: float = BURST
+    per_minute: float = PER_MINUTE
+    tokens: float = BURST
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        if self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_minute / 60)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) * 60 / self.per_minute
+
+
 class StatusReporter:
     def __init__(
         self,
@@ -75,12 +132,15 @@ class StatusReporter:
         *,
         public_url: str,
         is_local: Callable[[str], bool],
+        owner: str,
     ) -> None:
         self._store = store
         self._github = github
         self._local = LoggedStatuses()
         self._public_url = public_url
         self._is_local = is_local
+        self._owner = owner
+        self._bucket = TokenBucket()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -91,13 +151,23 @@ class StatusReporter:
         self._wake.set()
 
     async def _loop(self) -> None:
+        lease_renewed = 0.0
         while True:
             self._wake.clear()
+            retry_at: float | None = None
             try:
-                item, retry_at = await self._store.next_status(time.time())
+                now = time.time()
+                if now - lease_renewed > LEASE_SECONDS / 3:
+                    if not await self._store.acquire_lease(LEASE_NAME, self._owner, LEASE_SECONDS):
+                        retry_at = now + LEASE_SECONDS / 3  # another daemon posts meanwhile
+                        raise _Waiting
+                    lease_renewed = now
+                item, retry_at = await self._store.next_status(now)
                 if item is not None:
                     await self._deliver(item)
                     continue
+            except _Waiting:
+                pass
             except Exception:
                 log.exception("status reporter failed; retrying")
                 retry_at = time.time() + 5
@@ -109,8 +179,13 @@ class StatusReporter:
         payload = item.status.payload(
             context=item.context, target_url=build_url(self._public_url, item.build_id)
         )
-        sink = self._local if self._is_local(item.repository) else self._github
-        outcome = await sink.post(item.repository, item.sha, payload)
+        local = self._is_local(item.repository)
+        posts_to_github = not local and isinstance(self._github, GitHubStatuses)
+        if posts_to_github and (wait := self._bucket.take(time.monotonic())):
+            await asyncio.sleep(wait)
+        outcome = await (self._local if local else self._github).post(
+            item.repository, item.sha, payload
+        )
         if isinstance(outcome, str):
             await self._store.status_done(item.id, outcome)
             return
@@ -133,8 +208,14 @@ class StatusReporter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(Exception):
+            await self._store.drop_lease(LEASE_NAME, self._owner)
+
+
+class _Waiting(Exception):
+    """Another daemon holds the outbox lease."""
 
 
 def _backoff(attempts: int) -> float:
-    """Exponential backoff with full jitter: 1 s, 2 s, 4 s … up to 10 minutes."""
-    return random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography * min(MAX_BACKOFF, 2.0**attempts)
+    """Exponential backoff with full jitter: about 1 s, 2 s, 4 s … up to 10 minutes."""
+    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF, 2.0**attempts)  # noqa: S311 - jitter

@@ -18,6 +18,9 @@ REPO = "octo/app"
 NOW = 1_700_000_000.0
 INTERRUPTED = "Interrupted: daemon restarted"
 
+OWNER = "test-host/1/owner"
+LEASE = 30.0
+
 
 def sha(n: int) -> str:
     return hashlib.sha1(str(n).encode()).hexdigest()  # noqa: S324 - a commit id, not security
@@ -237,7 +240,7 @@ def test_newer_push_supersedes_older_queued_tests_of_the_same_branch_only(
 
 def test_running_builds_are_not_superseded(store: SQLiteStore) -> None:
     [running] = deliver(store, "d-1", request(1))
-    [claimed] = store.claim_builds(1)
+    [claimed] = store.claim_builds(1, OWNER, LEASE)
     assert claimed.id == running
     [queued] = deliver(store, "d-2", request(2))
     outcome = store.record_delivery(
@@ -263,8 +266,8 @@ def test_claim_runs_one_build_per_repository_in_arrival_order(store: SQLiteStore
     [c1] = deliver(store, "d-4", request(4, repository="octo/c"))
     [b2] = deliver(store, "d-5", request(5, repository="octo/b", branch="feature"))
 
-    assert store.claim_builds(0) == []
-    first = store.claim_builds(2)
+    assert store.claim_builds(0, OWNER, LEASE) == []
+    first = store.claim_builds(2, OWNER, LEASE)
     assert [build.id for build in first] == [a1, b1]
     for build in first:
         assert build.state is BuildState.RUNNING
@@ -273,22 +276,22 @@ def test_claim_runs_one_build_per_repository_in_arrival_order(store: SQLiteStore
         assert build.description == "Running make test"
 
     # a and b are busy: only c may start, however many slots there are
-    assert [build.id for build in store.claim_builds(5)] == [c1]
-    assert store.claim_builds(5) == []
+    assert [build.id for build in store.claim_builds(5, OWNER, LEASE)] == [c1]
+    assert store.claim_builds(5, OWNER, LEASE) == []
     assert store.queued_count() == 2
 
-    assert store.finish_build(b1, SUCCESS, 0) is None
-    assert [build.id for build in store.claim_builds(5)] == [b2]
-    assert store.finish_build(a1, FAILURE, 2) is None
-    [next_a] = store.claim_builds(5)
+    assert store.finish_build(b1, SUCCESS, 0, OWNER) is None
+    assert [build.id for build in store.claim_builds(5, OWNER, LEASE)] == [b2]
+    assert store.finish_build(a1, FAILURE, 2, OWNER) is None
+    [next_a] = store.claim_builds(5, OWNER, LEASE)
     assert (next_a.id, next_a.attempt) == (a2, 1)
-    assert store.claim_builds(5) == []
+    assert store.claim_builds(5, OWNER, LEASE) == []
     assert store.queued_count() == 0
 
 
 def test_claim_posts_a_running_status(store: SQLiteStore, path: Path) -> None:
     [build_id] = deliver(store, "d-1", request(1))
-    store.claim_builds(1)
+    store.claim_builds(1, OWNER, LEASE)
     assert outbox(path, build_id) == [
         ("pending", "Queued", None),
         ("pending", "Running make test", None),
@@ -300,8 +303,8 @@ def test_claim_posts_a_running_status(store: SQLiteStore, path: Path) -> None:
 
 def test_green_test_with_deploy_after_test_queues_a_deploy(store: SQLiteStore, path: Path) -> None:
     [test_id] = deliver(store, "d-1", request(1, deploy_after_test=True))
-    store.claim_builds(1)
-    deploy_id = store.finish_build(test_id, SUCCESS, 0)
+    store.claim_builds(1, OWNER, LEASE)
+    deploy_id = store.finish_build(test_id, SUCCESS, 0, OWNER)
     assert deploy_id is not None and deploy_id != test_id
 
     test = store.get_build(test_id)
@@ -326,12 +329,12 @@ def test_green_test_with_deploy_after_test_queues_a_deploy(store: SQLiteStore, p
     assert outbox(path, test_id)[-1] == ("success", SUCCESS.description, None)
 
     # finishing again changes nothing and unlocks nothing
-    assert store.finish_build(test_id, SUCCESS, 0) is None
+    assert store.finish_build(test_id, SUCCESS, 0, OWNER) is None
     assert len(query(path, "SELECT * FROM builds WHERE job = 'deploy'")) == 1
 
-    [claimed] = store.claim_builds(1)
+    [claimed] = store.claim_builds(1, OWNER, LEASE)
     assert (claimed.id, claimed.job) == (deploy_id, Job.DEPLOY)
-    assert store.finish_build(deploy_id, statuses.succeeded(Job.DEPLOY, 3.0), 0) is None
+    assert store.finish_build(deploy_id, statuses.succeeded(Job.DEPLOY, 3.0), 0, OWNER) is None
 
 
 @pytest.mark.parametrize(
@@ -343,9 +346,9 @@ def test_a_test_that_is_not_green_queues_no_deploy(
     store: SQLiteStore, path: Path, status: Status
 ) -> None:
     [test_id] = deliver(store, "d-1", request(1, deploy_after_test=True))
-    store.claim_builds(1)
+    store.claim_builds(1, OWNER, LEASE)
     exit_code = 2 if status.state is StatusState.FAILURE else None
-    assert store.finish_build(test_id, status, exit_code) is None
+    assert store.finish_build(test_id, status, exit_code, OWNER) is None
     assert state(store, test_id) == (BuildState(status.state.value), status.description)
     assert query(path, "SELECT * FROM builds WHERE job = 'deploy'") == []
 
@@ -354,43 +357,43 @@ def test_a_green_test_without_deploy_after_test_queues_no_deploy(
     store: SQLiteStore, path: Path
 ) -> None:
     [test_id] = deliver(store, "d-1", request(1))
-    store.claim_builds(1)
-    assert store.finish_build(test_id, SUCCESS, 0) is None
+    store.claim_builds(1, OWNER, LEASE)
+    assert store.finish_build(test_id, SUCCESS, 0, OWNER) is None
     assert query(path, "SELECT * FROM builds WHERE job = 'deploy'") == []
 
 
 def test_a_fork_never_gets_a_deploy(store: SQLiteStore, path: Path) -> None:
     fork = request(1, deploy_after_test=True, from_fork=True, pull_request=3)
     [test_id] = deliver(store, "d-1", fork)
-    store.claim_builds(1)
-    assert store.finish_build(test_id, SUCCESS, 0) is None
+    store.claim_builds(1, OWNER, LEASE)
+    assert store.finish_build(test_id, SUCCESS, 0, OWNER) is None
     assert state(store, test_id)[0] is BuildState.SUCCESS
     assert query(path, "SELECT * FROM builds WHERE job = 'deploy'") == []
 
 
 def test_a_newer_deploy_supersedes_an_older_queued_deploy(store: SQLiteStore, path: Path) -> None:
     [t1] = deliver(store, "d-1", request(1, deploy_after_test=True))
-    store.claim_builds(1)
+    store.claim_builds(1, OWNER, LEASE)
     [t2] = deliver(store, "d-2", request(2, deploy_after_test=True))  # t1 runs: not superseded
-    d1 = store.finish_build(t1, SUCCESS, 0)
+    d1 = store.finish_build(t1, SUCCESS, 0, OWNER)
     assert d1 is not None
-    [claimed] = store.claim_builds(1)
+    [claimed] = store.claim_builds(1, OWNER, LEASE)
     assert claimed.id == t2  # FIFO per repository: the test that arrived first runs first
-    d2 = store.finish_build(t2, SUCCESS, 0)
+    d2 = store.finish_build(t2, SUCCESS, 0, OWNER)
     assert d2 is not None and d2 > d1
     assert state(store, d1) == (BuildState.ERROR, f"Superseded by {sha(2)[:7]}")
     assert state(store, d2) == (BuildState.QUEUED, "Queued")
     assert outbox(path, d1)[-1] == ("error", f"Superseded by {sha(2)[:7]}", None)
-    [next_build] = store.claim_builds(1)
+    [next_build] = store.claim_builds(1, OWNER, LEASE)
     assert next_build.id == d2
 
 
 def test_a_deploy_of_another_repository_is_not_superseded(store: SQLiteStore) -> None:
     [ta] = deliver(store, "d-1", request(1, deploy_after_test=True))
     [tb] = deliver(store, "d-2", request(2, repository="octo/b", deploy_after_test=True))
-    store.claim_builds(2)
-    da = store.finish_build(ta, SUCCESS, 0)
-    db = store.finish_build(tb, SUCCESS, 0)
+    store.claim_builds(2, OWNER, LEASE)
+    da = store.finish_build(ta, SUCCESS, 0, OWNER)
+    db = store.finish_build(tb, SUCCESS, 0, OWNER)
     assert da is not None and db is not None
     assert state(store, da)[0] is BuildState.QUEUED
     assert state(store, db)[0] is BuildState.QUEUED
@@ -403,7 +406,7 @@ def test_only_the_newest_waiting_status_per_commit_and_context_is_sent(
     store: SQLiteStore, path: Path
 ) -> None:
     [build_id] = deliver(store, "d-1", request(1))
-    store.claim_builds(1)
+    store.claim_builds(1, OWNER, LEASE)
     [item] = drain(store)
     assert item.build_id == build_id
     assert (item.repository, item.sha, item.context) == (REPO, sha(1), "hobotnica/test")
@@ -413,7 +416,7 @@ def test_only_the_newest_waiting_status_per_commit_and_context_is_sent(
         ("pending", "Queued", "collapsed"),
         ("pending", "Running make test", "sent"),
     ]
-    store.finish_build(build_id, SUCCESS, 0)
+    store.finish_build(build_id, SUCCESS, 0, OWNER)
     [final] = drain(store)
     assert final.status == SUCCESS
     assert drain(store) == []
@@ -424,8 +427,8 @@ def test_only_the_newest_waiting_status_per_commit_and_context_is_sent(
 def test_statuses_of_different_contexts_and_commits_do_not_collapse(store: SQLiteStore) -> None:
     [t1] = deliver(store, "d-1", request(1, deploy_after_test=True))
     [t2] = deliver(store, "d-2", request(2, branch="feature"))
-    store.claim_builds(1)
-    deploy_id = store.finish_build(t1, SUCCESS, 0)
+    store.claim_builds(1, OWNER, LEASE)
+    deploy_id = store.finish_build(t1, SUCCESS, 0, OWNER)
     assert deploy_id is not None
     sent = drain(store)
     assert {(item.build_id, item.status.state, item.status.description) for item in sent} == {
@@ -491,7 +494,7 @@ def test_a_retried_status_is_replaced_by_a_newer_one(store: SQLiteStore, path: P
     item, _ = store.next_status(NOW)
     assert item is not None
     store.status_retry(item.id, NOW + 600)
-    store.claim_builds(1)
+    store.claim_builds(1, OWNER, LEASE)
     newer, retry_at = store.next_status(NOW)
     assert newer is not None and retry_at is None
     assert newer.status.description == "Running make test"
@@ -506,7 +509,7 @@ def test_a_retried_status_is_replaced_by_a_newer_one(store: SQLiteStore, path: P
 def test_an_interrupted_test_is_requeued_once_then_ends_in_error(path: Path) -> None:
     store = SQLiteStore(path)
     [build_id] = deliver(store, "d-1", request(1))
-    [claimed] = store.claim_builds(1)
+    [claimed] = store.claim_builds(1, OWNER, LEASE)
     assert claimed.attempt == 1
     store.close()  # the daemon dies with the build running
 
@@ -519,7 +522,7 @@ def test_an_interrupted_test_is_requeued_once_then_ends_in_error(path: Path) -> 
         ("pending", "Queued", None),
     ]
     assert store.recover_interrupted() == []  # nothing is running any more
-    [again] = store.claim_builds(1)
+    [again] = store.claim_builds(1, OWNER, LEASE)
     assert (again.id, again.attempt) == (build_id, 2)
     store.close()  # and dies again
 
@@ -530,7 +533,7 @@ def test_an_interrupted_test_is_requeued_once_then_ends_in_error(path: Path) -> 
         assert build is not None
         assert (build.state, build.description) == (BuildState.ERROR, INTERRUPTED)
         assert build.finished_at is not None
-        assert store.claim_builds(1) == []
+        assert store.claim_builds(1, OWNER, LEASE) == []
         [final] = drain(store)
         assert (final.build_id, final.status) == (build_id, statuses.errored(INTERRUPTED))
     finally:
@@ -542,10 +545,12 @@ def test_an_interrupted_deploy_ends_in_error_at_once(path: Path) -> None:
     store = SQLiteStore(path)
     [test_id] = deliver(store, "d-1", request(1, deploy_after_test=True))
     [queued_test] = deliver(store, "d-2", request(2, repository="octo/other"))
-    store.claim_builds(1)
-    deploy_id = store.finish_build(test_id, SUCCESS, 0)
+    store.claim_builds(1, OWNER, LEASE)
+    deploy_id = store.finish_build(test_id, SUCCESS, 0, OWNER)
     assert deploy_id is not None
-    [other, deploy] = store.claim_builds(2)  # arrival order: the other test came first
+    [other, deploy] = store.claim_builds(
+        2, OWNER, LEASE
+    )  # arrival order: the other test came first
     assert (deploy.id, deploy.job, deploy.attempt) == (deploy_id, Job.DEPLOY, 1)
     assert other.id == queued_test
     store.close()
@@ -563,7 +568,7 @@ def test_an_interrupted_deploy_ends_in_error_at_once(path: Path) -> None:
         assert sent[deploy_id].status == statuses.errored(INTERRUPTED)
         assert sent[deploy_id].context == "hobotnica/deploy"
         assert sent[queued_test].status == statuses.queued(Job.TEST)
-        assert [b.id for b in store.claim_builds(5)] == [queued_test]
+        assert [b.id for b in store.claim_builds(5, OWNER, LEASE)] == [queued_test]
     finally:
         store.close()
     assert_integrity(path)
@@ -580,9 +585,9 @@ def test_a_dropped_superseded_error_does_not_swallow_another_builds_final_status
     """
     [push] = deliver(store, "d-1", request(1, branch="feature"))
     [pr] = deliver(store, "d-2", request(1, branch="feature", pull_request=5))
-    [claimed] = store.claim_builds(1)
+    [claimed] = store.claim_builds(1, OWNER, LEASE)
     assert claimed.id == push
-    store.finish_build(push, SUCCESS, 0)
+    store.finish_build(push, SUCCESS, 0, OWNER)
     [newer_pr] = deliver(store, "d-3", request(2, branch="feature", pull_request=5))
     assert state(store, pr) == (BuildState.ERROR, f"Superseded by {sha(2)[:7]}")
 

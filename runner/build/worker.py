@@ -36,6 +36,7 @@ class BuildWorker:
     projects: ProjectDirectory
     repositories: Repositories
     sandbox: Sandbox
+    owner: str
     on_finished: Callable[[], None]
 
     async def run(self, build: Build, stop: StopRequest) -> None:
@@ -48,7 +49,7 @@ class BuildWorker:
             except Exception:
                 log.exception("build crashed")
                 status, exit_code = statuses.errored("Internal error; see the daemon log"), None
-            deploy_id = await self.store.finish_build(build.id, status, exit_code)
+            deploy_id = await self.store.finish_build(build.id, status, exit_code, self.owner)
             self.on_finished()
             log.info(
                 "build finished",

@@ -6,16 +6,16 @@ processes (a second blue/green instance) are serialised by SQLite's own locking.
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from runner.models import Build, BuildRequest
 from runner.statuses import Status
-from runner.store.sqlite import DeliveryOutcome, OutboxItem, RecoveredBuild, SQLiteStore
+from runner.store.sqlite import DeliveryOutcome, Hook, OutboxItem, RecoveredBuild, SQLiteStore
 
-__all__ = ["DeliveryOutcome", "OutboxItem", "RecoveredBuild", "Store"]
+__all__ = ["DeliveryOutcome", "Hook", "OutboxItem", "RecoveredBuild", "Store"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -47,6 +47,8 @@ class Store:
         received_at: float,
         outcome: str,
         requests: Sequence[BuildRequest],
+        hook_repository: str | None = None,
+        stop_running: bool = False,
     ) -> DeliveryOutcome:
         return await self._run(
             self._backend.record_delivery,
@@ -56,21 +58,39 @@ class Store:
             received_at=received_at,
             outcome=outcome,
             requests=requests,
+            hook_repository=hook_repository,
+            stop_running=stop_running,
         )
 
-    async def claim_builds(self, limit: int) -> list[Build]:
-        return await self._run(self._backend.claim_builds, limit)
+    async def claim_builds(self, limit: int, owner: str, lease_seconds: float) -> list[Build]:
+        return await self._run(self._backend.claim_builds, limit, owner, lease_seconds)
+
+    async def heartbeat(
+        self, owner: str, build_ids: Iterable[int], lease_seconds: float
+    ) -> dict[int, str | None]:
+        return await self._run(self._backend.heartbeat, owner, list(build_ids), lease_seconds)
 
     async def finish_build(
-        self, build_id: int, status: Status, exit_code: int | None
+        self, build_id: int, status: Status, exit_code: int | None, owner: str
     ) -> int | None:
-        return await self._run(self._backend.finish_build, build_id, status, exit_code)
+        return await self._run(self._backend.finish_build, build_id, status, exit_code, owner)
 
     async def set_commit_info(self, build_id: int, message: str, author: str) -> None:
         await self._run(self._backend.set_commit_info, build_id, message, author)
 
-    async def recover_interrupted(self) -> list[RecoveredBuild]:
-        return await self._run(self._backend.recover_interrupted)
+    async def recover_interrupted(
+        self, is_gone: Callable[[str | None], bool]
+    ) -> list[RecoveredBuild]:
+        return await self._run(self._backend.recover_interrupted, is_gone)
+
+    async def release(self, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
+        return await self._run(self._backend.release, owner, list(build_ids))
+
+    async def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        return await self._run(self._backend.acquire_lease, name, owner, seconds)
+
+    async def drop_lease(self, name: str, owner: str) -> None:
+        await self._run(self._backend.drop_lease, name, owner)
 
     async def get_build(self, build_id: int) -> Build | None:
         return await self._run(self._backend.get_build, build_id)
@@ -89,3 +109,17 @@ class Store:
 
     async def pending_status_count(self) -> int:
         return await self._run(self._backend.pending_status_count)
+
+    async def hooks(self) -> list[Hook]:
+        return await self._run(self._backend.hooks)
+
+    async def set_hook_checked(self, repository: str, until: float) -> None:
+        await self._run(self._backend.set_hook_checked, repository, until)
+
+    async def known_deliveries(self, delivery_ids: Iterable[str]) -> set[str]:
+        return await self._run(self._backend.known_deliveries, list(delivery_ids))
+
+    async def prune(self, *, older_than: float, keep_per_repository: int) -> list[int]:
+        return await self._run(
+            self._backend.prune, older_than=older_than, keep_per_repository=keep_per_repository
+        )

@@ -1,4 +1,6 @@
 -- Hobotnica's durable state. Every arrow that crosses a restart goes through these tables.
+-- Several daemons may share the file (blue/green): work is claimed with leases that the owner
+-- renews, so a daemon that dies leaves nothing stuck; the same protocol works on PostgreSQL.
 
 CREATE TABLE IF NOT EXISTS deliveries (
     id          TEXT PRIMARY KEY,      -- X-GitHub-Delivery; redeliveries keep it
@@ -29,7 +31,10 @@ CREATE TABLE IF NOT EXISTS builds (
     queued_at         REAL NOT NULL,
     started_at        REAL,
     finished_at       REAL,
-    attempt           INTEGER NOT NULL DEFAULT 0
+    attempt           INTEGER NOT NULL DEFAULT 0,
+    lease_owner       TEXT,             -- the daemon running it
+    lease_expires     REAL,             -- renewed by the owner's heartbeat
+    stop_reason       TEXT              -- asks the owner to stop it (a newer push)
 );
 CREATE INDEX IF NOT EXISTS builds_by_state ON builds (state, repository, id);
 CREATE INDEX IF NOT EXISTS builds_by_lane ON builds (repository, ref, job, state);
@@ -50,5 +55,19 @@ CREATE TABLE IF NOT EXISTS outbox (
     done_at           REAL,
     outcome           TEXT              -- sent, collapsed, dropped, rejected
 );
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (done_at, next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (done_at, next_attempt_at, build_id);
 CREATE INDEX IF NOT EXISTS outbox_by_commit ON outbox (repository, sha, context, done_at);
+
+-- Named leases for work only one daemon may do at a time (posting statuses serially).
+CREATE TABLE IF NOT EXISTS leases (
+    name    TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+
+-- The GitHub hook each repository's deliveries came through, for catching up on missed ones.
+CREATE TABLE IF NOT EXISTS hooks (
+    repository      TEXT PRIMARY KEY,
+    hook_id         TEXT NOT NULL,
+    checked_until   REAL NOT NULL DEFAULT 0  -- deliveries before this were already reconciled
+) WITHOUT ROWID;

@@ -1,13 +1,17 @@
 """The SQLite store: synchronous, transactional, used from one thread only (see `runner.store`).
 
-Each public method is one transaction. Commits are durable before they return
-(WAL with `synchronous=FULL` fsyncs the log on every commit), which is what lets intake answer
-2xx only after a delivery is safe.
+Each public method is one transaction. Commits are durable before they return (WAL with
+`synchronous=FULL` fsyncs the log on every commit), which is what lets intake answer 2xx only
+after a delivery is safe. Several daemons may share the file: a running build carries a lease
+(`lease_owner`, `lease_expires`) that its daemon renews; a build whose lease lapsed, or whose
+owner is known dead, is recovered by the rule in `_recover`. Claims are single conditional
+UPDATEs inside `BEGIN IMMEDIATE`, which is the same protocol as `SELECT … FOR UPDATE SKIP LOCKED`
+on PostgreSQL.
 """
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -15,7 +19,11 @@ from pathlib import Path
 
 from runner import statuses
 from runner.models import Build, BuildRequest, BuildState, Job
-from runner.statuses import Status, StatusState
+from runner.statuses import Status
+from runner.store import outbox
+from runner.store.outbox import OutboxItem
+
+__all__ = ["DeliveryOutcome", "OutboxItem", "RecoveredBuild", "SQLiteStore"]
 
 
 @dataclass(frozen=True)
@@ -28,20 +36,16 @@ class DeliveryOutcome:
 
 
 @dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    build_id: int
-    repository: str
-    sha: str
-    context: str
-    status: Status
-    attempts: int
-
-
-@dataclass(frozen=True)
 class RecoveredBuild:
     id: int
     requeued: bool
+
+
+@dataclass(frozen=True)
+class Hook:
+    repository: str
+    hook_id: str
+    checked_until: float
 
 
 class SQLiteStore:
@@ -50,12 +54,16 @@ class SQLiteStore:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file only
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA foreign_keys=ON")
         schema = resources.files("runner.store").joinpath("schema.sql").read_text("utf-8")
-        self._db.executescript(schema)
+        code = "\n".join(line.split("--", 1)[0] for line in schema.splitlines())
+        with self._transaction() as db:
+            for statement in code.split(";"):
+                if statement.strip():
+                    db.execute(statement)
 
     def close(self) -> None:
         self._db.close()
@@ -81,8 +89,14 @@ class SQLiteStore:
         received_at: float,
         outcome: str,
         requests: Sequence[BuildRequest],
+        hook_repository: str | None = None,
+        stop_running: bool = False,
     ) -> DeliveryOutcome:
-        """Persist a delivery and the builds it asks for; a known delivery id changes nothing."""
+        """Persist a delivery and the builds it asks for; a known delivery id changes nothing.
+
+        Queued builds the new ones make pointless are superseded; with `stop_running`, running
+        test builds of the same lane are asked to stop (their owner's heartbeat reads it).
+        """
         with self._transaction() as db:
             inserted = db.execute(
                 "INSERT INTO deliveries (id, event, hook_id, received_at, outcome) "
@@ -91,6 +105,12 @@ class SQLiteStore:
             ).rowcount
             if not inserted:
                 return DeliveryOutcome(duplicate=True)
+            if hook_id and hook_repository:
+                db.execute(
+                    "INSERT INTO hooks (repository, hook_id) VALUES (?, ?) ON CONFLICT"
+                    " (repository) DO UPDATE SET hook_id = excluded.hook_id",
+                    (hook_repository, hook_id),
+                )
             build_ids: list[int] = []
             superseded: list[int] = []
             running: list[tuple[int, str]] = []
@@ -98,13 +118,8 @@ class SQLiteStore:
                 build_id = self._insert_build(db, request, delivery_id, received_at, None)
                 build_ids.append(build_id)
                 superseded += self._supersede_queued(db, request, build_id)
-                if request.job is Job.TEST:
-                    rows = db.execute(
-                        "SELECT id FROM builds WHERE repository = ? AND ref = ? AND job = 'test'"
-                        " AND state = 'running' AND id < ?",
-                        (request.repository, request.ref, build_id),
-                    ).fetchall()
-                    running += [(row["id"], request.sha) for row in rows]
+                if request.job is Job.TEST and stop_running:
+                    running += self._stop_running(db, request, build_id)
             return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
 
     def _insert_build(
@@ -115,7 +130,6 @@ class SQLiteStore:
         received_at: float,
         parent_id: int | None,
     ) -> int:
-        now = time.time()
         cursor = db.execute(
             "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
             " pull_request, from_fork, deploy_after_test, message, author, state, description,"
@@ -136,12 +150,12 @@ class SQLiteStore:
                 BuildState.QUEUED.value,
                 "Queued",
                 received_at,
-                now,
+                time.time(),
             ),
         )
         build_id = cursor.lastrowid
         assert build_id is not None
-        self._enqueue_status(db, build_id, request, statuses.queued(request.job))
+        outbox.enqueue(db, build_id, request, statuses.queued(request.job))
         return build_id
 
     def _supersede_queued(
@@ -163,18 +177,37 @@ class SQLiteStore:
                 " AND id < ?",
                 (newer.repository, newer.ref, newer.job.value, BuildState.QUEUED.value, newer_id),
             ).fetchall()
-        description = statuses.superseded_by(newer.sha)
         for row in rows:
-            self._end(db, row["id"], BuildState.ERROR, description, None)
-            self._enqueue_status(
-                db, row["id"], _request(row), statuses.errored(description), only_if_announced=True
-            )
+            self._end_superseded(db, row, newer.sha)
         return [row["id"] for row in rows]
+
+    def _stop_running(
+        self, db: sqlite3.Connection, newer: BuildRequest, newer_id: int
+    ) -> list[tuple[int, str]]:
+        reason = statuses.superseded_by(newer.sha)
+        rows = db.execute(
+            "SELECT id FROM builds WHERE repository = ? AND ref = ? AND job = 'test'"
+            " AND state = 'running' AND id < ?",
+            (newer.repository, newer.ref, newer_id),
+        ).fetchall()
+        for row in rows:
+            db.execute(
+                "UPDATE builds SET stop_reason = ? WHERE id = ? AND stop_reason IS NULL",
+                (reason, row["id"]),
+            )
+        return [(row["id"], newer.sha) for row in rows]
+
+    def _end_superseded(self, db: sqlite3.Connection, row: sqlite3.Row, newer_sha: str) -> None:
+        description = statuses.superseded_by(newer_sha)
+        self._end(db, row["id"], BuildState.ERROR, description, None)
+        outbox.enqueue(
+            db, row["id"], _request(row), statuses.errored(description), only_if_announced=True
+        )
 
     # -- scheduling --------------------------------------------------------------------------
 
-    def claim_builds(self, limit: int) -> list[Build]:
-        """Mark up to `limit` queued builds running: the oldest of each idle repository."""
+    def claim_builds(self, limit: int, owner: str, lease_seconds: float) -> list[Build]:
+        """Lease up to `limit` queued builds to `owner`: the oldest of each idle repository."""
         if limit <= 0:
             return []
         with self._transaction() as db:
@@ -192,14 +225,15 @@ class SQLiteStore:
             for row in rows:
                 if row["job"] == Job.DEPLOY and self._deployed_newer(db, row):
                     continue
+                running = statuses.running(Job(row["job"]))
                 db.execute(
                     "UPDATE builds SET state = 'running', description = ?, started_at = ?,"
-                    " finished_at = NULL, exit_code = NULL, attempt = attempt + 1 WHERE id = ?",
-                    (statuses.running(Job(row["job"])).description, now, row["id"]),
+                    " finished_at = NULL, exit_code = NULL, attempt = attempt + 1,"
+                    " lease_owner = ?, lease_expires = ?, stop_reason = NULL"
+                    " WHERE id = ? AND state = 'queued'",
+                    (running.description, now, owner, now + lease_seconds, row["id"]),
                 )
-                self._enqueue_status(
-                    db, row["id"], _request(row), statuses.running(Job(row["job"]))
-                )
+                outbox.enqueue(db, row["id"], _request(row), running)
                 claimed.append(row["id"])
             return [self._build(db, build_id) for build_id in claimed]
 
@@ -212,23 +246,52 @@ class SQLiteStore:
         ).fetchone()
         if newer is None:
             return False
-        description = statuses.superseded_by(newer["sha"])
-        self._end(db, row["id"], BuildState.ERROR, description, None)
-        self._enqueue_status(
-            db, row["id"], _request(row), statuses.errored(description), only_if_announced=True
-        )
+        self._end_superseded(db, row, newer["sha"])
         return True
 
-    def finish_build(self, build_id: int, status: Status, exit_code: int | None) -> int | None:
-        """Record a build's final state; returns the id of the deploy it unlocks, if any."""
+    def heartbeat(
+        self, owner: str, build_ids: Iterable[int], lease_seconds: float
+    ) -> dict[int, str | None]:
+        """Renew the leases of `owner`'s running builds; returns each one's stop request.
+
+        A build missing from the answer is no longer this owner's (its lease lapsed and another
+        daemon recovered it): the caller stops it without reporting.
+        """
+        ids = list(build_ids)
+        if not ids:
+            return {}
         with self._transaction() as db:
-            row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
-            if row is None or BuildState(row["state"]).is_final:
+            expires = time.time() + lease_seconds
+            answer: dict[int, str | None] = {}
+            for build_id in ids:
+                row = db.execute(
+                    "UPDATE builds SET lease_expires = ? WHERE id = ? AND state = 'running'"
+                    " AND lease_owner = ? RETURNING stop_reason",
+                    (expires, build_id, owner),
+                ).fetchone()
+                if row is not None:
+                    answer[build_id] = row["stop_reason"]
+            return answer
+
+    def finish_build(
+        self, build_id: int, status: Status, exit_code: int | None, owner: str
+    ) -> int | None:
+        """Record a build's final state; returns the id of the deploy it unlocks, if any.
+
+        Only the lease's owner may finish a build: a daemon that lost its lease (it stalled and
+        another recovered the build) changes nothing.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT * FROM builds WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                (build_id, owner),
+            ).fetchone()
+            if row is None:
                 return None
             state = BuildState(status.state.value)
             self._end(db, build_id, state, status.description, exit_code)
             request = _request(row)
-            self._enqueue_status(db, build_id, request, status)
+            outbox.enqueue(db, build_id, request, status)
             if not (state is BuildState.SUCCESS and request.job is Job.TEST):
                 return None
             if not request.deploy_after_test or request.from_fork:
@@ -253,41 +316,89 @@ class SQLiteStore:
                 (message, author, build_id),
             )
 
-    def recover_interrupted(self) -> list[RecoveredBuild]:
-        """Builds left `running` by a daemon that died: tests run once more, deploys do not.
-
-        A deploy may have half-happened; running it again blindly could do harm, so it ends
-        `error` and a person re-runs it. A test that was already re-run once also ends `error`,
-        so a build that kills the daemon cannot loop forever.
-        """
-        recovered = []
+    def recover_interrupted(
+        self, is_gone: Callable[[str | None], bool] = lambda _owner: True, now: float | None = None
+    ) -> list[RecoveredBuild]:
+        """Recover running builds whose owner is gone (`is_gone`) or whose lease lapsed."""
+        now = time.time() if now is None else now
         with self._transaction() as db:
             rows = db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
-            for row in rows:
-                request = _request(row)
-                newer = db.execute(
-                    "SELECT sha FROM builds WHERE repository = ? AND ref = ? AND job = ?"
-                    " AND state = 'queued' AND id > ? ORDER BY id DESC LIMIT 1",
-                    (request.repository, request.ref, request.job.value, row["id"]),
+            lost = [
+                row
+                for row in rows
+                if is_gone(row["lease_owner"])
+                or row["lease_expires"] is None
+                or row["lease_expires"] < now
+            ]
+            return [self._recover(db, row) for row in lost]
+
+    def release(self, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
+        """A daemon gives up builds it could not finish (drain timeout): recover them now."""
+        with self._transaction() as db:
+            recovered = []
+            for build_id in build_ids:
+                row = db.execute(
+                    "SELECT * FROM builds WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                    (build_id, owner),
                 ).fetchone()
-                if request.job is Job.TEST and newer is not None:
-                    reason = statuses.superseded_by(newer["sha"])
-                    self._end(db, row["id"], BuildState.ERROR, reason, None)
-                    self._enqueue_status(db, row["id"], request, statuses.errored(reason))
-                    recovered.append(RecoveredBuild(row["id"], requeued=False))
-                elif request.job is Job.TEST and row["attempt"] < 2:
-                    db.execute(
-                        "UPDATE builds SET state = 'queued', description = 'Queued' WHERE id = ?",
-                        (row["id"],),
-                    )
-                    self._enqueue_status(db, row["id"], request, statuses.queued(request.job))
-                    recovered.append(RecoveredBuild(row["id"], requeued=True))
-                else:
-                    reason = "Interrupted: daemon restarted"
-                    self._end(db, row["id"], BuildState.ERROR, reason, None)
-                    self._enqueue_status(db, row["id"], request, statuses.errored(reason))
-                    recovered.append(RecoveredBuild(row["id"], requeued=False))
-        return recovered
+                if row is not None:
+                    recovered.append(self._recover(db, row))
+            return recovered
+
+    def _recover(self, db: sqlite3.Connection, row: sqlite3.Row) -> RecoveredBuild:
+        """The rule for a build whose daemon went away mid-run.
+
+        A test runs once more (keeping its id and page, posting `pending` again), unless a newer
+        queued push already supersedes it, or it was already re-run once (a build that kills
+        its daemon must not loop). A deploy may have half-happened, so running it again blindly
+        could do harm: it ends `error` and a person re-runs it.
+        """
+        request = _request(row)
+        newer = db.execute(
+            "SELECT sha FROM builds WHERE repository = ? AND ref = ? AND job = ?"
+            " AND state = 'queued' AND id > ? ORDER BY id DESC LIMIT 1",
+            (request.repository, request.ref, request.job.value, row["id"]),
+        ).fetchone()
+        if request.job is Job.TEST and newer is not None:
+            reason = statuses.superseded_by(newer["sha"])
+        elif request.job is Job.TEST and row["attempt"] < 2:
+            db.execute(
+                "UPDATE builds SET state = 'queued', description = 'Queued', lease_owner = NULL,"
+                " lease_expires = NULL, stop_reason = NULL WHERE id = ?",
+                (row["id"],),
+            )
+            outbox.enqueue(db, row["id"], request, statuses.queued(request.job))
+            return RecoveredBuild(row["id"], requeued=True)
+        else:
+            reason = "Interrupted: daemon restarted"
+        self._end(db, row["id"], BuildState.ERROR, reason, None)
+        outbox.enqueue(db, row["id"], request, statuses.errored(reason))
+        return RecoveredBuild(row["id"], requeued=False)
+
+    def running_owners(self) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT lease_owner FROM builds WHERE state = 'running'"
+        ).fetchall()
+        return {row[0] for row in rows if row[0]}
+
+    # -- leases on named work ----------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """Take or renew the lease `name`; False while another owner holds it unexpired."""
+        with self._transaction() as db:
+            now = time.time()
+            taken = db.execute(
+                "INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires = excluded.expires WHERE leases.owner = excluded.owner"
+                " OR leases.expires < ?",
+                (name, owner, now + seconds, now),
+            ).rowcount
+            return bool(taken)
+
+    def drop_lease(self, name: str, owner: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -304,96 +415,72 @@ class SQLiteStore:
 
     # -- outbox ------------------------------------------------------------------------------
 
-    def _enqueue_status(
-        self,
-        db: sqlite3.Connection,
-        build_id: int,
-        request: BuildRequest,
-        status: Status,
-        *,
-        only_if_announced: bool = False,
-    ) -> None:
-        db.execute(
-            "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
-            " only_if_announced, created_at) VALUES (?,?,?,?,?,?,?,?)",
-            (
-                build_id,
-                request.repository,
-                request.sha,
-                request.job.context,
-                status.state.value,
-                status.description,
-                only_if_announced,
-                time.time(),
-            ),
-        )
-
     def next_status(self, now: float) -> tuple[OutboxItem | None, float | None]:
-        """The next status to post, or None and when to look again (None: when woken).
-
-        For one commit and context only the newest waiting state is worth sending: older ones are
-        marked `collapsed`. A superseded build's state is `dropped` when GitHub never heard of it.
-        """
         with self._transaction() as db:
-            while True:
-                row = db.execute(
-                    "SELECT * FROM outbox WHERE done_at IS NULL"
-                    " ORDER BY next_attempt_at, id LIMIT 1"
-                ).fetchone()
-                if row is None:
-                    return None, None
-                if row["next_attempt_at"] > now:
-                    return None, float(row["next_attempt_at"])
-                newest = db.execute(
-                    "SELECT * FROM outbox WHERE done_at IS NULL AND repository = ? AND sha = ?"
-                    " AND context = ? ORDER BY id DESC LIMIT 1",
-                    (row["repository"], row["sha"], row["context"]),
-                ).fetchone()
-                if newest["only_if_announced"] and not self._announced(db, newest):
-                    # GitHub never heard of this build: it ends silently. Only its own older
-                    # states go with it; another build of the same commit still reports.
-                    db.execute(
-                        "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
-                        " AND build_id = ? AND context = ? AND id < ?",
-                        (now, newest["build_id"], newest["context"], newest["id"]),
-                    )
-                    db.execute(
-                        "UPDATE outbox SET done_at = ?, outcome = 'dropped' WHERE id = ?",
-                        (now, newest["id"]),
-                    )
-                    continue
-                db.execute(
-                    "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
-                    " AND repository = ? AND sha = ? AND context = ? AND id < ?",
-                    (now, row["repository"], row["sha"], row["context"], newest["id"]),
-                )
-                return _outbox_item(newest), None
-
-    def _announced(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
-        """Whether a state of this build has been posted (so GitHub shows it as pending)."""
-        sent = db.execute(
-            "SELECT 1 FROM outbox WHERE build_id = ? AND context = ? AND outcome = 'sent' LIMIT 1",
-            (row["build_id"], row["context"]),
-        ).fetchone()
-        return sent is not None
+            return outbox.next_item(db, now)
 
     def status_done(self, item_id: int, outcome: str) -> None:
         with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET done_at = ?, outcome = ? WHERE id = ?",
-                (time.time(), outcome, item_id),
-            )
+            outbox.mark(db, item_id, outcome)
 
     def status_retry(self, item_id: int, next_attempt_at: float) -> None:
         with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
-                (next_attempt_at, item_id),
-            )
+            outbox.retry(db, item_id, next_attempt_at)
 
     def pending_status_count(self) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL").fetchone()
         return int(row[0])
+
+    # -- catching up on missed deliveries ----------------------------------------------------
+
+    def hooks(self) -> list[Hook]:
+        rows = self._db.execute("SELECT * FROM hooks ORDER BY repository").fetchall()
+        return [Hook(row["repository"], row["hook_id"], row["checked_until"]) for row in rows]
+
+    def set_hook_checked(self, repository: str, until: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE hooks SET checked_until = MAX(checked_until, ?) WHERE repository = ?",
+                (until, repository),
+            )
+
+    def known_deliveries(self, delivery_ids: Iterable[str]) -> set[str]:
+        known: set[str] = set()
+        for delivery_id in delivery_ids:
+            row = self._db.execute("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,))
+            if row.fetchone() is not None:
+                known.add(delivery_id)
+        return known
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune(self, *, older_than: float, keep_per_repository: int) -> list[int]:
+        """Delete finished builds past retention, with their statuses; returns their ids.
+
+        Deliveries are kept as long as builds (and at least as long as GitHub may redeliver),
+        since their ids are what makes redelivery safe.
+        """
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id FROM builds AS b WHERE state IN ('success', 'failure', 'error') AND"
+                " (finished_at < ? OR (SELECT COUNT(*) FROM builds AS n WHERE"
+                "  n.repository = b.repository AND n.id > b.id) >= ?)",
+                (older_than, keep_per_repository),
+            ).fetchall()
+            ids = [row["id"] for row in rows]
+            pruned = [(build_id,) for build_id in ids]
+            db.executemany("DELETE FROM outbox WHERE done_at IS NOT NULL AND build_id = ?", pruned)
+            db.executemany("DELETE FROM builds WHERE id = ?", pruned)
+            db.execute(
+                "DELETE FROM deliveries WHERE received_at < ? AND id NOT IN"
+                " (SELECT delivery_id FROM builds WHERE delivery_id IS NOT NULL)",
+                (older_than,),
+            )
+        self._db.execute("PRAGMA incremental_vacuum")
+        return ids
+
+    def integrity_check(self) -> str:
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
     def _end(
         self,
@@ -404,8 +491,8 @@ class SQLiteStore:
         exit_code: int | None,
     ) -> None:
         db.execute(
-            "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?"
-            " WHERE id = ?",
+            "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?,"
+            " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
             (state.value, statuses.truncate(description), exit_code, time.time(), build_id),
         )
 
@@ -438,16 +525,4 @@ def _build_of(row: sqlite3.Row) -> Build:
         finished_at=row["finished_at"],
         attempt=row["attempt"],
         exit_code=row["exit_code"],
-    )
-
-
-def _outbox_item(row: sqlite3.Row) -> OutboxItem:
-    return OutboxItem(
-        id=row["id"],
-        build_id=row["build_id"],
-        repository=row["repository"],
-        sha=row["sha"],
-        context=row["context"],
-        status=Status(StatusState(row["state"]), row["description"]),
-        attempts=row["attempts"],
     )

@@ -128,15 +128,18 @@ class Intake:
             received_at=received_at,
             outcome=outcome,
             requests=requests,
+            hook_repository=requests[0].repository if requests else None,
+            stop_running=self.settings.builds.cancel_running,
         )
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
         if recorded.build_ids:
             self.on_builds_queued()
-        if self.settings.builds.cancel_running:
-            for build_id, newer_sha in recorded.running_superseded:
-                self.stop_build(build_id, superseded_by(newer_sha))
+        # The store holds the stop request for whichever daemon runs the build; this one is
+        # told at once, another at its next heartbeat.
+        for build_id, newer_sha in recorded.running_superseded:
+            self.stop_build(build_id, superseded_by(newer_sha))
         fields.update(outcome=outcome, builds=list(recorded.build_ids))
         if recorded.superseded_ids:
             fields["superseded"] = list(recorded.superseded_ids)

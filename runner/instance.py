@@ -1,0 +1,34 @@
+"""Who this daemon is, among the daemons that may share one store (blue/green).
+
+An owner id is `host/pid/random`. The random part tells a restarted daemon from its predecessor
+even when the kernel hands it the same pid. A daemon on the same host can tell whether another
+owner is gone (its process no longer runs); for other hosts only lease expiry tells.
+"""
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def is_gone(owner: str | None, *, me: str) -> bool:
+    if owner is None:
+        return True
+    if owner == me:
+        return False
+    host, _, rest = owner.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # not ours to judge; its lease will lapse if it is gone
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # our pid, another token: a predecessor that had our pid
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"hobotnica" not in command

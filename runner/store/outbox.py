@@ -1,0 +1,150 @@
+"""The status outbox in SQL: what to post next, and what never needs posting.
+
+Functions over an open connection, called inside the store's transactions.
+
+- For one commit and context only the newest waiting state is worth sending; older ones end
+  `collapsed`.
+- A superseded build that GitHub never heard of ends silently (`dropped`), and only its own
+  states go with it: another build of the same commit still reports.
+- The newest builds' statuses go first, so under a burst of pushes the commits people look at are
+  reported first and older ones are often superseded before they cost a request.
+- GitHub keeps at most 1000 statuses per commit and context; past 990 only final states are sent,
+  and past 1000 nothing.
+"""
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from runner.models import BuildRequest
+from runner.statuses import Status, StatusState
+
+GITHUB_STATUS_LIMIT = 1000
+FINAL_ONLY_AFTER = 990
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    build_id: int
+    repository: str
+    sha: str
+    context: str
+    status: Status
+    attempts: int
+
+
+def enqueue(
+    db: sqlite3.Connection,
+    build_id: int,
+    request: BuildRequest,
+    status: Status,
+    *,
+    only_if_announced: bool = False,
+) -> None:
+    db.execute(
+        "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
+        " only_if_announced, created_at) VALUES (?,?,?,?,?,?,?,?)",
+        (
+            build_id,
+            request.repository,
+            request.sha,
+            request.job.context,
+            status.state.value,
+            status.description,
+            only_if_announced,
+            time.time(),
+        ),
+    )
+
+
+def next_item(db: sqlite3.Connection, now: float) -> tuple[OutboxItem | None, float | None]:
+    """The next status to post, or None and when to look again (None: when woken)."""
+    while True:
+        row = db.execute(
+            "SELECT * FROM outbox WHERE done_at IS NULL AND next_attempt_at <= ?"
+            " ORDER BY build_id DESC, id LIMIT 1",
+            (now,),
+        ).fetchone()
+        if row is None:
+            later = db.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL"
+            ).fetchone()[0]
+            return None, None if later is None else float(later)
+        newest = db.execute(
+            "SELECT * FROM outbox WHERE done_at IS NULL AND repository = ? AND sha = ?"
+            " AND context = ? ORDER BY id DESC LIMIT 1",
+            (row["repository"], row["sha"], row["context"]),
+        ).fetchone()
+        if newest["only_if_announced"] and not _announced(db, newest):
+            _close_older(db, now, newest, same_build_only=True)
+            _close(db, now, newest["id"], "dropped")
+            continue
+        _close_older(db, now, newest, same_build_only=False)
+        sent = _sent_count(db, newest)
+        if sent >= GITHUB_STATUS_LIMIT or (
+            sent >= FINAL_ONLY_AFTER and newest["state"] == StatusState.PENDING
+        ):
+            _close(db, now, newest["id"], "over-limit")
+            continue
+        return _item(newest), None
+
+
+def mark(db: sqlite3.Connection, item_id: int, outcome: str) -> None:
+    _close(db, time.time(), item_id, outcome)
+
+
+def retry(db: sqlite3.Connection, item_id: int, next_attempt_at: float) -> None:
+    db.execute(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
+        (next_attempt_at, item_id),
+    )
+
+
+def _close_older(
+    db: sqlite3.Connection, now: float, newest: sqlite3.Row, *, same_build_only: bool
+) -> None:
+    query = (
+        "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
+        " AND repository = ? AND sha = ? AND context = ? AND id < ?"
+    )
+    args: tuple[object, ...] = (now, newest["repository"], newest["sha"], newest["context"])
+    args += (newest["id"],)
+    if same_build_only:
+        query += " AND build_id = ?"
+        args += (newest["build_id"],)
+    db.execute(query, args)
+
+
+def _close(db: sqlite3.Connection, now: float, item_id: int, outcome: str) -> None:
+    db.execute("UPDATE outbox SET done_at = ?, outcome = ? WHERE id = ?", (now, outcome, item_id))
+
+
+def _announced(db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    """Whether a state of this build has been posted (so GitHub shows it as pending)."""
+    sent = db.execute(
+        "SELECT 1 FROM outbox WHERE build_id = ? AND context = ? AND outcome = 'sent' LIMIT 1",
+        (row["build_id"], row["context"]),
+    ).fetchone()
+    return sent is not None
+
+
+def _sent_count(db: sqlite3.Connection, row: sqlite3.Row) -> int:
+    count = db.execute(
+        "SELECT COUNT(*) FROM outbox WHERE repository = ? AND sha = ? AND context = ?"
+        " AND outcome = 'sent'",
+        (row["repository"], row["sha"], row["context"]),
+    ).fetchone()[0]
+    return int(count)
+
+
+def _item(row: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        build_id=row["build_id"],
+        repository=row["repository"],
+        sha=row["sha"],
+        context=row["context"],
+        status=Status(StatusState(row["state"]), row["description"]),
+        attempts=row["attempts"],
+    )
