@@ -11,15 +11,20 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 from aiohttp import web
+from gidgethub.aiohttp import GitHubAPI
 
 from runner.build.environment import build_url
 from runner.build.git import Repositories
 from runner.build.reaper import end_tree, marker_for
 from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
+from runner.catchup import DeliveryCatchUp
 from runner.instance import is_gone, new_owner_id
+from runner.periodic import Periodic
 from runner.projects import ProjectDirectory
 from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter
+from runner.retention import INTERVAL as RETENTION_INTERVAL
+from runner.retention import Retention
 from runner.scheduler import Scheduler
 from runner.settings import Settings
 from runner.store import RecoveredBuild, Store
@@ -50,6 +55,9 @@ REPORTER = web.AppKey("reporter", StatusReporter)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INTAKE = web.AppKey("intake", Intake)
 OWNER = web.AppKey("owner", str)
+GITHUB = web.AppKey("github", GitHubAPI)
+RETENTION = web.AppKey("retention", Retention)
+CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -58,7 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[PROJECTS] = ProjectDirectory(settings)
     app[OWNER] = new_owner_id()
-    app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _ready])
+    app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _background_jobs, _ready])
     app.router.add_post("/webhooks/github", _webhook)
     app.router.add_get("/health", _health)
     return app
@@ -85,9 +93,10 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     token = settings.github.token
     if token:
-        github: GitHubStatuses | LoggedStatuses = GitHubStatuses(
-            app[HTTP], api_url=settings.github.api_url, token=token
+        app[GITHUB] = GitHubAPI(
+            app[HTTP], "hobotnica", oauth_token=token, base_url=settings.github.api_url
         )
+        github: GitHubStatuses | LoggedStatuses = GitHubStatuses(app[GITHUB])
     else:
         log.warning(
             "no GitHub token configured: commit statuses are written to this log, not posted "
@@ -100,6 +109,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         public_url=settings.server.public_url,
         is_local=app[PROJECTS].is_local,
         owner=app[OWNER],
+        per_minute=settings.github.statuses_per_minute,
     )
     app[REPORTER] = reporter
     reporter.start()
@@ -173,6 +183,20 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     yield
     drain_timeout = 0.0 if app[LIFECYCLE].drain_done else settings.builds.drain_timeout
     await scheduler.close(timeout=drain_timeout)
+
+
+async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[RETENTION] = Retention(app[STORE], settings.data_dir, settings.builds)
+    jobs = [Periodic("retention", app[RETENTION].run_once, RETENTION_INTERVAL)]
+    if GITHUB in app and settings.github.catch_up:
+        app[CATCH_UP] = DeliveryCatchUp(app[STORE], app[GITHUB])
+        jobs.append(Periodic("catch-up", app[CATCH_UP].run_once, settings.github.catch_up_interval))
+    for job in jobs:
+        job.start()
+    yield
+    for job in jobs:
+        await job.close()
 
 
 async def _ready(app: web.Application) -> AsyncIterator[None]:

@@ -70,8 +70,8 @@ def retry_delay(
 class GitHubStatuses:
     """Posts to `POST /repos/{owner}/{repo}/statuses/{sha}` through gidgethub."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, api_url: str, token: str) -> None:
-        self._github = GitHubAPI(session, "hobotnica", oauth_token=token, base_url=api_url)
+    def __init__(self, github: GitHubAPI) -> None:
+        self._github = github
 
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
         try:
@@ -111,8 +111,12 @@ class TokenBucket:
 
     burst: float = BURST
     per_minute: float = PER_MINUTE
-    tokens: float = BURST
+    tokens: float = -1.0  # starts full
     updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.burst
 
     def take(self, now: float) -> float:
         if self.updated:
@@ -133,6 +137,7 @@ class StatusReporter:
         public_url: str,
         is_local: Callable[[str], bool],
         owner: str,
+        per_minute: float = PER_MINUTE,
     ) -> None:
         self._store = store
         self._github = github
@@ -140,7 +145,7 @@ class StatusReporter:
         self._public_url = public_url
         self._is_local = is_local
         self._owner = owner
-        self._bucket = TokenBucket()
+        self._bucket = TokenBucket(per_minute=per_minute)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

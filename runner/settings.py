@@ -43,6 +43,9 @@ class GitHubSettings:
     api_url: str = "https://api.github.com"
     git_url: str = "https://github.com"
     token: str | None = None
+    catch_up: bool = True
+    catch_up_interval: float = 600.0
+    statuses_per_minute: float = 60.0
 
     def __repr__(self) -> str:  # keep credentials out of tracebacks and debug output
         return f"GitHubSettings(api_url={self.api_url!r}, git_url={self.git_url!r})"
@@ -62,6 +65,8 @@ class BuildSettings:
     build_tags: bool = False
     sandbox: SandboxKind = "none"
     cancel_running: bool = True
+    keep_days: float = 90.0
+    keep_per_repository: int = 1000
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,19 @@ def parse_settings(
     builds = _table(raw, "builds")
     pulls = _table(raw, "pull_requests")
     _reject_unknown(server, "server.", {"host", "port", "public_url"})
-    _reject_unknown(github, "github.", {"api_url", "git_url", "webhook_secret", "token"})
+    _reject_unknown(
+        github,
+        "github.",
+        {
+            "api_url",
+            "git_url",
+            "webhook_secret",
+            "token",
+            "catch_up",
+            "catch_up_interval",
+            "statuses_per_minute",
+        },
+    )
     _reject_unknown(storage, "storage.", {"data_dir"})
     _reject_unknown(
         builds,
@@ -138,6 +155,8 @@ def parse_settings(
             "build_tags",
             "sandbox",
             "cancel_running",
+            "keep_days",
+            "keep_per_repository",
         },
     )
     _reject_unknown(pulls, "pull_requests.", {"forks"})
@@ -185,6 +204,10 @@ def parse_settings(
         build_tags=_get(builds, "builds.build_tags", bool, False),
         sandbox=_choice(builds, "builds.sandbox", ("none", "bubblewrap"), "none"),
         cancel_running=_get(builds, "builds.cancel_running", bool, True),
+        keep_days=_positive(_get(builds, "builds.keep_days", (int, float), 90), "builds.keep_days"),
+        keep_per_repository=_positive(
+            _get(builds, "builds.keep_per_repository", int, 1000), "builds.keep_per_repository"
+        ),
     )
     forks = _choice(pulls, "pull_requests.forks", ("never", "without-secrets"), "never")
 
@@ -200,7 +223,21 @@ def parse_settings(
 
     return Settings(
         server=ServerSettings(host=host, port=port, public_url=public_url),
-        github=GitHubSettings(webhook_secret=secret, token=token, api_url=api_url, git_url=git_url),
+        github=GitHubSettings(
+            webhook_secret=secret,
+            token=token,
+            api_url=api_url,
+            git_url=git_url,
+            catch_up=_get(github, "github.catch_up", bool, True),
+            catch_up_interval=_positive(
+                _get(github, "github.catch_up_interval", (int, float), 600),
+                "github.catch_up_interval",
+            ),
+            statuses_per_minute=_positive(
+                _get(github, "github.statuses_per_minute", (int, float), 60),
+                "github.statuses_per_minute",
+            ),
+        ),
         data_dir=data_dir,
         builds=build_settings,
         pull_requests=PullRequestSettings(forks=forks),

@@ -6,7 +6,8 @@ recorded, with a deadline, instead of sleeping.
 """
 
 import asyncio
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,16 +28,64 @@ class StatusPost:
 
 
 @dataclass
+class HookDelivery:
+    """One entry of a hook's delivery log, and what GitHub would send again."""
+
+    id: int
+    guid: str
+    event: str
+    status_code: int
+    delivered_at: str
+    body: bytes
+
+    def listed(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "guid": self.guid,
+            "delivered_at": self.delivered_at,
+            "redelivery": False,
+            "duration": 0.1,
+            "status": "OK" if 200 <= self.status_code < 300 else "failed to connect",
+            "status_code": self.status_code,
+            "event": self.event,
+            "action": None,
+        }
+
+
+@dataclass
 class FakeGitHub:
     statuses: list[StatusPost] = field(default_factory=list)
     scripted: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     url: str = ""
+    # The hook delivery log (newest first, as GitHub lists it) and the redeliveries asked for.
+    deliveries: list[HookDelivery] = field(default_factory=list)
+    redelivery_requests: list[int] = field(default_factory=list)
+    redeliver: Callable[[HookDelivery], Awaitable[int]] | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self._create_status)
+        hook = "/repos/{owner}/{repo}/hooks/{hook_id}/deliveries"
+        app.router.add_get(hook, self._list_deliveries)
+        app.router.add_post(hook + "/{delivery_id}/attempts", self._redeliver)
         return app
+
+    async def _list_deliveries(self, request: web.Request) -> web.Response:
+        return web.json_response([d.listed() for d in self.deliveries])
+
+    async def _redeliver(self, request: web.Request) -> web.Response:
+        """Like GitHub: send the delivery again, same GUID, and log the new attempt."""
+        original = next(
+            d for d in self.deliveries if d.id == int(request.match_info["delivery_id"])
+        )
+        self.redelivery_requests.append(original.id)
+        assert self.redeliver is not None
+        status = await self.redeliver(original)
+        self.deliveries.insert(
+            0, dataclasses.replace(original, id=original.id + 1000, status_code=status)
+        )
+        return web.json_response({}, status=202)
 
     async def _create_status(self, request: web.Request) -> web.Response:
         if self.scripted:

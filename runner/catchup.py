@@ -1,0 +1,101 @@
+"""Catch up on deliveries GitHub could not make while Hobotnica was away.
+
+GitHub does not retry a failed webhook delivery, but it keeps three days of them per hook and
+redelivers one on request. For every repository whose hook id is known (recorded from
+`X-GitHub-Hook-ID`), this lists the hook's recent deliveries and asks GitHub to redeliver those
+that never succeeded and that the store has never seen. Redeliveries keep their GUID, so intake's
+deduplication makes a redundant request harmless.
+https://docs.github.com/en/rest/repos/webhooks#list-deliveries-for-a-repository-webhook
+"""
+
+import datetime
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import gidgethub
+import structlog
+from gidgethub.aiohttp import GitHubAPI
+
+from runner.store import Hook, Store
+
+log = structlog.get_logger("hobotnica.catchup")
+
+GITHUB_KEEPS_SECONDS = 3 * 24 * 3600
+OVERLAP_SECONDS = 300  # deliveries may be listed a little after they happen
+MAX_LISTED = 2000  # per hook and run: bounded work even for a busy repository
+MAX_ASKS_PER_DELIVERY = 3
+
+
+def missed_deliveries(listed: list[Mapping[str, Any]], known: set[str]) -> dict[str, int]:
+    """GUIDs GitHub never delivered successfully and the store never saw → newest attempt id."""
+    delivered = {d["guid"] for d in listed if 200 <= int(d.get("status_code") or 0) < 300}
+    missed: dict[str, int] = {}
+    for delivery in listed:  # newest first, as GitHub lists them
+        guid = delivery["guid"]
+        if guid not in delivered and guid not in known and guid not in missed:
+            missed[guid] = int(delivery["id"])
+    return missed
+
+
+class DeliveryCatchUp:
+    def __init__(self, store: Store, github: GitHubAPI) -> None:
+        self._store = store
+        self._github = github
+        self._asked: Counter[str] = Counter()
+        self._forbidden: set[str] = set()
+
+    async def run_once(self) -> int:
+        """Check every known hook once; returns how many redeliveries were asked for."""
+        asked = 0
+        for hook in await self._store.hooks():
+            if hook.repository in self._forbidden:
+                continue
+            started = time.time()
+            try:
+                asked += await self._catch_up(hook)
+            except gidgethub.BadRequest as error:
+                if error.status_code.value in (403, 404):
+                    log.warning(
+                        "cannot list this hook's deliveries: the token needs admin:repo_hook "
+                        "(catch-up is off for this repository until restart)",
+                        repository=hook.repository,
+                    )
+                    self._forbidden.add(hook.repository)
+                    continue
+                raise
+            await self._store.set_hook_checked(hook.repository, started - OVERLAP_SECONDS)
+        return asked
+
+    async def _catch_up(self, hook: Hook) -> int:
+        since = max(hook.checked_until, time.time() - GITHUB_KEEPS_SECONDS)
+        base = f"/repos/{hook.repository}/hooks/{hook.hook_id}/deliveries"
+        listed: list[Mapping[str, Any]] = []
+        async for delivery in self._github.getiter(f"{base}?per_page=100"):
+            if _timestamp(delivery.get("delivered_at")) < since or len(listed) >= MAX_LISTED:
+                break
+            listed.append(delivery)
+        known = await self._store.known_deliveries({d["guid"] for d in listed})
+        asked = 0
+        for guid, attempt_id in missed_deliveries(listed, known).items():
+            if self._asked[guid] >= MAX_ASKS_PER_DELIVERY:
+                continue
+            self._asked[guid] += 1
+            await self._github.post(f"{base}/{attempt_id}/attempts", data={})
+            log.info(
+                "asked GitHub to redeliver a missed delivery",
+                repository=hook.repository,
+                delivery_id=guid,
+            )
+            asked += 1
+        return asked
+
+
+def _timestamp(value: object) -> float:
+    if not isinstance(value, str):
+        return 0.0
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0

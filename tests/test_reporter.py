@@ -1,0 +1,93 @@
+"""The status client against a scripted GitHub on loopback, and its retry and pacing rules.
+
+(aioresponses would be the usual mock, but its latest release cannot build responses for
+aiohttp 3.14: pnuckowski/aioresponses#289. A scripted server is real HTTP and as quick.)
+"""
+
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from gidgethub.aiohttp import GitHubAPI
+
+from runner.reporter import SECONDARY_LIMIT_WAIT, GitHubStatuses, TokenBucket, retry_delay
+
+PAYLOAD = {"state": "success", "context": "hobotnica/test", "description": "ok", "target_url": "x"}
+PostAnswered = Any
+
+
+@pytest.fixture
+def post_answered(aiohttp_server: Any) -> PostAnswered:
+    async def post(status: int, headers: dict[str, str], body: object = None) -> object:
+        seen: list[str] = []
+
+        async def handler(request: web.Request) -> web.Response:
+            seen.append(request.path)
+            return web.json_response(body or {"message": "x"}, status=status, headers=headers)
+
+        app = web.Application()
+        app.router.add_post("/api/v3/repos/{owner}/{repo}/statuses/{sha}", handler)
+        server = await aiohttp_server(app)
+        api = str(server.make_url("/api/v3"))  # a GitHub Enterprise-style base URL
+        async with aiohttp.ClientSession() as session:
+            statuses = GitHubStatuses(GitHubAPI(session, "test", oauth_token="t", base_url=api))
+            outcome = await statuses.post("octo/app", "a" * 40, PAYLOAD)
+        assert seen == [f"/api/v3/repos/octo/app/statuses/{'a' * 40}"]
+        return outcome
+
+    return post
+
+
+async def test_a_created_status_is_sent_to_the_enterprise_api_url(
+    post_answered: PostAnswered,
+) -> None:
+    assert await post_answered(201, {}) == "sent"
+
+
+@pytest.mark.parametrize("status", [404, 422])
+async def test_a_refused_status_is_dropped_not_retried(
+    status: int, post_answered: PostAnswered
+) -> None:
+    answer = {"message": "No commit found for SHA", "errors": "x"}
+    assert await post_answered(status, {}, answer) == "rejected"
+
+
+async def test_server_errors_back_off(post_answered: PostAnswered) -> None:
+    assert await post_answered(502, {}) == -1.0
+
+
+async def test_a_primary_rate_limit_waits_for_the_reset(post_answered: PostAnswered) -> None:
+    reset = int(time.time()) + 30
+    hdrs = {
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-limit": "5000",
+        "x-ratelimit-reset": str(reset),
+    }
+    delay = await post_answered(403, hdrs, {"message": "API rate limit exceeded"})
+    assert isinstance(delay, float) and 28 <= delay <= 32
+
+
+async def test_retry_after_is_honoured(post_answered: PostAnswered) -> None:
+    hdrs = {"retry-after": "7"}
+    assert await post_answered(429, hdrs) == 7.0
+
+
+def test_retry_rules() -> None:
+    now = 1000.0
+    assert retry_delay(None, {}, now) == -1.0  # network error: back off
+    assert retry_delay(503, {}, now) == -1.0
+    assert retry_delay(403, {"retry-after": "12"}, now) == 12.0
+    assert retry_delay(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1100"}, now) == 101
+    message = "You have exceeded a secondary rate limit"
+    assert retry_delay(403, {}, now, message) == SECONDARY_LIMIT_WAIT
+    assert retry_delay(403, {}, now, "Resource not accessible by integration") is None
+    assert retry_delay(422, {}, now) is None
+
+
+def test_the_token_bucket_allows_a_burst_then_paces() -> None:
+    bucket = TokenBucket(burst=3, per_minute=60)
+    assert [bucket.take(100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take(100.0) == pytest.approx(1.0)
+    assert bucket.take(102.0) == 0.0  # refilled
