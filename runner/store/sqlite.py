@@ -23,7 +23,7 @@ from runner.statuses import Status
 from runner.store import outbox
 from runner.store.outbox import OutboxItem
 
-__all__ = ["DeliveryOutcome", "OutboxItem", "RecoveredBuild", "SQLiteStore"]
+__all__ = ["Delivery", "DeliveryOutcome", "OutboxItem", "RecoveredBuild", "SQLiteStore"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,20 @@ class DeliveryOutcome:
     superseded_ids: tuple[int, ...] = ()
     # Test builds still running in a lane a newer push arrived in: (build id, newer sha).
     running_superseded: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery as intake stores it."""
+
+    id: str
+    event: str
+    hook_id: str | None
+    received_at: float
+    outcome: str
+    requests: Sequence[BuildRequest] = ()
+    hook_repository: str | None = None
+    stop_running: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,25 @@ class SQLiteStore:
 
     # -- intake ------------------------------------------------------------------------------
 
+    def record_deliveries(
+        self, deliveries: Sequence[Delivery]
+    ) -> list[DeliveryOutcome | Exception]:
+        """Persist several deliveries in one transaction: one fsync for all (group commit).
+
+        Each delivery is its own savepoint, so one that fails leaves the others committed.
+        """
+        answers: list[DeliveryOutcome | Exception] = []
+        with self._transaction() as db:
+            for delivery in deliveries:
+                db.execute("SAVEPOINT delivery")
+                try:
+                    answers.append(self._record(db, delivery))
+                except Exception as error:  # answered to that delivery's request alone
+                    db.execute("ROLLBACK TO delivery")
+                    answers.append(error)
+                db.execute("RELEASE delivery")
+        return answers
+
     def record_delivery(
         self,
         *,
@@ -92,35 +125,52 @@ class SQLiteStore:
         hook_repository: str | None = None,
         stop_running: bool = False,
     ) -> DeliveryOutcome:
-        """Persist a delivery and the builds it asks for; a known delivery id changes nothing.
+        delivery = Delivery(
+            delivery_id,
+            event,
+            hook_id,
+            received_at,
+            outcome,
+            requests,
+            hook_repository,
+            stop_running,
+        )
+        answer = self.record_deliveries([delivery])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _record(self, db: sqlite3.Connection, delivery: Delivery) -> DeliveryOutcome:
+        """A delivery and the builds it asks for; a known delivery id changes nothing.
 
         Queued builds the new ones make pointless are superseded; with `stop_running`, running
         test builds of the same lane are asked to stop (their owner's heartbeat reads it).
         """
-        with self._transaction() as db:
-            inserted = db.execute(
-                "INSERT INTO deliveries (id, event, hook_id, received_at, outcome) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                (delivery_id, event, hook_id, received_at, outcome),
-            ).rowcount
-            if not inserted:
-                return DeliveryOutcome(duplicate=True)
-            if hook_id and hook_repository:
-                db.execute(
-                    "INSERT INTO hooks (repository, hook_id) VALUES (?, ?) ON CONFLICT"
-                    " (repository) DO UPDATE SET hook_id = excluded.hook_id",
-                    (hook_repository, hook_id),
-                )
-            build_ids: list[int] = []
-            superseded: list[int] = []
-            running: list[tuple[int, str]] = []
-            for request in requests:
-                build_id = self._insert_build(db, request, delivery_id, received_at, None)
-                build_ids.append(build_id)
-                superseded += self._supersede_queued(db, request, build_id)
-                if request.job is Job.TEST and stop_running:
-                    running += self._stop_running(db, request, build_id)
-            return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
+        delivery_id, hook_id, requests = delivery.id, delivery.hook_id, delivery.requests
+        received_at, hook_repository = delivery.received_at, delivery.hook_repository
+        inserted = db.execute(
+            "INSERT INTO deliveries (id, event, hook_id, received_at, outcome) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (delivery_id, delivery.event, hook_id, received_at, delivery.outcome),
+        ).rowcount
+        if not inserted:
+            return DeliveryOutcome(duplicate=True)
+        if hook_id and hook_repository:
+            db.execute(
+                "INSERT INTO hooks (repository, hook_id) VALUES (?, ?) ON CONFLICT"
+                " (repository) DO UPDATE SET hook_id = excluded.hook_id",
+                (hook_repository, hook_id),
+            )
+        build_ids: list[int] = []
+        superseded: list[int] = []
+        running: list[tuple[int, str]] = []
+        for request in requests:
+            build_id = self._insert_build(db, request, delivery_id, received_at, None)
+            build_ids.append(build_id)
+            superseded += self._supersede_queued(db, request, build_id)
+            if request.job is Job.TEST and delivery.stop_running:
+                running += self._stop_running(db, request, build_id)
+        return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
 
     def _insert_build(
         self,
