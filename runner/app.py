@@ -5,6 +5,7 @@ the store, the HTTP client session, the status reporter, then the scheduler (aft
 builds are recovered). Shutdown runs in reverse. Nothing happens at import time.
 """
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from runner.retention import Retention
 from runner.scheduler import Scheduler
 from runner.settings import Settings
 from runner.store import RecoveredBuild, Store
+from runner.store.outbox import PENDING_HOLD
 from runner.web.builds import BuildViews
 from runner.web.middleware import error_middleware
 from runner.webhooks.intake import MAX_BODY_BYTES, Intake
@@ -149,6 +151,11 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         reporter.wake()
         scheduler.wake()
 
+    def on_builds_queued() -> None:
+        # Their `pending` states are held a moment: no need to look at the outbox before.
+        reporter.wake_at(time.time() + PENDING_HOLD)
+        scheduler.wake()
+
     worker = BuildWorker(
         settings=settings,
         store=store,
@@ -173,7 +180,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         settings=settings,
         store=store,
         find_project=app[PROJECTS].find,
-        on_builds_queued=on_finished,
+        on_builds_queued=on_builds_queued,
         secret=settings.github.webhook_secret,
         stop_build=lambda build_id, reason: scheduler.cancel(build_id, reason),
     )

@@ -147,6 +147,7 @@ class StatusReporter:
         self._owner = owner
         self._bucket = TokenBucket(per_minute=per_minute)
         self._wake = asyncio.Event()
+        self._sleep_until: float | None = None  # None: until woken
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -154,6 +155,11 @@ class StatusReporter:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_at(self, when: float) -> None:
+        """Look at the outbox again at `when` (a held pending state becomes due then)."""
+        if self._sleep_until is None or when < self._sleep_until:
+            self._wake.set()
 
     async def _loop(self) -> None:
         lease_renewed = 0.0
@@ -176,9 +182,11 @@ class StatusReporter:
             except Exception:
                 log.exception("status reporter failed; retrying")
                 retry_at = time.time() + 5
+            self._sleep_until = retry_at
             timeout = None if retry_at is None else max(0.0, retry_at - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            self._sleep_until = time.time()
 
     async def _deliver(self, item: OutboxItem) -> None:
         payload = item.status.payload(

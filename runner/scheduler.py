@@ -16,6 +16,7 @@ Several daemons may share the store (blue/green), so the scheduler also:
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -89,17 +90,19 @@ class Scheduler:
     async def _claim_loop(self) -> None:
         while self._claiming:
             self._wake.clear()
+            wait = POLL_SECONDS
             free = self._concurrency - len(self._running)
             if free > 0:
                 try:
                     claimed = await self._store.claim_builds(free, self._owner, LEASE_SECONDS)
+                    for build in claimed:
+                        self._start(build)
+                    if len(claimed) < free and (settled := await self._store.settling_until()):
+                        wait = min(wait, max(0.0, settled - time.time()))
                 except Exception:
                     log.exception("claiming builds failed")
-                    claimed = []
-                for build in claimed:
-                    self._start(build)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     def _start(self, build: Build) -> None:
         stop = self._stops[build.id] = StopRequest()

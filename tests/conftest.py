@@ -141,7 +141,9 @@ DaemonFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def daemon(aiohttp_client: Any) -> DaemonFactory:
+def daemon(aiohttp_client: Any, fake_github: FakeGitHub) -> DaemonFactory:
+    # Depending on fake_github makes pytest stop the daemon first: its shutdown flushes
+    # statuses to the fake, which must still be there.
     async def start(settings: Settings) -> Daemon:
         return await Daemon(aiohttp_client, settings).start()
 

@@ -261,12 +261,14 @@ async def test_repositories_build_in_parallel_and_one_repository_in_order(
     d = await daemon(make_settings([{"repository": "octo/app"}, {"repository": "octo/lib"}]))
 
     await d.deliver("push", push_payload("octo/app", slow, branch="a"))
-    await d.deliver("push", push_payload("octo/app", queued_behind, branch="b"))
+    _, behind = await d.deliver("push", push_payload("octo/app", queued_behind, branch="b"))
     await d.deliver("push", push_payload("octo/lib", other))
 
     # octo/lib finishes while octo/app's first build still blocks, and octo/app's second waits.
     assert (await fake_github.wait_final(other)).state == "success"
-    assert [s.description for s in fake_github.for_commit(queued_behind)] == ["Queued"]
+    waiting = await d.build(behind["builds"][0])
+    assert (waiting["state"], waiting["started_at"]) == ("queued", None)
+    assert "Running make test" not in [s.description for s in fake_github.for_commit(queued_behind)]
     release.touch()
     assert (await fake_github.wait_final(queued_behind)).state == "success"
     slow_posts = [s.state for s in fake_github.for_commit(slow)]

@@ -102,6 +102,9 @@ class Store:
     async def claim_builds(self, limit: int, owner: str, lease_seconds: float) -> list[Build]:
         return await self._run(self._backend.claim_builds, limit, owner, lease_seconds)
 
+    async def settling_until(self) -> float | None:
+        return await self._run(self._backend.settling_until)
+
     async def heartbeat(
         self, owner: str, build_ids: Iterable[int], lease_seconds: float
     ) -> dict[int, str | None]:

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS builds (
     attempt           INTEGER NOT NULL DEFAULT 0,
     lease_owner       TEXT,             -- the daemon running it
     lease_expires     REAL,             -- renewed by the owner's heartbeat
-    stop_reason       TEXT              -- asks the owner to stop it (a newer push)
+    stop_reason       TEXT,             -- asks the owner to stop it (a newer push)
+    not_before        REAL              -- claimable from then on (a burst settling)
 );
 CREATE INDEX IF NOT EXISTS builds_by_state ON builds (state, repository, id);
 CREATE INDEX IF NOT EXISTS builds_by_lane ON builds (repository, ref, job, state);
@@ -53,10 +54,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at   REAL NOT NULL DEFAULT 0,
     done_at           REAL,
-    outcome           TEXT              -- sent, collapsed, dropped, rejected
+    outcome           TEXT              -- sending (in flight), then sent, collapsed, dropped,
+                                        -- rejected or over-limit
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (done_at, next_attempt_at, build_id);
 CREATE INDEX IF NOT EXISTS outbox_by_commit ON outbox (repository, sha, context, done_at);
+CREATE INDEX IF NOT EXISTS outbox_by_build ON outbox (build_id, outcome);
 
 -- Named leases for work only one daemon may do at a time (posting statuses serially).
 CREATE TABLE IF NOT EXISTS leases (

@@ -25,6 +25,9 @@ from runner.store.outbox import OutboxItem
 
 __all__ = ["Delivery", "DeliveryOutcome", "OutboxItem", "RecoveredBuild", "SQLiteStore"]
 
+# A push that supersedes another is built once its branch has had no newer push for this long.
+SETTLE_SECONDS = 0.25
+
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
@@ -167,9 +170,18 @@ class SQLiteStore:
         for request in requests:
             build_id = self._insert_build(db, request, delivery_id, received_at, None)
             build_ids.append(build_id)
-            superseded += self._supersede_queued(db, request, build_id)
+            replaced = self._supersede_queued(db, request, build_id)
+            stopped = []
             if request.job is Job.TEST and delivery.stop_running:
-                running += self._stop_running(db, request, build_id)
+                stopped = self._stop_running(db, request, build_id)
+            if replaced or stopped:
+                # Part of a burst: wait for the branch to settle, so one build runs, not many.
+                db.execute(
+                    "UPDATE builds SET not_before = ? WHERE id = ?",
+                    (time.time() + SETTLE_SECONDS, build_id),
+                )
+            superseded += replaced
+            running += stopped
         return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
 
     def _insert_build(
@@ -250,27 +262,30 @@ class SQLiteStore:
     def _end_superseded(self, db: sqlite3.Connection, row: sqlite3.Row, newer_sha: str) -> None:
         description = statuses.superseded_by(newer_sha)
         self._end(db, row["id"], BuildState.ERROR, description, None)
-        outbox.enqueue(
-            db, row["id"], _request(row), statuses.errored(description), only_if_announced=True
-        )
+        if not outbox.forget_unannounced(db, row["id"]):
+            outbox.enqueue(db, row["id"], _request(row), statuses.errored(description))
 
     # -- scheduling --------------------------------------------------------------------------
 
     def claim_builds(self, limit: int, owner: str, lease_seconds: float) -> list[Build]:
-        """Lease up to `limit` queued builds to `owner`: the oldest of each idle repository."""
+        """Lease up to `limit` queued builds to `owner`: the oldest of each idle repository.
+
+        A build still settling (`not_before` in the future) holds its repository's queue.
+        """
         if limit <= 0:
             return []
         with self._transaction() as db:
+            now = time.time()
             rows = db.execute(
                 "SELECT * FROM builds AS b WHERE b.state = 'queued'"
+                " AND (b.not_before IS NULL OR b.not_before <= ?)"
                 " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
                 "             WHERE q.repository = b.repository AND q.state = 'queued')"
                 " AND NOT EXISTS (SELECT 1 FROM builds AS r"
                 "                 WHERE r.repository = b.repository AND r.state = 'running')"
                 " ORDER BY b.id LIMIT ?",
-                (limit,),
+                (now, limit),
             ).fetchall()
-            now = time.time()
             claimed = []
             for row in rows:
                 if row["job"] == Job.DEPLOY and self._deployed_newer(db, row):
@@ -286,6 +301,14 @@ class SQLiteStore:
                 outbox.enqueue(db, row["id"], _request(row), running)
                 claimed.append(row["id"])
             return [self._build(db, build_id) for build_id in claimed]
+
+    def settling_until(self) -> float | None:
+        """When the earliest settling build becomes claimable, if any build is settling."""
+        row = self._db.execute(
+            "SELECT MIN(not_before) FROM builds WHERE state = 'queued' AND not_before > ?",
+            (time.time(),),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def _deployed_newer(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
         """End a deploy that would go backwards: a later deploy already succeeded."""
