@@ -34,7 +34,7 @@ from runner.web.builds import BuildViews
 from runner.web.middleware import error_middleware
 from runner.webhooks.intake import MAX_BODY_BYTES, Intake
 
-log = structlog.get_logger("hobotnica")
+log = structlog.get_logger(logger_name="hobotnica")
 
 # How long shutdown waits for the outbox to empty, so final statuses reach GitHub.
 STATUS_FLUSH_TIMEOUT = 10.0

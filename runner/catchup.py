@@ -20,7 +20,7 @@ from gidgethub.aiohttp import GitHubAPI
 
 from runner.store import Hook, Store
 
-log = structlog.get_logger("hobotnica.catchup")
+log = structlog.get_logger(logger_name="hobotnica.catchup")
 
 GITHUB_KEEPS_SECONDS = 3 * 24 * 3600
 OVERLAP_SECONDS = 300  # deliveries may be listed a little after they happen

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-log = structlog.get_logger("hobotnica")
+log = structlog.get_logger(logger_name="hobotnica")
 
 
 class Periodic:

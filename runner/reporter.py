@@ -30,7 +30,7 @@ from gidgethub.aiohttp import GitHubAPI
 from runner.build.environment import build_url
 from runner.store import OutboxItem, Store
 
-log = structlog.get_logger("hobotnica.statuses")
+log = structlog.get_logger(logger_name="hobotnica.statuses")
 
 MAX_BACKOFF = 600.0
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: wait at least a minute when no header says how long

@@ -12,7 +12,7 @@ from runner.build.logfile import log_path
 from runner.settings import BuildSettings
 from runner.store import Store
 
-log = structlog.get_logger("hobotnica.retention")
+log = structlog.get_logger(logger_name="hobotnica.retention")
 
 INTERVAL = 3600.0
 

@@ -26,7 +26,7 @@ from runner.build.process import StopRequest
 from runner.models import Build
 from runner.store import RecoveredBuild, Store
 
-log = structlog.get_logger("hobotnica.scheduler")
+log = structlog.get_logger(logger_name="hobotnica.scheduler")
 
 LEASE_SECONDS = 30.0
 HEARTBEAT_SECONDS = 5.0

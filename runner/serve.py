@@ -16,7 +16,7 @@ from aiohttp import web
 from runner.app import LIFECYCLE, SCHEDULER, begin_drain, create_app
 from runner.settings import Settings
 
-log = structlog.get_logger("hobotnica")
+log = structlog.get_logger(logger_name="hobotnica")
 
 
 async def serve(settings: Settings) -> None:

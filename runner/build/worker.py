@@ -26,7 +26,7 @@ from runner.statuses import Status
 from runner.store import Store
 from runner.webhooks.plan import has_skip_marker
 
-log = structlog.get_logger("hobotnica.build")
+log = structlog.get_logger(logger_name="hobotnica.build")
 
 
 @dataclass

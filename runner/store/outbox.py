@@ -112,11 +112,15 @@ def forget_unannounced(db: sqlite3.Connection, build_id: int) -> bool:
     ).fetchone()
     if heard is not None:
         return False
+    drop_waiting(db, build_id)
+    return True
+
+
+def drop_waiting(db: sqlite3.Connection, build_id: int) -> None:
     db.execute(
         "UPDATE outbox SET done_at = ?, outcome = 'dropped' WHERE build_id = ? AND done_at IS NULL",
         (time.time(), build_id),
     )
-    return True
 
 
 def mark(db: sqlite3.Connection, item_id: int, outcome: str) -> None:

@@ -70,6 +70,8 @@ class SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Hook ids already written, so intake does not rewrite the same row per delivery.
+        self._hooks_seen: dict[str, str] = {}
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file only
@@ -106,6 +108,8 @@ class SQLiteStore:
         """
         answers: list[DeliveryOutcome | Exception] = []
         with self._transaction() as db:
+            if len(deliveries) == 1:  # alone in its transaction: it needs no savepoint
+                return [self._record(db, deliveries[0])]
             for delivery in deliveries:
                 db.execute("SAVEPOINT delivery")
                 try:
@@ -158,7 +162,8 @@ class SQLiteStore:
         ).rowcount
         if not inserted:
             return DeliveryOutcome(duplicate=True)
-        if hook_id and hook_repository:
+        if hook_id and hook_repository and self._hooks_seen.get(hook_repository) != hook_id:
+            self._hooks_seen[hook_repository] = hook_id
             db.execute(
                 "INSERT INTO hooks (repository, hook_id) VALUES (?, ?) ON CONFLICT"
                 " (repository) DO UPDATE SET hook_id = excluded.hook_id",
@@ -168,19 +173,18 @@ class SQLiteStore:
         superseded: list[int] = []
         running: list[tuple[int, str]] = []
         for request in requests:
-            build_id = self._insert_build(db, request, delivery_id, received_at, None)
-            build_ids.append(build_id)
-            replaced = self._supersede_queued(db, request, build_id)
+            older = self._queued_before(db, request)
             stopped = []
             if request.job is Job.TEST and delivery.stop_running:
-                stopped = self._stop_running(db, request, build_id)
-            if replaced or stopped:
-                # Part of a burst: wait for the branch to settle, so one build runs, not many.
-                db.execute(
-                    "UPDATE builds SET not_before = ? WHERE id = ?",
-                    (time.time() + SETTLE_SECONDS, build_id),
-                )
-            superseded += replaced
+                stopped = self._stop_running(db, request)
+            # Part of a burst: wait for the branch to settle, so one build runs, not many.
+            not_before = time.time() + SETTLE_SECONDS if older or stopped else None
+            build_ids.append(
+                self._insert_build(db, request, delivery_id, received_at, None, not_before)
+            )
+            for row in older:
+                self._end_superseded(db, row, request.sha, bool(row["heard"]))
+            superseded += [row["id"] for row in older]
             running += stopped
         return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
 
@@ -191,11 +195,12 @@ class SQLiteStore:
         delivery_id: str | None,
         received_at: float,
         parent_id: int | None,
+        not_before: float | None = None,
     ) -> int:
         cursor = db.execute(
             "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
             " pull_request, from_fork, deploy_after_test, message, author, state, description,"
-            " received_at, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " received_at, queued_at, not_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 delivery_id,
                 parent_id,
@@ -213,6 +218,7 @@ class SQLiteStore:
                 "Queued",
                 received_at,
                 time.time(),
+                not_before,
             ),
         )
         build_id = cursor.lastrowid
@@ -220,37 +226,41 @@ class SQLiteStore:
         outbox.enqueue(db, build_id, request, statuses.queued(request.job))
         return build_id
 
-    def _supersede_queued(
-        self, db: sqlite3.Connection, newer: BuildRequest, newer_id: int
-    ) -> list[int]:
-        """End the queued builds that `newer` makes pointless.
+    def _queued_before(self, db: sqlite3.Connection, newer: BuildRequest) -> list[sqlite3.Row]:
+        """The queued builds that `newer` (not inserted yet) makes pointless, and whether GitHub
+        heard of each (`heard`).
 
         Tests: the same repository, ref and job. Deploys: any older queued deploy of the
         repository, since deploying an older commit after a newer one would go backwards.
         """
+        heard = (
+            "EXISTS (SELECT 1 FROM outbox AS o WHERE o.build_id = b.id"
+            " AND o.outcome IN ('sent', 'sending')) AS heard"
+        )
         if newer.job is Job.DEPLOY:
-            rows = db.execute(
-                "SELECT * FROM builds WHERE repository = ? AND job = ? AND state = ? AND id < ?",
-                (newer.repository, Job.DEPLOY.value, BuildState.QUEUED.value, newer_id),
+            return db.execute(
+                f"SELECT b.*, {heard} FROM builds AS b"  # noqa: S608 - a constant
+                " WHERE repository = ? AND job = 'deploy' AND state = 'queued'",
+                (newer.repository,),
             ).fetchall()
-        else:
-            rows = db.execute(
-                "SELECT * FROM builds WHERE repository = ? AND ref = ? AND job = ? AND state = ?"
-                " AND id < ?",
-                (newer.repository, newer.ref, newer.job.value, BuildState.QUEUED.value, newer_id),
-            ).fetchall()
-        for row in rows:
-            self._end_superseded(db, row, newer.sha)
-        return [row["id"] for row in rows]
+        return db.execute(
+            f"SELECT b.*, {heard} FROM builds AS b"  # noqa: S608 - a constant
+            " WHERE repository = ? AND ref = ? AND job = ? AND state = 'queued'",
+            (newer.repository, newer.ref, newer.job.value),
+        ).fetchall()
 
-    def _stop_running(
-        self, db: sqlite3.Connection, newer: BuildRequest, newer_id: int
-    ) -> list[tuple[int, str]]:
+    def _supersede_queued(self, db: sqlite3.Connection, newer: BuildRequest, newer_id: int) -> None:
+        """End the queued builds older than `newer_id` that `newer` makes pointless."""
+        for row in self._queued_before(db, newer):
+            if row["id"] < newer_id:
+                self._end_superseded(db, row, newer.sha, bool(row["heard"]))
+
+    def _stop_running(self, db: sqlite3.Connection, newer: BuildRequest) -> list[tuple[int, str]]:
         reason = statuses.superseded_by(newer.sha)
         rows = db.execute(
             "SELECT id FROM builds WHERE repository = ? AND ref = ? AND job = 'test'"
-            " AND state = 'running' AND id < ?",
-            (newer.repository, newer.ref, newer_id),
+            " AND state = 'running'",
+            (newer.repository, newer.ref),
         ).fetchall()
         for row in rows:
             db.execute(
@@ -259,10 +269,20 @@ class SQLiteStore:
             )
         return [(row["id"], newer.sha) for row in rows]
 
-    def _end_superseded(self, db: sqlite3.Connection, row: sqlite3.Row, newer_sha: str) -> None:
+    def _end_superseded(
+        self, db: sqlite3.Connection, row: sqlite3.Row, newer_sha: str, heard: bool | None = None
+    ) -> None:
+        """End a queued build; GitHub hears why only if it heard of the build before.
+
+        `heard` None: look it up now (callers whose query did not answer it already).
+        """
         description = statuses.superseded_by(newer_sha)
         self._end(db, row["id"], BuildState.ERROR, description, None)
-        if not outbox.forget_unannounced(db, row["id"]):
+        if heard is None:
+            heard = not outbox.forget_unannounced(db, row["id"])
+        elif not heard:
+            outbox.drop_waiting(db, row["id"])
+        if heard:
             outbox.enqueue(db, row["id"], _request(row), statuses.errored(description))
 
     # -- scheduling --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-log = structlog.get_logger("hobotnica.http")
+log = structlog.get_logger(logger_name="hobotnica.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

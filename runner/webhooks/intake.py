@@ -8,12 +8,12 @@ so GitHub's one attempt is never lost. Builds run elsewhere; this handler never 
 """
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -31,7 +31,7 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 BODY_READ_TIMEOUT = 30.0
 JSON_ONLY = "body is not a JSON object; set the webhook's content type to application/json"
 
-log = structlog.get_logger("hobotnica.intake")
+log = structlog.get_logger(logger_name="hobotnica.intake")
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Intake:
                 "outcome": "rejected"
             }
         try:
-            payload = json.loads(body)
+            payload = orjson.loads(body)
         except (ValueError, RecursionError):  # bad UTF-8, bad JSON, over-long ints, deep nesting
             payload = None
         if not isinstance(payload, dict):
