@@ -10,7 +10,7 @@ signed push payloads shaped like GitHub's, and reports as a table and as JSON:
 - S2: 10 repositories x 10 pushes at concurrency 20: intake rate, builds run, whether the newest
   push of every repository was built, and the time until all newest pushes have a final status.
 - S3: 2,000 pushes to one repository at concurrency 50: intake rate and p99, builds run, time from
-  the last webhook to the newest push's final status.
+  the last webhook to the newest push's final status. Run 3 times; the median run is reported.
 - Memory: the daemon's RSS idle, and its peak through S3 (sampled from /proc every 10 ms).
 """
 
@@ -42,6 +42,7 @@ PAYLOAD_EXAMPLE = HERE.parent / "tests" / "payloads" / "push.json"
 SECRET = "bench-secret-0123456789abcdef"
 TOKEN = "bench-token-0123456789"
 WAIT_LIMIT = 120.0
+S3_RUNS = 3
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -366,10 +367,10 @@ async def s2(
 
 
 async def s3(
-    session: aiohttp.ClientSession, root: Path, fake: FakeGitHub, fake_url: str
+    session: aiohttp.ClientSession, root: Path, fake: FakeGitHub, fake_url: str, name: str
 ) -> dict[str, float]:
-    shas = make_repository(root / "remotes" / "bench", "s3", 2000, SLOW_MAKEFILE)
-    daemon = Daemon(root, fake_url, ["bench/s3"])
+    shas = make_repository(root / "remotes" / "bench", name, 2000, SLOW_MAKEFILE)  # unique shas
+    daemon = Daemon(root, fake_url, [f"bench/{name}"])
     daemon.start()
     try:
         await daemon.wait_healthy(session)
@@ -386,7 +387,7 @@ async def s3(
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        bodies = list(push_bodies("bench/s3", shas))
+        bodies = list(push_bodies(f"bench/{name}", shas))
         latencies, took, ids = await send_all(session, f"{daemon.base}/webhooks/github", bodies, 50)
         last_sent = time.time()
         newest_sha = shas[ids.index(max(ids))]
@@ -433,7 +434,17 @@ async def run(scenarios: list[str]) -> dict[str, dict[str, float]]:
                 elif name == "s2":
                     results["s2"] = await s2(session, root, fake, fake_url)
                 elif name == "s3":
-                    results["s3"] = await s3(session, root, fake, fake_url)
+                    # A second-long burst is noisy on 2 shared cores: report the median run.
+                    runs = []
+                    for attempt in range(S3_RUNS):
+                        attempt_root = root / str(attempt)
+                        attempt_root.mkdir()
+                        name = f"s3-{attempt}"
+                        runs.append(await s3(session, attempt_root, fake, fake_url, name))
+                    runs.sort(key=lambda run: run["intake_per_s"])
+                    results["s3"] = runs[len(runs) // 2]
+                    results["s3"]["intake_per_s_min"] = runs[0]["intake_per_s"]
+                    results["s3"]["intake_per_s_max"] = runs[-1]["intake_per_s"]
     await runner.cleanup()
     return results
 

@@ -111,6 +111,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         public_url=settings.server.public_url,
         is_local=app[PROJECTS].is_local,
         owner=app[OWNER],
+        is_gone=lambda other: is_gone(other, me=app[OWNER]),
         per_minute=settings.github.statuses_per_minute,
     )
     app[REPORTER] = reporter

@@ -137,6 +137,7 @@ class StatusReporter:
         public_url: str,
         is_local: Callable[[str], bool],
         owner: str,
+        is_gone: Callable[[str | None], bool],
         per_minute: float = PER_MINUTE,
     ) -> None:
         self._store = store
@@ -145,6 +146,7 @@ class StatusReporter:
         self._public_url = public_url
         self._is_local = is_local
         self._owner = owner
+        self._is_gone = is_gone
         self._bucket = TokenBucket(per_minute=per_minute)
         self._wake = asyncio.Event()
         self._sleep_until: float | None = None  # None: until woken
@@ -169,7 +171,9 @@ class StatusReporter:
             try:
                 now = time.time()
                 if now - lease_renewed > LEASE_SECONDS / 3:
-                    if not await self._store.acquire_lease(LEASE_NAME, self._owner, LEASE_SECONDS):
+                    if not await self._store.acquire_lease(
+                        LEASE_NAME, self._owner, LEASE_SECONDS, self._is_gone
+                    ):
                         retry_at = now + LEASE_SECONDS / 3  # another daemon posts meanwhile
                         raise _Waiting
                     lease_renewed = now

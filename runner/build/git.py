@@ -113,21 +113,8 @@ class Repositories:
 
     async def _prepare_workspace(self, request: BuildRequest, mirror: Path) -> Path:
         workspace = self.workspace_path(request.repository)
-        git_dir = workspace / ".git"
-        await asyncio.to_thread(_remove, git_dir)
-        workspace.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_fresh_git_dir, workspace, mirror, request.sha)
         env = self._base_env
-        await self._git("init", "--quiet", "--template=", str(workspace), env=env)
-        (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
-        tags = await self._git(
-            "-C",
-            str(mirror),
-            "for-each-ref",
-            "--format=%(objectname) %(refname)",
-            "refs/tags",
-            env=env,
-        )
-        (git_dir / "packed-refs").write_text(tags)
         await self._git(
             "-C", str(workspace), "checkout", "--quiet", "--force", "--detach", request.sha, env=env
         )
@@ -148,6 +135,42 @@ class Repositories:
             message = err.decode(errors="replace").strip()[-GIT_OUTPUT_LIMIT:]
             raise CheckoutError(f"git {args[2] if args[0] == '-C' else args[0]}: {message}")
         return out.decode(errors="replace")
+
+
+def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:
+    """Replace the workspace's `.git` by a new one that borrows the mirror's objects and tags.
+
+    Written by hand rather than with `git init` plus `git for-each-ref`: two processes fewer on
+    every build's way to `make`, and nothing of the old `.git` (hooks, config) survives.
+    """
+    git_dir = workspace / ".git"
+    _remove(git_dir)
+    (git_dir / "objects" / "info").mkdir(parents=True)
+    (git_dir / "refs" / "heads").mkdir(parents=True)
+    (git_dir / "refs" / "tags").mkdir()
+    (git_dir / "HEAD").write_text(f"{sha}\n")
+    (git_dir / "config").write_text(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+    )
+    (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
+    (git_dir / "packed-refs").write_text("".join(f"{o} {r}\n" for r, o in _tags(mirror)))
+
+
+def _tags(mirror: Path) -> list[tuple[str, str]]:
+    """The mirror's tags, from its packed-refs and loose refs (loose ones win, as in git)."""
+    tags: dict[str, str] = {}
+    try:
+        for line in (mirror / "packed-refs").read_text().splitlines():
+            object_id, _, name = line.partition(" ")
+            if name.startswith("refs/tags/") and len(object_id) == 40:
+                tags[name] = object_id
+    except FileNotFoundError:
+        pass
+    loose = mirror / "refs" / "tags"
+    for path in loose.rglob("*") if loose.is_dir() else ():
+        if path.is_file():
+            tags[f"refs/tags/{path.relative_to(loose).as_posix()}"] = path.read_text().strip()
+    return sorted(tags.items())
 
 
 def _origin(url: str) -> str:

@@ -126,8 +126,10 @@ class Store:
     async def release(self, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
         return await self._run(self._backend.release, owner, list(build_ids))
 
-    async def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
-        return await self._run(self._backend.acquire_lease, name, owner, seconds)
+    async def acquire_lease(
+        self, name: str, owner: str, seconds: float, is_gone: Callable[[str | None], bool]
+    ) -> bool:
+        return await self._run(self._backend.acquire_lease, name, owner, seconds, is_gone)
 
     async def drop_lease(self, name: str, owner: str) -> None:
         await self._run(self._backend.drop_lease, name, owner)

@@ -476,18 +476,30 @@ class SQLiteStore:
 
     # -- leases on named work ----------------------------------------------------------------
 
-    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
-        """Take or renew the lease `name`; False while another owner holds it unexpired."""
+    def acquire_lease(
+        self,
+        name: str,
+        owner: str,
+        seconds: float,
+        is_gone: Callable[[str | None], bool] = lambda _owner: False,
+    ) -> bool:
+        """Take or renew the lease `name`; False while another live owner holds it unexpired.
+
+        A holder known to be gone (`is_gone`: it died on this host) loses the lease at once, so
+        a restarted daemon does not wait out its predecessor's lease.
+        """
         with self._transaction() as db:
             now = time.time()
-            taken = db.execute(
-                "INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
-                " expires = excluded.expires WHERE leases.owner = excluded.owner"
-                " OR leases.expires < ?",
-                (name, owner, now + seconds, now),
-            ).rowcount
-            return bool(taken)
+            row = db.execute("SELECT owner, expires FROM leases WHERE name = ?", (name,)).fetchone()
+            held_by_another = row is not None and row["owner"] != owner and row["expires"] >= now
+            if held_by_another and not is_gone(row["owner"]):
+                return False
+            db.execute(
+                "INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET owner = excluded.owner, expires = excluded.expires",
+                (name, owner, now + seconds),
+            )
+            return True
 
     def drop_lease(self, name: str, owner: str) -> None:
         with self._transaction() as db:

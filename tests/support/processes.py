@@ -3,7 +3,8 @@
 from pathlib import Path
 
 
-def processes_with_marker(build_url: str) -> list[int]:
+def processes_with_marker(build_url: str, *, prefix: bool = False) -> list[int]:
+    """Live processes whose HOBOTNICA_BUILD_URL is `build_url` (or starts with it)."""
     marker = f"HOBOTNICA_BUILD_URL={build_url}".encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -12,7 +13,8 @@ def processes_with_marker(build_url: str) -> list[int]:
         try:
             if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 continue
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
+            entries = (entry / "environ").read_bytes().split(b"\0")
+            if any(e.startswith(marker) if prefix else e == marker for e in entries):
                 found.append(int(entry.name))
         except OSError:
             continue
