@@ -57,6 +57,7 @@ REPORTER = web.AppKey("reporter", StatusReporter)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INTAKE = web.AppKey("intake", Intake)
 OWNER = web.AppKey("owner", str)
+REPOSITORIES = web.AppKey("repositories", Repositories)
 GITHUB = web.AppKey("github", GitHubAPI)
 RETENTION = web.AppKey("retention", Retention)
 CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
@@ -157,13 +158,14 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         reporter.wake_at(time.time() + PENDING_HOLD)
         scheduler.wake()
 
+    app[REPOSITORIES] = Repositories(
+        settings.data_dir, token=settings.github.token, inherited_env=settings.inherited_env
+    )
     worker = BuildWorker(
         settings=settings,
         store=store,
         projects=app[PROJECTS],
-        repositories=Repositories(
-            settings.data_dir, token=settings.github.token, inherited_env=settings.inherited_env
-        ),
+        repositories=app[REPOSITORIES],
         sandbox=make_sandbox(settings),
         owner=owner,
         on_finished=on_finished,
@@ -195,7 +197,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
 
 async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[RETENTION] = Retention(app[STORE], settings.data_dir, settings.builds)
+    app[RETENTION] = Retention(app[STORE], settings.data_dir, settings.builds, app[REPOSITORIES])
     jobs = [Periodic("retention", app[RETENTION].run_once, RETENTION_INTERVAL)]
     if GITHUB in app and settings.github.catch_up:
         app[CATCH_UP] = DeliveryCatchUp(app[STORE], app[GITHUB])

@@ -1,6 +1,7 @@
 """Retention: finished builds past `builds.keep_days`, or beyond the newest
 `builds.keep_per_repository` of their repository, are deleted with their logs, and the database
-gives the space back (incremental vacuum)."""
+gives the space back (incremental vacuum). Git mirrors are compacted (`git gc --auto`) here too,
+not after each fetch, where it would delay a build."""
 
 import asyncio
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import structlog
 
+from runner.build.git import Repositories
 from runner.build.logfile import log_path
 from runner.settings import BuildSettings
 from runner.store import Store
@@ -18,10 +20,13 @@ INTERVAL = 3600.0
 
 
 class Retention:
-    def __init__(self, store: Store, data_dir: Path, builds: BuildSettings) -> None:
+    def __init__(
+        self, store: Store, data_dir: Path, builds: BuildSettings, repositories: Repositories
+    ) -> None:
         self._store = store
         self._data_dir = data_dir
         self._builds = builds
+        self._repositories = repositories
 
     async def run_once(self) -> list[int]:
         pruned = await self._store.prune(
@@ -31,6 +36,7 @@ class Retention:
         await asyncio.to_thread(self._remove_logs, pruned)
         if pruned:
             log.info("pruned old builds", count=len(pruned))
+        await self._repositories.compact_mirrors()
         return pruned
 
     def _remove_logs(self, build_ids: list[int]) -> None:

@@ -20,11 +20,15 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+import structlog
+
 from runner.errors import CheckoutError
 from runner.models import BuildRequest
 from runner.names import short_sha
 
 GIT_OUTPUT_LIMIT = 2000
+
+log = structlog.get_logger(logger_name="hobotnica.git")
 
 
 class Repositories:
@@ -50,15 +54,34 @@ class Repositories:
         return self._data_dir / "workspaces" / repository.lower()
 
     def _env(self, clone_url: str) -> dict[str, str]:
-        env = dict(self._base_env)
+        """The fetch's environment: config through GIT_CONFIG_*, never argv or a file."""
+        config = {
+            # Housekeeping is not a build's business: `compact_mirrors` does it off the way.
+            "maintenance.auto": "false",
+            "gc.auto": "0",
+        }
         if self._token and clone_url.startswith(("https://", "http://")):
             basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
-            env.update(
-                GIT_CONFIG_COUNT="1",
-                GIT_CONFIG_KEY_0=f"http.{_origin(clone_url)}/.extraHeader",
-                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-            )
+            config[f"http.{_origin(clone_url)}/.extraHeader"] = f"Authorization: Basic {basic}"
+        env = dict(self._base_env, GIT_CONFIG_COUNT=str(len(config)))
+        for index, (key, value) in enumerate(config.items()):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
         return env
+
+    async def compact_mirrors(self) -> None:
+        """`git gc --auto` in every mirror, one at a time, outside any build's critical path."""
+        root = self._data_dir / "mirrors"
+        mirrors = sorted(root.glob("*/*.git")) if root.is_dir() else []
+        for mirror in mirrors:
+            name = f"{mirror.parent.name}/{mirror.name.removesuffix('.git')}"
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                try:
+                    await self._git(
+                        "-C", str(mirror), "gc", "--auto", "--quiet", env=self._base_env
+                    )
+                except CheckoutError as error:
+                    log.warning("compacting a mirror failed", mirror=str(mirror), error=str(error))
 
     async def checkout(self, request: BuildRequest, clone_url: str) -> Path:
         """A clean working copy of the repository at `request.sha`; returns its path."""
