@@ -36,4 +36,4 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 bench: install
-	$(BIN)/python bench/push_to_start.py --json bench/results.json
+	$(BIN)/python bench/bench.py --json bench/results.json
