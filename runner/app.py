@@ -31,7 +31,7 @@ from runner.settings import Settings
 from runner.store import RecoveredBuild, Store
 from runner.store.outbox import PENDING_HOLD
 from runner.web.builds import BuildViews
-from runner.web.middleware import error_middleware
+from runner.web.middleware import client_middleware, error_middleware
 from runner.webhooks.intake import MAX_BODY_BYTES, Intake
 
 log = structlog.get_logger(logger_name="hobotnica")
@@ -64,7 +64,13 @@ CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware()])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[
+            error_middleware(),
+            client_middleware(trusted_proxies=settings.server.trusted_proxies),
+        ],
+    )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[PROJECTS] = ProjectDirectory(settings)

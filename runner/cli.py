@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -21,10 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     try_ = commands.add_parser(
         "try", help="build a local repository's HEAD on the running daemon, without GitHub"
     )
-    for command in (serve, check, try_):
+    switch = commands.add_parser(
+        "switch", help="blue/green: start the other instance, point nginx at it, drain the old"
+    )
+    for command in (serve, check, try_, switch):
         command.add_argument(
             "--config", type=Path, default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}"
         )
+    serve.add_argument(
+        "--port", type=int, help="listen on this port instead of server.port (blue/green)"
+    )
     try_.add_argument("path", type=Path, help="a local git repository with a Makefile")
     try_.add_argument("--deploy", action="store_true", help="also run make deploy if tests pass")
     try_.add_argument("--wait", action="store_true", help="wait for the build and print its result")
@@ -40,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "check-config":
         return _check_config(settings)
+    if args.command == "switch":
+        from runner.switch import switch as switch_instances
+
+        return switch_instances(settings)
     if args.command == "try":
         from runner.try_build import try_build
 
@@ -47,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from runner.logs import configure_logging
     from runner.serve import serve as serve_daemon
+    from runner.systemd import Notifier
 
+    if args.port is not None:
+        settings = dataclasses.replace(
+            settings, server=dataclasses.replace(settings.server, port=args.port)
+        )
     configure_logging()
-    asyncio.run(serve_daemon(settings))
-    return 0
+    return asyncio.run(serve_daemon(settings, Notifier(os.environ)))
 
 
 def _check_sandbox(settings: Settings) -> None:

@@ -35,6 +35,7 @@ log = structlog.get_logger(logger_name="hobotnica.statuses")
 MAX_BACKOFF = 600.0
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: wait at least a minute when no header says how long
 LEASE_NAME = "outbox"
+PAUSE_NAME = "github-rate-limit"  # in the store: every daemon honours a rate limit's wait
 LEASE_SECONDS = 30.0
 BURST = 20
 PER_MINUTE = 60.0
@@ -177,6 +178,10 @@ class StatusReporter:
                         retry_at = now + LEASE_SECONDS / 3  # another daemon posts meanwhile
                         raise _Waiting
                     lease_renewed = now
+                paused_until = await self._store.paused_until(PAUSE_NAME)
+                if paused_until > now:
+                    retry_at = paused_until
+                    raise _Waiting
                 item, retry_at = await self._store.next_status(now)
                 if item is not None:
                     await self._deliver(item)
@@ -206,6 +211,11 @@ class StatusReporter:
         if isinstance(outcome, str):
             await self._store.status_done(item.id, outcome)
             return
+        if outcome >= 0:
+            # A rate limit holds for every request, not just this one: nothing is posted
+            # until it has passed (GitHub: "do not retry until after retry-after / the reset").
+            log.warning("GitHub rate limit: posting paused", for_s=round(outcome, 1))
+            await self._store.pause(PAUSE_NAME, time.time() + outcome)
         delay = outcome if outcome >= 0 else _backoff(item.attempts)
         log.info("status post will be retried", in_s=round(delay, 1), attempts=item.attempts + 1)
         await self._store.status_retry(item.id, time.time() + delay)
@@ -230,7 +240,7 @@ class StatusReporter:
 
 
 class _Waiting(Exception):
-    """Another daemon holds the outbox lease."""
+    """Another daemon holds the outbox lease, or GitHub asked us to wait."""
 
 
 def _backoff(attempts: int) -> float:

@@ -137,12 +137,17 @@ class Scheduler:
                 self.cancel(build_id, reason)
 
     async def wait_idle(self, timeout: float) -> bool:
-        """Wait until no build runs; False if some still run after `timeout` seconds."""
-        tasks = list(self._running.values())
-        if not tasks:
-            return True
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        return not pending
+        """Wait until no build runs; False if some still run after `timeout` seconds.
+
+        Builds that start meanwhile (a claim that was under way at SIGTERM) are waited for too.
+        """
+        deadline = time.monotonic() + timeout
+        while self._running:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(list(self._running.values()), timeout=remaining)
+        return True
 
     async def close(self, timeout: float) -> None:
         self.stop_claiming()

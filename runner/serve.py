@@ -2,7 +2,9 @@
 
 Drain (DESIGN.md): webhooks are still accepted and persisted, `/health` answers 503 so a proxy
 moves away, no new build starts (queued ones stay queued for the next instance), running builds
-finish up to `builds.drain_timeout`, and the outbox is flushed before exit. A second SIGTERM or
+finish up to `builds.drain_timeout`, and the outbox is flushed before exit. The daemon keeps
+listening for at least `server.shutdown_grace` seconds, so requests a proxy still routes here
+during its own reload are answered, not refused. A second SIGTERM or
 SIGINT ends the wait: builds still running are interrupted (tests are re-queued for the next
 start, deploys end `error`).
 """
@@ -14,17 +16,28 @@ import structlog
 from aiohttp import web
 
 from runner.app import LIFECYCLE, SCHEDULER, begin_drain, create_app
+from runner.scheduler import Scheduler
 from runner.settings import Settings
+from runner.systemd import Notifier
 
 log = structlog.get_logger(logger_name="hobotnica")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, notifier: Notifier) -> int:
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        log.error(
+            "cannot listen",
+            address=f"{settings.server.host}:{settings.server.port}",
+            error=error.strerror,
+        )
+        await runner.cleanup()
+        return 1
     if settings.github.uses_development_secret:
         log.warning(
             "USING THE DEVELOPMENT WEBHOOK SECRET FROM THE EXAMPLE CONFIG: anyone who has read the "
@@ -39,6 +52,8 @@ async def serve(settings: Settings) -> None:
         projects=[p.repository for p in settings.projects],
     )
 
+    notifier.ready(f"taking webhooks on port {settings.server.port}")
+
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -48,10 +63,21 @@ async def serve(settings: Settings) -> None:
         "draining", signal=signal.Signals(received).name, running_builds=app[SCHEDULER].running_ids
     )
     begin_drain(app)
-    drained = asyncio.create_task(app[SCHEDULER].wait_idle(settings.builds.drain_timeout))
+    notifier.stopping(f"draining {len(app[SCHEDULER].running_ids)} running builds")
+    # Keep answering for at least `shutdown_grace`, even with nothing to drain: after a switch,
+    # nginx's old workers still send requests here until their keep-alive connections end.
+    drained = asyncio.create_task(_drain(app[SCHEDULER], settings))
     second_signal = asyncio.create_task(signals.get())
-    await asyncio.wait({drained, second_signal}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([drained, second_signal], return_when=asyncio.FIRST_COMPLETED)
     second_signal.cancel()
     app[LIFECYCLE].drain_done = True
     await runner.cleanup()
     log.info("stopped")
+    return 0
+
+
+async def _drain(scheduler: Scheduler, settings: Settings) -> None:
+    await asyncio.gather(
+        scheduler.wait_idle(settings.builds.drain_timeout),
+        asyncio.sleep(settings.server.shutdown_grace),
+    )

@@ -5,6 +5,7 @@ Loading fails closed: an unknown key, a missing webhook secret or a malformed re
 the part of the daemon's environment that builds inherit is captured here.
 """
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8081
     public_url: str = "http://127.0.0.1:8081"
+    # Peers whose X-Forwarded-For is believed (nginx on the same host).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # After SIGTERM, keep answering at least this long (a proxy's reload is not instant).
+    shutdown_grace: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,19 @@ class PullRequestSettings:
 
 
 @dataclass(frozen=True)
+class DeploySettings:
+    """How `hobotnica switch` runs blue/green (see runner.switch)."""
+
+    ports: tuple[int, int] = (8081, 8082)
+    manager: Literal["systemd", "process"] = "systemd"
+    upstream_file: Path = Path("/etc/nginx/hobotnica-upstream.conf")
+    nginx_test: tuple[str, ...] = ("nginx", "-t")
+    nginx_reload: tuple[str, ...] = ("nginx", "-s", "reload")
+    health_timeout: float = 60.0
+    run_dir: Path = Path("run")
+
+
+@dataclass(frozen=True)
 class Project:
     repository: str
     deploy_branch: str | None = None
@@ -92,6 +110,7 @@ class Settings:
     server: ServerSettings = ServerSettings()
     builds: BuildSettings = BuildSettings()
     pull_requests: PullRequestSettings = PullRequestSettings()
+    deploy: DeploySettings = DeploySettings()
     projects: tuple[Project, ...] = ()
     inherited_env: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
@@ -122,13 +141,17 @@ def parse_settings(
     base_dir: Path,
     config_path: Path | None = None,
 ) -> Settings:
-    _reject_unknown(raw, "", {"server", "github", "storage", "builds", "pull_requests", "projects"})
+    _reject_unknown(
+        raw, "", {"server", "github", "storage", "builds", "pull_requests", "deploy", "projects"}
+    )
     server = _table(raw, "server")
     github = _table(raw, "github")
     storage = _table(raw, "storage")
     builds = _table(raw, "builds")
     pulls = _table(raw, "pull_requests")
-    _reject_unknown(server, "server.", {"host", "port", "public_url"})
+    _reject_unknown(
+        server, "server.", {"host", "port", "public_url", "trusted_proxies", "shutdown_grace"}
+    )
     _reject_unknown(
         github,
         "github.",
@@ -211,6 +234,8 @@ def parse_settings(
     )
     forks = _choice(pulls, "pull_requests.forks", ("never", "without-secrets"), "never")
 
+    deploy = _parse_deploy(_table(raw, "deploy"), base_dir)
+
     projects_raw = raw.get("projects", [])
     if not isinstance(projects_raw, list):
         raise ConfigError("projects must be an array of tables ([[projects]])")
@@ -222,7 +247,13 @@ def parse_settings(
         seen.add(project.repository.lower())
 
     return Settings(
-        server=ServerSettings(host=host, port=port, public_url=public_url),
+        server=ServerSettings(
+            host=host,
+            port=port,
+            public_url=public_url,
+            trusted_proxies=tuple(_addresses(server, "server.trusted_proxies")),
+            shutdown_grace=_get(server, "server.shutdown_grace", (int, float), 5),
+        ),
         github=GitHubSettings(
             webhook_secret=secret,
             token=token,
@@ -241,9 +272,62 @@ def parse_settings(
         data_dir=data_dir,
         builds=build_settings,
         pull_requests=PullRequestSettings(forks=forks),
+        deploy=deploy,
         projects=projects,
         inherited_env=inherited_environment(environ),
         config_path=config_path,
+    )
+
+
+def _addresses(table: Mapping[str, Any], name: str) -> list[str]:
+    values = _get(table, name, list, ["127.0.0.1", "::1"])
+    for value in values:
+        try:
+            ipaddress.ip_address(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: {value!r} is not an IP address") from None
+    return [str(value) for value in values]
+
+
+def _parse_deploy(table: Mapping[str, Any], base_dir: Path) -> DeploySettings:
+    _reject_unknown(
+        table,
+        "deploy.",
+        {
+            "ports",
+            "manager",
+            "upstream_file",
+            "nginx_test",
+            "nginx_reload",
+            "health_timeout",
+            "run_dir",
+        },
+    )
+    ports = _get(table, "deploy.ports", list, [8081, 8082])
+    valid = len(ports) == 2 and all(isinstance(p, int) and 0 < p < 65536 for p in ports)
+    if not valid or ports[0] == ports[1]:
+        raise ConfigError("deploy.ports must be two different port numbers, like [8081, 8082]")
+    commands = {}
+    for key, default in (
+        ("nginx_test", ["nginx", "-t"]),
+        ("nginx_reload", ["nginx", "-s", "reload"]),
+    ):
+        command = _get(table, f"deploy.{key}", list, default)
+        if not command or not all(isinstance(part, str) for part in command):
+            raise ConfigError(f"deploy.{key} must be a command as a list of strings")
+        commands[key] = tuple(command)
+    upstream = Path(_get(table, "deploy.upstream_file", str, "/etc/nginx/hobotnica-upstream.conf"))
+    run_dir = Path(_get(table, "deploy.run_dir", str, "run"))
+    return DeploySettings(
+        ports=(ports[0], ports[1]),
+        manager=_choice(table, "deploy.manager", ("systemd", "process"), "systemd"),
+        upstream_file=upstream if upstream.is_absolute() else base_dir / upstream,
+        nginx_test=commands["nginx_test"],
+        nginx_reload=commands["nginx_reload"],
+        health_timeout=_positive(
+            _get(table, "deploy.health_timeout", (int, float), 60), "deploy.health_timeout"
+        ),
+        run_dir=run_dir if run_dir.is_absolute() else base_dir / run_dir,
     )
 
 
@@ -325,7 +409,7 @@ def _choice(table: Mapping[str, Any], name: str, choices: tuple[str, ...], defau
 
 
 def _kind_name(kind: Any) -> str:
-    names = {str: "a string", int: "an integer", bool: "a boolean"}
+    names = {str: "a string", int: "an integer", bool: "a boolean", list: "a list"}
     if isinstance(kind, tuple):
         return "a number"
     return names.get(kind, "a value")

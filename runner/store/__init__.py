@@ -131,6 +131,12 @@ class Store:
     ) -> bool:
         return await self._run(self._backend.acquire_lease, name, owner, seconds, is_gone)
 
+    async def pause(self, name: str, until: float) -> None:
+        await self._run(self._backend.pause, name, until)
+
+    async def paused_until(self, name: str) -> float:
+        return await self._run(self._backend.paused_until, name)
+
     async def drop_lease(self, name: str, owner: str) -> None:
         await self._run(self._backend.drop_lease, name, owner)
 

@@ -501,6 +501,19 @@ class SQLiteStore:
             )
             return True
 
+    def pause(self, name: str, until: float) -> None:
+        """Record that `name` (posting to GitHub) waits until `until`, for every daemon."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO leases (name, owner, expires) VALUES (?, 'pause', ?) ON CONFLICT"
+                " (name) DO UPDATE SET expires = MAX(leases.expires, excluded.expires)",
+                (name, until),
+            )
+
+    def paused_until(self, name: str) -> float:
+        row = self._db.execute("SELECT expires FROM leases WHERE name = ?", (name,)).fetchone()
+        return 0.0 if row is None else float(row[0])
+
     def drop_lease(self, name: str, owner: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))

@@ -1,7 +1,11 @@
-"""The error middleware: the one HTTP-side place allowed to catch everything.
+"""Middlewares, as factories with keyword-only options.
 
-An unexpected exception becomes a 500 with a generic JSON body (never exception text, which could
-carry request data or a secret) and a logged traceback. aiohttp's own HTTP errors pass through.
+- `error_middleware`: the one HTTP-side place allowed to catch everything. An unexpected
+  exception becomes a 500 with a generic JSON body (never exception text, which could carry
+  request data or a secret) and a logged traceback. aiohttp's own HTTP errors pass through.
+- `client_middleware`: binds `client` (the caller's address) into the log context. Behind nginx
+  the peer is nginx, so `X-Forwarded-For` is read, but only when the peer is a trusted proxy:
+  anyone else could write any address into that header.
 """
 
 from collections.abc import Awaitable, Callable
@@ -25,5 +29,20 @@ def error_middleware() -> Middleware:
         except Exception:
             log.exception("unhandled error", method=request.method, path=request.path)
             return web.json_response({"error": "internal error"}, status=500)
+
+    return middleware
+
+
+def client_middleware(*, trusted_proxies: tuple[str, ...]) -> Middleware:
+    trusted = frozenset(trusted_proxies)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        client = request.remote or ""
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if client in trusted and forwarded:
+            client = forwarded.rsplit(",", 1)[-1].strip()[:64]
+        with structlog.contextvars.bound_contextvars(client=client):
+            return await handler(request)
 
     return middleware
