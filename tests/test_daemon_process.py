@@ -47,8 +47,11 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def start_daemon(config: Path, home: Path) -> tuple[subprocess.Popen[str], str]:
+def start_daemon(
+    config: Path, home: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+    env.update(extra_env or {})
     process = subprocess.Popen(
         [HOBOTNICA, "serve", "--config", str(config)],
         stdout=subprocess.PIPE,
