@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG := $(firstword $(wildcard config/hobotnica.toml) config/hobotnica.example.toml)
 
-.PHONY: install run test lint typecheck unit check-config bench clean
+.PHONY: install run test lint typecheck unit check-config bench deploy clean
 
 install: $(VENV)/.installed
 
@@ -37,3 +37,10 @@ clean:
 
 bench: install
 	$(BIN)/python bench/bench.py --json bench/results.json
+
+# Hobotnica deploys itself: when it builds its own repository's deploy branch, `make deploy`
+# asks systemd to install exactly this commit and switch to it (systemd/upgrade.sh). It waits,
+# so the deploy's status says whether the upgrade worked.
+deploy:
+	@test -n "$(HOBOTNICA_SHA)" || { echo "make deploy runs inside a Hobotnica build (HOBOTNICA_SHA)"; exit 2; }
+	systemctl start "hobotnica-upgrade@$(HOBOTNICA_SHA).service"

@@ -18,7 +18,9 @@ UNIT = Path(__file__).parent.parent / "systemd" / "hobotnica@.service"
 def test_the_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # The shipped unit runs /opt/hobotnica; verify it against this checkout's console script.
     unit = tmp_path / "hobotnica@8081.service"
-    unit.write_text(UNIT.read_text().replace("/opt/hobotnica/.venv/bin/hobotnica", HOBOTNICA))
+    unit.write_text(
+        UNIT.read_text().replace("/opt/hobotnica/current/.venv/bin/hobotnica", HOBOTNICA)
+    )
     result = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
     )
@@ -55,3 +57,50 @@ def test_serve_tells_systemd_when_ready_and_when_draining(config: Path, tmp_path
     assert "READY=1" in ready.splitlines()
     assert f"MAINPID={process.pid}" in ready.splitlines()
     assert "STOPPING=1" in stopping.splitlines()
+
+
+UPGRADE = Path(__file__).parent.parent / "systemd" / "upgrade.sh"
+
+
+@pytest.mark.parametrize("argument", ["", "main", "HEAD", "$(id)", "A" * 40, "a" * 39])
+def test_the_upgrade_script_installs_nothing_but_a_full_sha(argument: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(UPGRADE), argument],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOBOTNICA_PREFIX": str(tmp_path)},
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "usage: upgrade.sh SHA" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # touched nothing
+
+
+def test_the_upgrade_script_refuses_a_commit_off_the_deploy_branch(tmp_path: Path) -> None:
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(origin), str(work)], check=True)
+    commit = ["git", "-C", str(work), "-c", "user.name=a", "-c", "user.email=a@a", "commit"]
+    subprocess.run([*commit, "-q", "--allow-empty", "-m", "on main"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
+    subprocess.run(["git", "-C", str(work), "checkout", "-q", "-b", "pr"], check=True)
+    subprocess.run([*commit, "-q", "--allow-empty", "-m", "a pull request"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:pr"], check=True)
+    pr_sha = subprocess.run(
+        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    prefix = tmp_path / "opt"
+    subprocess.run(["git", "clone", "-q", str(origin), str(prefix / "repo")], check=True)
+
+    result = subprocess.run(
+        ["bash", str(UPGRADE), pr_sha],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOBOTNICA_PREFIX": str(prefix)},
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "is not on origin/main" in result.stderr
+    assert not (prefix / "releases").exists() and not (prefix / "current").exists()
