@@ -33,6 +33,7 @@ from aiohttp import web
 
 from tests.conftest import SECRET, TOKEN
 from tests.support.fake_github import FakeGitHub
+from tests.support.processes import processes_with_marker
 from tests.support.webhooks import headers, push_payload
 
 HOBOTNICA = str(Path(sys.executable).parent / "hobotnica")
@@ -320,7 +321,7 @@ class DaemonProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             await self.wait_exit(10.0)
-        for pid, _marker in processes_with_marker_prefix(self.public_url):
+        for pid in processes_with_marker_prefix(self.public_url):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await self.session.close()
@@ -397,20 +398,6 @@ class DaemonProcess:
         raise AssertionError("too many builds")
 
 
-def processes_with_marker_prefix(public_url: str) -> list[tuple[int, str]]:
+def processes_with_marker_prefix(public_url: str) -> list[int]:
     """Live processes whose environment holds `HOBOTNICA_BUILD_URL={public_url}/builds/…`."""
-    prefix = f"HOBOTNICA_BUILD_URL={public_url}/builds/".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for variable in environ:
-            if variable.startswith(prefix):
-                found.append((int(entry.name), variable.decode(errors="replace")))
-    return found
+    return processes_with_marker(f"{public_url}/builds/", prefix=True)
