@@ -21,6 +21,7 @@ from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
 from runner.catchup import DeliveryCatchUp
 from runner.instance import is_gone, new_owner_id
+from runner.metrics import CONTENT_TYPE, Metrics
 from runner.periodic import Periodic
 from runner.projects import ProjectDirectory
 from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter
@@ -57,6 +58,7 @@ REPORTER = web.AppKey("reporter", StatusReporter)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INTAKE = web.AppKey("intake", Intake)
 OWNER = web.AppKey("owner", str)
+METRICS = web.AppKey("metrics", Metrics)
 REPOSITORIES = web.AppKey("repositories", Repositories)
 GITHUB = web.AppKey("github", GitHubAPI)
 RETENTION = web.AppKey("retention", Retention)
@@ -75,9 +77,11 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[PROJECTS] = ProjectDirectory(settings)
     app[OWNER] = new_owner_id()
+    app[METRICS] = Metrics()
     app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _background_jobs, _ready])
     app.router.add_post("/webhooks/github", _webhook)
     app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
     return app
 
 
@@ -119,6 +123,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         is_local=app[PROJECTS].is_local,
         owner=app[OWNER],
         is_gone=lambda other: is_gone(other, me=app[OWNER]),
+        metrics=app[METRICS],
         per_minute=settings.github.statuses_per_minute,
     )
     app[REPORTER] = reporter
@@ -174,6 +179,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         repositories=app[REPOSITORIES],
         sandbox=make_sandbox(settings),
         owner=owner,
+        metrics=app[METRICS],
         on_finished=on_finished,
     )
     scheduler = Scheduler(
@@ -191,6 +197,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         find_project=app[PROJECTS].find,
         on_builds_queued=on_builds_queued,
         secret=settings.github.webhook_secret,
+        metrics=app[METRICS],
         stop_build=lambda build_id, reason: scheduler.cancel(build_id, reason),
     )
     app[INTAKE] = intake
@@ -223,6 +230,13 @@ async def _ready(app: web.Application) -> AsyncIterator[None]:
 
 async def _webhook(request: web.Request) -> web.Response:
     return await request.app[INTAKE].handle(request)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    for state, count in (await request.app[STORE].state_counts()).items():
+        metrics.queue.labels(state).set(count)
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ import structlog
 from gidgethub.aiohttp import GitHubAPI
 
 from runner.build.environment import build_url
+from runner.metrics import Metrics
 from runner.store import OutboxItem, Store
 
 log = structlog.get_logger(logger_name="hobotnica.statuses")
@@ -139,6 +140,7 @@ class StatusReporter:
         is_local: Callable[[str], bool],
         owner: str,
         is_gone: Callable[[str | None], bool],
+        metrics: Metrics,
         per_minute: float = PER_MINUTE,
     ) -> None:
         self._store = store
@@ -148,6 +150,7 @@ class StatusReporter:
         self._is_local = is_local
         self._owner = owner
         self._is_gone = is_gone
+        self._metrics = metrics
         self._bucket = TokenBucket(per_minute=per_minute)
         self._wake = asyncio.Event()
         self._sleep_until: float | None = None  # None: until woken
@@ -209,9 +212,12 @@ class StatusReporter:
             item.repository, item.sha, payload
         )
         if isinstance(outcome, str):
+            self._metrics.status_posts.labels(outcome).inc()
             await self._store.status_done(item.id, outcome)
             return
+        self._metrics.status_posts.labels("rate_limited" if outcome >= 0 else "retried").inc()
         if outcome >= 0:
+            self._metrics.rate_limit_wait.inc(outcome)
             # A rate limit holds for every request, not just this one: nothing is posted
             # until it has passed (GitHub: "do not retry until after retry-after / the reset").
             log.warning("GitHub rate limit: posting paused", for_s=round(outcome, 1))

@@ -19,6 +19,7 @@ from runner.build.process import MakeOutcome, StopRequest, run_make
 from runner.build.reaper import marker_for
 from runner.build.sandbox import Sandbox
 from runner.errors import CheckoutError
+from runner.metrics import Metrics
 from runner.models import Build
 from runner.projects import ProjectDirectory
 from runner.settings import Settings
@@ -37,6 +38,7 @@ class BuildWorker:
     repositories: Repositories
     sandbox: Sandbox
     owner: str
+    metrics: Metrics
     on_finished: Callable[[], None]
 
     async def run(self, build: Build, stop: StopRequest) -> None:
@@ -50,6 +52,7 @@ class BuildWorker:
                 log.exception("build crashed")
                 status, exit_code = statuses.errored("Internal error; see the daemon log"), None
             deploy_id = await self.store.finish_build(build.id, status, exit_code, self.owner)
+            self.metrics.builds.labels(build.job.value, status.state.value).inc()
             self.on_finished()
             log.info(
                 "build finished",
@@ -118,6 +121,7 @@ class BuildWorker:
                 stop=stop,
             )
             self._report_leftovers(build_log, outcome)
+            self._measure(build, outcome)
             return self._status(build, outcome, build_log), outcome.exit_code
         finally:
             build_log.close()
@@ -137,6 +141,13 @@ class BuildWorker:
         if outcome.exit_code == 0:
             return statuses.succeeded(build.job, outcome.duration)
         return statuses.failed(build.job, outcome.exit_code, outcome.duration)
+
+    def _measure(self, build: Build, outcome: MakeOutcome) -> None:
+        job = build.job.value
+        self.metrics.push_to_start.labels(job).observe(outcome.started_at - build.received_at)
+        if build.started_at is not None:
+            self.metrics.queue_wait.labels(job).observe(build.started_at - build.queued_at)
+        self.metrics.duration.labels(job).observe(outcome.duration)
 
     def _report_leftovers(self, build_log: BuildLog, outcome: MakeOutcome) -> None:
         if not outcome.leftovers:

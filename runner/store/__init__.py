@@ -143,6 +143,9 @@ class Store:
     async def get_build(self, build_id: int) -> Build | None:
         return await self._run(self._backend.get_build, build_id)
 
+    async def state_counts(self) -> dict[str, int]:
+        return await self._run(self._backend.state_counts)
+
     async def queued_count(self) -> int:
         return await self._run(self._backend.queued_count)
 

@@ -527,6 +527,13 @@ class SQLiteStore:
     def _build(self, db: sqlite3.Connection, build_id: int) -> Build:
         return _build_of(db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone())
 
+    def state_counts(self) -> dict[str, int]:
+        """How many builds are queued and running (over every daemon sharing the store)."""
+        rows = self._db.execute(
+            "SELECT state, COUNT(*) FROM builds WHERE state IN ('queued', 'running') GROUP BY state"
+        ).fetchall()
+        return {"queued": 0, "running": 0} | {row[0]: int(row[1]) for row in rows}
+
     def queued_count(self) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM builds WHERE state = 'queued'").fetchone()
         return int(row[0])

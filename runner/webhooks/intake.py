@@ -17,6 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from runner.metrics import Metrics
 from runner.names import is_delivery_id, is_event_name
 from runner.settings import Settings
 from runner.statuses import superseded_by
@@ -41,6 +42,7 @@ class Intake:
     find_project: ProjectLookup
     on_builds_queued: Callable[[], None]
     secret: str
+    metrics: Metrics
     # Called for each running test build a newer push supersedes (builds.cancel_running).
     stop_build: Callable[[int, str], object] = lambda _build_id, _reason: None
     body_timeout: float = BODY_READ_TIMEOUT
@@ -51,6 +53,7 @@ class Intake:
         delivery_id = request.headers.get("X-GitHub-Delivery", "")
         with structlog.contextvars.bound_contextvars(delivery_id=delivery_id[:100]):
             response, fields = await self._answer(request, received_at)
+            self.metrics.delivery(fields.get("github_event", ""), fields["outcome"])
             log.info(
                 "delivery",
                 status=response.status,
