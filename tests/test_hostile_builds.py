@@ -290,3 +290,19 @@ async def test_a_running_deploy_is_never_stopped_and_deploys_stay_in_order(
         if s.context == "hobotnica/deploy" and s.state != "pending"
     ]
     assert finals == [first, second]
+
+
+async def test_a_background_process_holding_the_output_does_not_keep_the_build_running(
+    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
+) -> None:
+    # `sleep 300 &` keeps make's stdout open: the build must end when make does, not at the
+    # timeout, and the sleep must be ended with it.
+    sha = remote.commit({"Makefile": makefile(test="@sleep 300 &\n@echo tests pass")}, branch="bg")
+    d = await daemon(make_settings(builds={"timeout": 60}))
+
+    _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="bg"))
+    final = await fake_github.wait_final(sha, timeout=30)
+
+    assert (final.state, final.description.split(" in ")[0]) == ("success", "make test passed")
+    assert processes_with_marker(f"{PUBLIC_URL}/builds/{answer['builds'][0]}") == []
+    assert "tests pass" in await d.log(answer["builds"][0])

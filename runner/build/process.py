@@ -7,6 +7,8 @@ this returns, so a `some-daemon &` left behind never outlives its build.
 """
 
 import asyncio
+import contextlib
+import os
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping, Sequence
@@ -20,6 +22,7 @@ from runner.build.reaper import Leftover, end_tree
 READ_SIZE = 64 * 1024
 # Once the tree is ended no writer is left; this only bounds a reader stuck on a leaked pipe.
 DRAIN_TIMEOUT = 5.0
+EXIT_POLL_SECONDS = 0.02
 
 
 class StopRequest:
@@ -73,7 +76,9 @@ async def run_make(
     )
     assert process.stdout is not None
     pump = asyncio.create_task(_pump(process.stdout, log, masker))
-    exited = asyncio.ensure_future(process.wait())
+    # Not process.wait(): it also waits for the pipes to close, which a `server &` left behind
+    # would hold open; make's own exit is what ends the build.
+    exited = asyncio.ensure_future(_exit_of(process))
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({exited, stopped}, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -81,8 +86,11 @@ async def run_make(
         # Runs on exit, timeout, stop and cancellation alike: nothing of the build survives it.
         stopped.cancel()
         ended_early = not exited.done()
+        exited.cancel()
         leftovers = await asyncio.shield(end_tree(process.pid, marker, kill_grace))
-        await process.wait()
+        with contextlib.suppress(TimeoutError):
+            # Bounded: a process that escaped group and marker could hold the pipe for ever.
+            await asyncio.wait_for(asyncio.shield(process.wait()), DRAIN_TIMEOUT)
         try:
             await asyncio.wait_for(asyncio.shield(pump), DRAIN_TIMEOUT)
         except TimeoutError:
@@ -97,6 +105,31 @@ async def run_make(
         duration=time.monotonic() - started,
         leftovers=[p for p in leftovers if p.pid != process.pid],
     )
+
+
+async def _exit_of(process: asyncio.subprocess.Process) -> None:
+    """Until the process itself has exited, whatever its pipes do (a pidfd, or polling)."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        return  # already exited and reaped
+    except OSError:  # no pidfd (old kernel): poll the child watcher's answer instead
+        while process.returncode is None:  # noqa: ASYNC110 - nothing to wait on but time
+            await asyncio.sleep(EXIT_POLL_SECONDS)
+        return
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(pidfd, on_exit)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 async def _pump(stream: asyncio.StreamReader, log: BuildLog, masker: SecretMasker) -> None:
