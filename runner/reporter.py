@@ -8,9 +8,10 @@ and this loop delivers it, surviving restarts because the outbox is in the store
 - Paced: a token bucket keeps bursts under GitHub's secondary limit (about 80 content-creating
   requests a minute); the outbox sends the newest builds' statuses first.
 - Retried (`retry_delay`): network errors and 5xx with exponential backoff and jitter; 403/429
-  honour `retry-after`, or wait for `x-ratelimit-reset` when `x-ratelimit-remaining` is 0. Any
-  other 4xx (422 for an unknown sha, 404 for a repository the token cannot see) is logged and
-  dropped, never retried forever.
+  honour `retry-after`, or wait for `x-ratelimit-reset` when `x-ratelimit-remaining` is 0; a 401
+  (token expired or revoked) pauses posting for 5 minutes at a time, losing nothing. Any other
+  4xx (422 for an unknown sha, 404 for a repository the token cannot see) is logged and dropped,
+  never retried forever.
 - Without a GitHub token, and for local repositories, statuses are written to the log instead.
 """
 
@@ -34,7 +35,8 @@ from runner.store import OutboxItem, Store
 log = structlog.get_logger(logger_name="hobotnica.statuses")
 
 MAX_BACKOFF = 600.0
-SECONDARY_LIMIT_WAIT = 60.0  # GitHub: wait at least a minute when no header says how long
+SECONDARY_LIMIT_WAIT = 60.0
+BAD_TOKEN_WAIT = 300.0  # GitHub: wait at least a minute when no header says how long
 LEASE_NAME = "outbox"
 PAUSE_NAME = "github-rate-limit"  # in the store: every daemon honours a rate limit's wait
 LEASE_SECONDS = 30.0
@@ -56,6 +58,8 @@ def retry_delay(
     """
     if status is None or status >= 500:
         return -1.0
+    if status == 401:  # the token expired or was revoked: wait for a person to fix it
+        return BAD_TOKEN_WAIT
     if status not in (403, 429):
         return None
     retry_after = headers.get("retry-after", "")
@@ -124,10 +128,8 @@ class TokenBucket:
         if self.updated:
             self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_minute / 60)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) * 60 / self.per_minute
+        self.tokens -= 1  # taken now, paid for by waiting if the bucket is short
+        return 0.0 if self.tokens >= 0 else -self.tokens * 60 / self.per_minute
 
 
 class StatusReporter:

@@ -80,8 +80,13 @@ class Processes:
             pid = int(pid_file.read_text())
         except (FileNotFoundError, ValueError):
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)  # it drains, then exits by itself
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            command = b""
+        if b"hobotnica" in command:  # not a stranger that inherited a stale pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # it drains, then exits by itself
         pid_file.unlink(missing_ok=True)
 
 

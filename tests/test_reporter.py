@@ -12,7 +12,13 @@ import pytest
 from aiohttp import web
 from gidgethub.aiohttp import GitHubAPI
 
-from runner.reporter import SECONDARY_LIMIT_WAIT, GitHubStatuses, TokenBucket, retry_delay
+from runner.reporter import (
+    BAD_TOKEN_WAIT,
+    SECONDARY_LIMIT_WAIT,
+    GitHubStatuses,
+    TokenBucket,
+    retry_delay,
+)
 
 PAYLOAD = {"state": "success", "context": "hobotnica/test", "description": "ok", "target_url": "x"}
 PostAnswered = Any
@@ -84,6 +90,17 @@ def test_retry_rules() -> None:
     assert retry_delay(403, {}, now, message) == SECONDARY_LIMIT_WAIT
     assert retry_delay(403, {}, now, "Resource not accessible by integration") is None
     assert retry_delay(422, {}, now) is None
+
+
+def test_the_token_bucket_holds_its_rate_over_time() -> None:
+    bucket = TokenBucket(burst=20, per_minute=60)
+    waited = sum(bucket.take(1000.0) for _ in range(80))  # all asked for at once
+    # 20 go at once; the other 60 are paid for by waiting, one second each at 60 a minute.
+    assert waited == pytest.approx(sum(range(1, 61)))
+
+
+def test_an_expired_token_pauses_instead_of_dropping() -> None:
+    assert retry_delay(401, {}, 1000.0) == BAD_TOKEN_WAIT
 
 
 def test_the_token_bucket_allows_a_burst_then_paces() -> None:

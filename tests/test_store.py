@@ -590,3 +590,25 @@ def test_a_dropped_superseded_error_does_not_swallow_another_builds_final_status
     assert (push, SUCCESS) in [(item.build_id, item.status) for item in sent]
     assert (newer_pr, statuses.queued(Job.TEST)) in [(item.build_id, item.status) for item in sent]
     assert outbox(path, push)[-1] == ("success", SUCCESS.description, "sent")
+
+
+def test_a_held_pending_of_another_build_does_not_swallow_a_final_state(
+    store: SQLiteStore, path: Path
+) -> None:
+    # Build A (a push) finishes while build B (a pull request of the same commit) has just been
+    # queued; B is then superseded before GitHub heard of it. A's success must still be posted,
+    # or the commit would keep showing A's old "Running" for ever.
+    [a] = deliver(store, "d-1", request(1))
+    store.claim_builds(1, OWNER, LEASE)
+    drain(store)  # GitHub shows A running
+    store.finish_build(a, SUCCESS, 0, OWNER)
+    [b] = deliver(store, "d-2", request(1, branch="feature", pull_request=7))  # held pending
+
+    item, _ = store.next_status(time.time())
+    assert item is not None and (item.build_id, item.status) == (a, SUCCESS)
+    store.status_done(item.id, "sent")
+    deliver(store, "d-3", request(2, branch="feature", pull_request=7))  # supersedes B
+
+    assert state(store, b) == (BuildState.ERROR, f"Superseded by {sha(2)[:7]}")
+    sent_for_commit = [i for i in drain(store) if i.sha == sha(1)]
+    assert sent_for_commit == []  # nothing of B: the commit's last state stays A's success

@@ -15,7 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 POLL_INTERVAL = 0.05
+KILL_WAIT = 5.0
+
+log = structlog.get_logger(logger_name="hobotnica.reaper")
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,13 @@ async def end_tree(process_group: int | None, marker: bytes, grace: float) -> li
     while remaining and time.monotonic() < deadline:
         await asyncio.sleep(POLL_INTERVAL)
         remaining = await asyncio.to_thread(find_tree, process_group, marker)
-    while remaining:
+    kill_deadline = time.monotonic() + KILL_WAIT
+    while remaining and time.monotonic() < kill_deadline:
         _signal_all(remaining, process_group, signal.SIGKILL)
         await asyncio.sleep(POLL_INTERVAL)
         remaining = await asyncio.to_thread(find_tree, process_group, marker)
+    if remaining:  # not ours to kill (another user's) or stuck in the kernel
+        log.error("processes of a build survived SIGKILL", processes=[p.pid for p in remaining])
     return alive
 
 

@@ -91,6 +91,10 @@ class Store:
                 )
             except Exception as error:  # the transaction itself failed: nothing was stored
                 answers = [error] * len(batch)
+            except asyncio.CancelledError:  # shutting down: nobody waits unanswered
+                for _, future in batch:
+                    future.cancel()
+                raise
             for (_, future), answer in zip(batch, answers, strict=True):
                 if future.done():
                     continue

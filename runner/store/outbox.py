@@ -80,15 +80,14 @@ def next_item(db: sqlite3.Connection, now: float) -> tuple[OutboxItem | None, fl
                 "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL"
             ).fetchone()[0]
             return None, None if later is None else float(later)
+        # The newest state that is due. A newer one still held (perhaps another build's
+        # pending) is posted when due, or dropped: collapsing this one under it could leave
+        # the commit showing an old `pending` for ever.
         newest = db.execute(
             "SELECT * FROM outbox WHERE done_at IS NULL AND repository = ? AND sha = ?"
-            " AND context = ? ORDER BY id DESC LIMIT 1",
-            (row["repository"], row["sha"], row["context"]),
+            " AND context = ? AND next_attempt_at <= ? ORDER BY id DESC LIMIT 1",
+            (row["repository"], row["sha"], row["context"], now),
         ).fetchone()
-        if newest["next_attempt_at"] > now:
-            # A newer state of this commit is still held: what is due now is already stale.
-            _close_older(db, now, newest, same_build_only=False)
-            continue
         if newest["only_if_announced"] and not _announced(db, newest):
             _close_older(db, now, newest, same_build_only=True)
             _close(db, now, newest["id"], "dropped")

@@ -27,6 +27,7 @@ __all__ = ["Delivery", "DeliveryOutcome", "OutboxItem", "RecoveredBuild", "SQLit
 
 # A push that supersedes another is built once its branch has had no newer push for this long.
 SETTLE_SECONDS = 0.25
+GITHUB_REDELIVERY_SECONDS = 3 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -587,19 +588,21 @@ class SQLiteStore:
         """
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT id FROM builds AS b WHERE state IN ('success', 'failure', 'error') AND"
-                " (finished_at < ? OR (SELECT COUNT(*) FROM builds AS n WHERE"
-                "  n.repository = b.repository AND n.id > b.id) >= ?)",
+                "SELECT id FROM (SELECT id, state, finished_at, ROW_NUMBER() OVER"
+                " (PARTITION BY repository ORDER BY id DESC) AS newer FROM builds)"
+                " WHERE state IN ('success', 'failure', 'error')"
+                " AND (finished_at < ? OR newer > ?)",
                 (older_than, keep_per_repository),
             ).fetchall()
-            ids = [row["id"] for row in rows]
+            ids = sorted(row["id"] for row in rows)
             pruned = [(build_id,) for build_id in ids]
             db.executemany("DELETE FROM outbox WHERE done_at IS NOT NULL AND build_id = ?", pruned)
             db.executemany("DELETE FROM builds WHERE id = ?", pruned)
+            # GitHub redelivers for three days: their ids must stay known at least that long.
             db.execute(
                 "DELETE FROM deliveries WHERE received_at < ? AND id NOT IN"
                 " (SELECT delivery_id FROM builds WHERE delivery_id IS NOT NULL)",
-                (older_than,),
+                (min(older_than, time.time() - GITHUB_REDELIVERY_SECONDS),),
             )
         self._db.execute("PRAGMA incremental_vacuum")
         return ids

@@ -31,7 +31,7 @@ def plan_pull_request(
         return Plan.ignore(f"repository {repository} is not registered")
     pull = table(payload, "pull_request")
     number = payload.get("number", pull.get("number"))
-    if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 2**31:
         raise PayloadError("number is not a pull request number")
     head = table(pull, "head")
     sha, branch = head.get("sha"), head.get("ref")
