@@ -189,6 +189,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         owner=owner,
         is_gone=owner_is_gone,
         on_recovered=on_recovered,
+        # Their "Running" states are held a moment before they are due.
+        on_started=lambda: reporter.wake_at(time.time() + PENDING_HOLD),
     )
     app[SCHEDULER] = scheduler
     intake = Intake(

@@ -47,6 +47,7 @@ class Scheduler:
         owner: str,
         is_gone: Callable[[str | None], bool],
         on_recovered: OnRecovered,
+        on_started: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._run_build = run_build
@@ -54,6 +55,7 @@ class Scheduler:
         self._owner = owner
         self._is_gone = is_gone
         self._on_recovered = on_recovered
+        self._on_started = on_started
         self._running: dict[int, asyncio.Task[None]] = {}
         self._stops: dict[int, StopRequest] = {}
         self._wake = asyncio.Event()
@@ -97,6 +99,8 @@ class Scheduler:
                     claimed = await self._store.claim_builds(free, self._owner, LEASE_SECONDS)
                     for build in claimed:
                         self._start(build)
+                    if claimed:
+                        self._on_started()
                     if len(claimed) < free and (settled := await self._store.settling_until()):
                         wait = min(wait, max(0.0, settled - time.time()))
                 except Exception:

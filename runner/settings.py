@@ -234,6 +234,13 @@ def parse_settings(
     )
     forks = _choice(pulls, "pull_requests.forks", ("never", "without-secrets"), "never")
 
+    if forks == "without-secrets" and build_settings.sandbox != "bubblewrap":
+        raise ConfigError(
+            'pull_requests.forks = "without-secrets" needs builds.sandbox = "bubblewrap": '
+            "without the sandbox a fork's code runs as the daemon's user and can read the "
+            "daemon's environment, the config file and other repositories"
+        )
+
     deploy = _parse_deploy(_table(raw, "deploy"), base_dir)
 
     projects_raw = raw.get("projects", [])

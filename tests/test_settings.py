@@ -211,6 +211,7 @@ kill_grace = 3
 max_log_bytes = 1024
 drain_timeout = 60
 build_tags = true
+sandbox = "bubblewrap"
 
 [pull_requests]
 forks = "without-secrets"
@@ -228,7 +229,7 @@ secrets = {{ COVERALLS_TOKEN = "coveralls-0123" }}
     assert settings.github.git_url == "https://ghe.example.com"
     assert settings.github.token == "ghp_filetoken"
     assert settings.data_dir == Path("/srv/hobotnica")
-    assert settings.builds == BuildSettings(4, 90.5, 3, 1024, 60, True)
+    assert settings.builds == BuildSettings(4, 90.5, 3, 1024, 60, True, sandbox="bubblewrap")
     assert settings.pull_requests.forks == "without-secrets"
     (project,) = settings.projects
     assert project.repository == "octo/app"
@@ -607,9 +608,16 @@ def test_inherited_env_is_empty_for_an_empty_environment(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("policy", ["never", "without-secrets"])
 def test_fork_policy_accepts_the_documented_values(tmp_path: Path, policy: str) -> None:
-    settings = load(tmp_path, MINIMAL + f'[pull_requests]\nforks = "{policy}"\n')
+    sandboxed = '[builds]\nsandbox = "bubblewrap"\n'
+    settings = load(tmp_path, MINIMAL + sandboxed + f'[pull_requests]\nforks = "{policy}"\n')
 
     assert settings.pull_requests.forks == policy
+
+
+def test_forks_with_code_running_need_the_sandbox(tmp_path: Path) -> None:
+    message = config_error(tmp_path, MINIMAL + '[pull_requests]\nforks = "without-secrets"\n')
+
+    assert "pull_requests.forks" in message and 'builds.sandbox = "bubblewrap"' in message
 
 
 @pytest.mark.parametrize("policy", ["always", "Never", "with-secrets", "", "yes"])

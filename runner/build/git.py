@@ -110,8 +110,10 @@ class Repositories:
         if not (mirror / "HEAD").exists():
             mirror.parent.mkdir(parents=True, exist_ok=True)
             await self._git("init", "--bare", "--quiet", "--template=", str(mirror), env=env)
-        elif await self._has_commit(mirror, request.sha):
-            return mirror
+        elif not request.ref.startswith("refs/tags/") and await self._has_commit(
+            mirror, request.sha
+        ):
+            return mirror  # a tag build fetches anyway: the tag itself may be new
         refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
         if request.pull_request is not None:
             refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us

@@ -92,7 +92,9 @@ class BuildWorker:
                 await self.store.set_commit_info(build.id, message, author)
                 if request.pull_request is not None and has_skip_marker(message):
                     build_log.note("not built: [skip ci] in the head commit message")
-                    return Status(statuses.StatusState.SUCCESS, "Skipped: [skip ci]"), None
+                    # Never `success`: anyone who can open a pull request could turn a required
+                    # check green without running it.
+                    return statuses.errored("Not built: [skip ci] in the head commit"), None
             url = build_url(self.settings.server.public_url, build.id)
             env = build_environment(
                 inherited=self.settings.inherited_env,

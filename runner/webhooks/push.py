@@ -54,6 +54,12 @@ def plan_push(
         raise PayloadError("ref is not a valid git reference name")
 
     head_commit = table(payload, "head_commit")
+    if is_tag:
+        # For an annotated tag `after` is the tag object; statuses belong to its commit.
+        commit = head_commit.get("id")
+        if not is_sha(commit):
+            return Plan.ignore("tag push without a head commit")
+        after = commit
     message = text(head_commit, "message")
     if has_skip_marker(message):
         return Plan.ignore("[skip ci] in the head commit message")
