@@ -4,14 +4,17 @@ Real processes throughout: Makefiles that fork into new sessions, ignore SIGTERM
 output or print secrets in disguise; the checks read /proc and the files on disk.
 """
 
+import asyncio
 import base64
 import dataclasses
 import resource
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 
 from runner.build.sandbox import bubblewrap_problem
 from runner.settings import Settings
@@ -306,3 +309,33 @@ async def test_a_background_process_holding_the_output_does_not_keep_the_build_r
     assert (final.state, final.description.split(" in ")[0]) == ("success", "make test passed")
     assert processes_with_marker(f"{PUBLIC_URL}/builds/{answer['builds'][0]}") == []
     assert "tests pass" in await d.log(answer["builds"][0])
+
+
+async def test_a_git_server_that_never_answers_cannot_hang_a_build(
+    aiohttp_server: Any,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+) -> None:
+    done = asyncio.Event()
+
+    async def never_answers(request: web.Request) -> web.Response:
+        await done.wait()  # not before the test is over
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", never_answers)
+    stalled = await aiohttp_server(app)
+    settings: Settings = make_settings(builds={"timeout": 2})
+    settings = dataclasses.replace(
+        settings,
+        github=dataclasses.replace(settings.github, git_url=str(stalled.make_url("")).rstrip("/")),
+    )
+    d = await daemon(settings)
+    sha = "1234567890abcdef1234567890abcdef12345678"
+
+    await d.deliver("push", push_payload("octo/app", sha, branch="stalled"))
+
+    final = await fake_github.wait_final(sha, timeout=60)
+    assert (final.state, final.description) == ("error", "Checkout failed: timed out after 2 s")
+    done.set()

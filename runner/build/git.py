@@ -64,6 +64,8 @@ class Repositories:
             basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
             config[f"http.{_origin(clone_url)}/.extraHeader"] = f"Authorization: Basic {basic}"
         env = dict(self._base_env, GIT_CONFIG_COUNT=str(len(config)))
+        # A stalled transfer (under 1 KB/s for a minute) fails instead of hanging the build.
+        env.update(GIT_HTTP_LOW_SPEED_LIMIT="1000", GIT_HTTP_LOW_SPEED_TIME="60")
         for index, (key, value) in enumerate(config.items()):
             env[f"GIT_CONFIG_KEY_{index}"] = key
             env[f"GIT_CONFIG_VALUE_{index}"] = value
@@ -155,7 +157,12 @@ class Repositories:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await process.communicate()
+        try:
+            out, err = await process.communicate()
+        except asyncio.CancelledError:  # the build was stopped or timed out: git goes too
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise
         if process.returncode != 0:
             message = err.decode(errors="replace").strip()[-GIT_OUTPUT_LIMIT:]
             raise CheckoutError(f"git {args[2] if args[0] == '-C' else args[0]}: {message}")

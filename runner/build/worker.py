@@ -4,9 +4,13 @@ This is one of the two places allowed a broad `except`: whatever goes wrong insi
 traceback is logged, the build ends `error`, and the daemon goes on.
 """
 
+import asyncio
+import contextlib
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -22,7 +26,7 @@ from runner.errors import CheckoutError
 from runner.metrics import Metrics
 from runner.models import Build
 from runner.projects import ProjectDirectory
-from runner.settings import Settings
+from runner.settings import Project, Settings
 from runner.statuses import Status
 from runner.store import Store
 from runner.webhooks.plan import has_skip_marker
@@ -80,10 +84,11 @@ class BuildWorker:
                 f"{request.sha} ({masker.mask_text(what)}), attempt {build.attempt}"
             )
             try:
-                workspace = await self.repositories.checkout(
-                    request, self.projects.clone_url(project)
-                )
+                workspace = await self._checkout(build, project, stop)
             except CheckoutError as error:
+                if stop.reason is not None:  # superseded while fetching: say that, plainly
+                    build_log.note(f"stopped during checkout: {stop.reason}")
+                    return statuses.errored(stop.reason), None
                 reason = masker.mask_text(str(error))
                 build_log.note(f"checkout failed: {reason}")
                 return statuses.errored(f"Checkout failed: {reason}"), None
@@ -143,6 +148,25 @@ class BuildWorker:
         if outcome.exit_code == 0:
             return statuses.succeeded(build.job, outcome.duration)
         return statuses.failed(build.job, outcome.exit_code, outcome.duration)
+
+    async def _checkout(self, build: Build, project: Project, stop: StopRequest) -> Path:
+        """The checkout, bounded by the build's timeout and ended by a stop request."""
+        checkout = asyncio.create_task(
+            self.repositories.checkout(build.request, self.projects.clone_url(project))
+        )
+        stopped = asyncio.create_task(stop.wait())
+        timeout = self.settings.builds.timeout
+        try:
+            await asyncio.wait({checkout, stopped}, timeout=timeout, return_when=FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not checkout.done():
+                checkout.cancel()  # kills the git process under it
+                with contextlib.suppress(asyncio.CancelledError, CheckoutError):
+                    await checkout
+        if checkout.cancelled():
+            raise CheckoutError(stop.reason or f"timed out after {timeout:g} s")
+        return checkout.result()
 
     def _measure(self, build: Build, outcome: MakeOutcome) -> None:
         job = build.job.value
