@@ -40,6 +40,9 @@ class BuildRequest:
     deploy_after_test: bool = False
     message: str = ""
     author: str = ""
+    # When GitHub says this commit was pushed (repository.pushed_at / pull_request.updated_at):
+    # the order pushes happened in, which deliveries (redeliveries above all) may not keep.
+    pushed_at: float | None = None
 
     @property
     def lane(self) -> str:

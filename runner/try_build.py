@@ -104,6 +104,7 @@ def _push_payload(
             "owner": {"login": LOCAL_OWNER, "name": LOCAL_OWNER},
             # Only a push to the default branch deploys; `try` deploys only when asked to.
             "default_branch": branch if deploy else None,
+            "pushed_at": int(time.time()),
         },
         "pusher": {"name": author, "email": email},
         "sender": {"login": author},

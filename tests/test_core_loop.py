@@ -408,3 +408,25 @@ async def test_a_failing_github_does_not_lose_the_result(
 
     assert (await fake_github.wait_final(sha)).state == "success"
     assert fake_github.scripted == []  # both failures were met and retried past
+
+
+async def test_an_old_push_redelivered_late_neither_supersedes_nor_deploys(
+    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
+) -> None:
+    older = remote.commit({"Makefile": PASSING, "v": "1"}, branch="main")
+    newer = remote.commit({"Makefile": PASSING, "v": "2"}, branch="main")
+    d = await daemon(make_settings())
+
+    await d.deliver("push", push_payload("octo/app", newer, branch="main", pushed_at=2_000_000_000))
+    assert (await fake_github.wait_final(newer, "hobotnica/deploy")).state == "success"
+    # The older push's delivery failed at the time; GitHub redelivers it now (catch-up).
+    _, late = await d.deliver(
+        "push", push_payload("octo/app", older, branch="main", pushed_at=1_999_999_000)
+    )
+
+    build = await d.build(late["builds"][0])
+    assert (build["state"], build["description"]) == ("error", f"Superseded by {newer[:7]}")
+    assert build["started_at"] is None
+    assert fake_github.for_commit(older) == []  # GitHub never hears of it
+    assert fake_github.for_commit(older, "hobotnica/deploy") == []
+    assert (await d.client.get(f"/api/builds/{late['builds'][0] + 1}")).status == 404

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS builds (
     lease_owner       TEXT,             -- the daemon running it
     lease_expires     REAL,             -- renewed by the owner's heartbeat
     stop_reason       TEXT,             -- asks the owner to stop it (a newer push)
-    not_before        REAL              -- claimable from then on (a burst settling)
+    not_before        REAL,             -- claimable from then on (a burst settling)
+    pushed_at         REAL              -- push order from GitHub; NULL: arrival order
 );
 CREATE INDEX IF NOT EXISTS builds_by_state ON builds (state, repository, id);
 CREATE INDEX IF NOT EXISTS builds_by_lane ON builds (repository, ref, job, state);

@@ -174,6 +174,13 @@ class SQLiteStore:
         superseded: list[int] = []
         running: list[tuple[int, str]] = []
         for request in requests:
+            newer = self._pushed_later(db, request)
+            if newer is not None:
+                # An old push arriving late (a redelivery): it would supersede the branch's head.
+                build_id = self._insert_build(db, request, delivery_id, received_at, None)
+                self._end_superseded(db, self._row(db, build_id), newer, heard=False)
+                build_ids.append(build_id)
+                continue
             older = self._queued_before(db, request)
             stopped = []
             if request.job is Job.TEST and delivery.stop_running:
@@ -201,7 +208,8 @@ class SQLiteStore:
         cursor = db.execute(
             "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
             " pull_request, from_fork, deploy_after_test, message, author, state, description,"
-            " received_at, queued_at, not_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " received_at, queued_at, not_before, pushed_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 delivery_id,
                 parent_id,
@@ -220,6 +228,7 @@ class SQLiteStore:
                 received_at,
                 time.time(),
                 not_before,
+                request.pushed_at,
             ),
         )
         build_id = cursor.lastrowid
@@ -249,6 +258,21 @@ class SQLiteStore:
             " WHERE repository = ? AND ref = ? AND job = ? AND state = 'queued'",
             (newer.repository, newer.ref, newer.job.value),
         ).fetchall()
+
+    def _pushed_later(self, db: sqlite3.Connection, request: BuildRequest) -> str | None:
+        """The sha of a build in `request`'s lane pushed after it, if GitHub says so."""
+        if request.pushed_at is None:
+            return None
+        row = db.execute(
+            "SELECT sha FROM builds WHERE repository = ? AND ref = ? AND job = ?"
+            " AND pushed_at > ? ORDER BY pushed_at DESC LIMIT 1",
+            (request.repository, request.ref, request.job.value, request.pushed_at),
+        ).fetchone()
+        return None if row is None else str(row["sha"])
+
+    def _row(self, db: sqlite3.Connection, build_id: int) -> sqlite3.Row:
+        row: sqlite3.Row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+        return row
 
     def _supersede_queued(self, db: sqlite3.Connection, newer: BuildRequest, newer_id: int) -> None:
         """End the queued builds older than `newer_id` that `newer` makes pointless."""
@@ -332,11 +356,16 @@ class SQLiteStore:
         return None if row[0] is None else float(row[0])
 
     def _deployed_newer(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
-        """End a deploy that would go backwards: a later deploy already succeeded."""
+        """End a deploy that would go backwards: a later push was already deployed.
+
+        "Later" is push order when GitHub told us (pushed_at), else arrival order.
+        """
         newer = db.execute(
             "SELECT sha FROM builds WHERE repository = ? AND job = 'deploy' AND state = 'success'"
-            " AND id > ? ORDER BY id DESC LIMIT 1",
-            (row["repository"], row["id"]),
+            " AND (CASE WHEN ? IS NOT NULL AND pushed_at IS NOT NULL THEN pushed_at > ?"
+            "           ELSE id > ? END)"
+            " ORDER BY id DESC LIMIT 1",
+            (row["repository"], row["pushed_at"], row["pushed_at"], row["id"]),
         ).fetchone()
         if newer is None:
             return False
@@ -398,6 +427,7 @@ class SQLiteStore:
                 job=Job.DEPLOY,
                 message=request.message,
                 author=request.author,
+                pushed_at=request.pushed_at,
             )
             deploy_id = self._insert_build(db, deploy, row["delivery_id"], time.time(), build_id)
             self._supersede_queued(db, deploy, deploy_id)
@@ -637,6 +667,7 @@ def _request(row: sqlite3.Row) -> BuildRequest:
         deploy_after_test=bool(row["deploy_after_test"]),
         message=row["message"],
         author=row["author"],
+        pushed_at=row["pushed_at"],
     )
 
 

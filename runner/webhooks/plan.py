@@ -4,6 +4,7 @@ A `Plan` either carries the build requests to persist or says why nothing is bui
 that is signed but malformed raises `PayloadError`, which intake answers with 400.
 """
 
+import datetime
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,3 +64,15 @@ def text(mapping: object, key: str) -> str:
 def table(mapping: object, key: str) -> dict[str, Any]:
     value = mapping.get(key) if isinstance(mapping, dict) else None
     return value if isinstance(value, dict) else {}
+
+
+def timestamp(value: object) -> float | None:
+    """GitHub's times: an epoch number (repository.pushed_at) or ISO 8601 (updated_at)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) if 0 < value < 1e11 else None
+    if isinstance(value, str):
+        try:
+            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None

@@ -12,7 +12,15 @@ from gidgethub import routing, sansio
 from runner.models import BuildRequest
 from runner.names import is_branch_name, is_sha
 from runner.settings import PullRequestSettings
-from runner.webhooks.plan import PayloadError, Plan, ProjectLookup, repository_name, table, text
+from runner.webhooks.plan import (
+    PayloadError,
+    Plan,
+    ProjectLookup,
+    repository_name,
+    table,
+    text,
+    timestamp,
+)
 
 router = routing.Router()
 
@@ -54,6 +62,7 @@ def plan_pull_request(
                 pull_request=number,
                 from_fork=from_fork,
                 author=text(table(pull, "user"), "login"),
+                pushed_at=timestamp(pull.get("updated_at")),
             ),
         )
     )

@@ -20,6 +20,7 @@ from runner.webhooks.plan import (
     repository_name,
     table,
     text,
+    timestamp,
 )
 
 router = routing.Router()
@@ -75,6 +76,7 @@ def plan_push(
                 deploy_after_test=not is_tag and branch == deploy_branch,
                 message=message,
                 author=author,
+                pushed_at=timestamp(table(payload, "repository").get("pushed_at")),
             ),
         )
     )

@@ -36,10 +36,13 @@ def push_payload(
     default_branch: str = "main",
     tag: str | None = None,
     deleted: bool = False,
+    pushed_at: int | None = None,
 ) -> dict[str, Any]:
     payload = copy.deepcopy(example("push-tag" if tag else "push"))
     _retarget(payload, repository, default_branch)
     payload["ref"] = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}"
+    if pushed_at is not None:
+        payload["repository"]["pushed_at"] = pushed_at
     payload["after"] = "0" * 40 if deleted else sha
     payload["deleted"] = deleted
     if deleted:
