@@ -97,7 +97,8 @@ class GitHubStatuses:
                 return "rejected"
             log.warning("GitHub did not take a status", status=status, retry_in_s=delay)
             return delay
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            # ValueError: an answer gidgethub cannot read (a proxy's odd status, bad JSON).
             log.warning("posting a status failed", error=type(error).__name__)
             return -1.0
         return "sent"

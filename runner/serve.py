@@ -36,6 +36,8 @@ async def serve(settings: Settings, notifier: Notifier) -> int:
             address=f"{settings.server.host}:{settings.server.port}",
             error=error.strerror,
         )
+        # Builds it may have claimed meanwhile are handed back at once, not drained for 30 min.
+        app[LIFECYCLE].drain_done = True
         await runner.cleanup()
         return 1
     if settings.github.uses_development_secret:

@@ -93,10 +93,13 @@ class SQLiteStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # Also when COMMIT itself failed (disk full): never stay inside a transaction.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._hooks_seen.clear()  # it may remember a hook id that was rolled back
             raise
-        self._db.execute("COMMIT")
 
     # -- intake ------------------------------------------------------------------------------
 
