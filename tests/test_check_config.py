@@ -204,3 +204,22 @@ def test_webhook_secret_from_the_environment_satisfies_check_config(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "config OK" in result.stdout
     assert "env-webhook-secret-0123" not in result.stdout + result.stderr
+
+
+def test_check_config_says_when_bubblewrap_is_asked_for_but_not_usable(tmp_path: Path) -> None:
+    config = tmp_path / "hobotnica.toml"
+    config.write_text(
+        '[github]\nwebhook_secret = "s3cr3t-value"\n[builds]\nsandbox = "bubblewrap"\n'
+    )
+    # A PATH without bwrap on it: as on a machine where the package is not installed.
+    env = {"PATH": str(tmp_path / "no-such-bin"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [hobotnica_script(), "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert 'builds.sandbox = "bubblewrap"' in result.stderr
+    assert "bwrap is not installed" in result.stderr

@@ -612,3 +612,30 @@ def test_a_held_pending_of_another_build_does_not_swallow_a_final_state(
     assert state(store, b) == (BuildState.ERROR, f"Superseded by {sha(2)[:7]}")
     sent_for_commit = [i for i in drain(store) if i.sha == sha(1)]
     assert sent_for_commit == []  # nothing of B: the commit's last state stays A's success
+
+
+def test_no_commit_gets_more_statuses_than_github_keeps(store: SQLiteStore, path: Path) -> None:
+    [build_id] = deliver(store, "d-1", request(1))
+    # 995 statuses already sent for this commit and context (a very busy sha).
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
+            " created_at, done_at, outcome) VALUES (?, ?, ?, 'hobotnica/test', 'pending', 'x',"
+            " 0, 0, 'sent')",
+            [(build_id, REPO, sha(1))] * 995,
+        )
+    store.claim_builds(1, OWNER, LEASE)  # a pending "Running" state: past 990, not sent
+    assert drain(store) == []
+    store.finish_build(build_id, SUCCESS, 0, OWNER)  # the final state still goes out
+    assert [item.status for item in drain(store)] == [SUCCESS]
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
+            " created_at, done_at, outcome) VALUES (?, ?, ?, 'hobotnica/test', 'error', 'x',"
+            " 0, 0, 'sent')",
+            [(build_id, REPO, sha(1))] * 10,
+        )
+    [again] = deliver(store, "d-2", request(1, branch="other"))
+    store.claim_builds(1, OWNER, LEASE)
+    store.finish_build(again, SUCCESS, 0, OWNER)
+    assert drain(store) == []  # 1000 reached: nothing more for this commit and context
