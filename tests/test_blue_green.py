@@ -86,6 +86,19 @@ def nginx_conf(root: Path, upstream: Path, https_port: int, http_port: int) -> P
     return conf
 
 
+def nginx_workers(conf: Path) -> set[int]:
+    """The worker processes of this nginx (children of its master)."""
+    master = int((conf.parent / "nginx.pid").read_text())
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                found.add(int(entry.name))
+    return found
+
+
 def nginx(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [NGINX, "-p", str(conf.parent), "-c", str(conf), *args], capture_output=True, text=True
@@ -169,6 +182,7 @@ async def test_three_switches_under_load_drop_no_webhook(
     slow_repo = make_remote(tmp_path / "remotes", "octo/slow")
     slow = slow_repo.commit({"Makefile": makefile(test=wait_for_file(release))})
 
+    workers_before = nginx_workers(site.nginx_conf)
     first = await asyncio.to_thread(switch, site.config)  # the first instance comes up
     assert first.returncode == 0, first.stderr
 
@@ -195,14 +209,11 @@ async def test_three_switches_under_load_drop_no_webhook(
             elapsed = time.perf_counter() - started
             answers.append((status, elapsed, answer.get("builds", [])))
 
-        # `nginx -s reload` returns before nginx has switched: wait until it routes to us.
+        # `nginx -s reload` returns before nginx has switched: wait until every worker that had
+        # the old upstream (where nothing runs in this setup) has exited.
         deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{site.url}/health") as response:
-                    if response.status == 200:
-                        break
-            assert time.monotonic() < deadline, "nginx never routed to the first instance"
+        while workers_before & nginx_workers(site.nginx_conf):
+            assert time.monotonic() < deadline, "nginx's old workers never went away"
             await asyncio.sleep(0.05)
         await deliver(push_payload("octo/slow", slow, branch="slow"))
         assert answers[-1][0] == 202, answers[-1]
