@@ -148,7 +148,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
                 "recovered an interrupted build", build_id=build.id, requeued=build.requeued
             )
             # Its processes may have outlived the daemon that started them.
-            marker = marker_for(build_url(settings.server.public_url, build.id))
+            marker = marker_for(build_url(settings.server.public_url, build.id), build.attempt)
             for process in await end_tree(None, marker, settings.builds.kill_grace):
                 log.warning(
                     "ended a process left by an interrupted build",

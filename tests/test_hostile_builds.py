@@ -8,6 +8,7 @@ import asyncio
 import base64
 import dataclasses
 import resource
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
+from runner.build.reaper import end_tree, marker_for
 from runner.build.sandbox import bubblewrap_problem
 from runner.settings import Settings
 from tests.conftest import PUBLIC_URL, DaemonFactory, SettingsFactory
@@ -339,3 +341,26 @@ async def test_a_git_server_that_never_answers_cannot_hang_a_build(
     final = await fake_github.wait_final(sha, timeout=60)
     assert (final.state, final.description) == ("error", "Checkout failed: timed out after 2 s")
     done.set()
+
+
+async def test_ending_one_attempt_spares_the_next_attempt_of_the_same_build() -> None:
+    # With two daemons, attempt 1 of a build may be cleaned up while attempt 2 already runs.
+    url = f"{PUBLIC_URL}/builds/4242"
+    attempts = {
+        n: subprocess.Popen(
+            ["sleep", "300"],
+            env={"PATH": "/usr/bin:/bin", "HOBOTNICA_BUILD_URL": url, "HOBOTNICA_ATTEMPT": str(n)},
+            start_new_session=True,
+        )
+        for n in (1, 2)
+    }
+    try:
+        ended = await end_tree(None, marker_for(url, 1), grace=1)
+
+        assert [p.pid for p in ended] == [attempts[1].pid]
+        assert attempts[1].wait(timeout=10) is not None
+        assert attempts[2].poll() is None  # still running
+    finally:
+        for process in attempts.values():
+            process.kill()
+            process.wait()

@@ -30,6 +30,7 @@ def build_environment(
         HOBOTNICA_REF=request.ref,
         HOBOTNICA_BRANCH=request.branch,
         HOBOTNICA_JOB=request.job.value,
+        HOBOTNICA_ATTEMPT=str(build.attempt),
     )
     if request.pull_request is not None:
         env["HOBOTNICA_PULL_REQUEST"] = str(request.pull_request)

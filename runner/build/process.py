@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runner.build.logfile import BuildLog
 from runner.build.masking import SecretMasker
-from runner.build.reaper import Leftover, end_tree
+from runner.build.reaper import Leftover, Marker, end_tree
 
 READ_SIZE = 64 * 1024
 # Once the tree is ended no writer is left; this only bounds a reader stuck on a leaked pipe.
@@ -60,7 +60,7 @@ async def run_make(
     kill_grace: float,
     log: BuildLog,
     masker: SecretMasker,
-    marker: bytes,
+    marker: Marker,
     stop: StopRequest,
 ) -> MakeOutcome:
     started_at = time.time()

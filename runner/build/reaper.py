@@ -29,11 +29,19 @@ class Leftover:
     command: str
 
 
-def marker_for(build_url: str) -> bytes:
-    return f"HOBOTNICA_BUILD_URL={build_url}".encode()
+Marker = tuple[bytes, ...]
 
 
-def find_tree(process_group: int | None, marker: bytes) -> list[Leftover]:
+def marker_for(build_url: str, attempt: int) -> Marker:
+    """The environment entries that mark one attempt of one build.
+
+    The attempt matters with two daemons: ending what a lost attempt left behind must not end
+    the next attempt, which the other daemon may already be running.
+    """
+    return (f"HOBOTNICA_BUILD_URL={build_url}".encode(), f"HOBOTNICA_ATTEMPT={attempt}".encode())
+
+
+def find_tree(process_group: int | None, marker: Marker) -> list[Leftover]:
     """Live processes in the group or carrying the marker (zombies are already dead)."""
     found = []
     own_pid = os.getpid()
@@ -47,14 +55,14 @@ def find_tree(process_group: int | None, marker: bytes) -> list[Leftover]:
             if state == "Z":
                 continue
             in_group = process_group is not None and int(pgrp) == process_group
-            if in_group or marker in (entry / "environ").read_bytes().split(b"\0"):
+            if in_group or set(marker) <= set((entry / "environ").read_bytes().split(b"\0")):
                 found.append(Leftover(int(entry.name), stat.split("(", 1)[1].rsplit(")", 1)[0]))
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to read
     return found
 
 
-async def end_tree(process_group: int | None, marker: bytes, grace: float) -> list[Leftover]:
+async def end_tree(process_group: int | None, marker: Marker, grace: float) -> list[Leftover]:
     """End every process of the tree; returns those that were still alive when asked to stop."""
     alive = await asyncio.to_thread(find_tree, process_group, marker)
     if not alive:

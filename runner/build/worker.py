@@ -124,7 +124,7 @@ class BuildWorker:
                 kill_grace=self.settings.builds.kill_grace,
                 log=build_log,
                 masker=masker,
-                marker=marker_for(url),
+                marker=marker_for(url, build.attempt),
                 stop=stop,
             )
             self._report_leftovers(build_log, outcome)

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -57,6 +57,8 @@ class Delivery:
 class RecoveredBuild:
     id: int
     requeued: bool
+    # The attempt that was lost (its processes carry this number); not part of its identity.
+    attempt: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -495,12 +497,12 @@ class SQLiteStore:
                 (row["id"],),
             )
             outbox.enqueue(db, row["id"], request, statuses.queued(request.job))
-            return RecoveredBuild(row["id"], requeued=True)
+            return RecoveredBuild(row["id"], requeued=True, attempt=row["attempt"])
         else:
             reason = "Interrupted: daemon restarted"
         self._end(db, row["id"], BuildState.ERROR, reason, None)
         outbox.enqueue(db, row["id"], request, statuses.errored(reason))
-        return RecoveredBuild(row["id"], requeued=False)
+        return RecoveredBuild(row["id"], requeued=False, attempt=row["attempt"])
 
     def running_owners(self) -> set[str]:
         rows = self._db.execute(
