@@ -11,7 +11,3 @@ class ConfigError(HobotnicaError):
 
 class CheckoutError(HobotnicaError):
     """The commit could not be fetched or checked out; the build ends `error`."""
-
-
-class BuildTimeout(HobotnicaError):
-    """A make target ran past its timeout and was ended."""

@@ -44,11 +44,6 @@ class BuildRequest:
     # the order pushes happened in, which deliveries (redeliveries above all) may not keep.
     pushed_at: float | None = None
 
-    @property
-    def lane(self) -> str:
-        """Builds in one lane supersede each other: the same repository, ref and job."""
-        return f"{self.repository.lower()} {self.ref} {self.job}"
-
 
 @dataclass(frozen=True)
 class Build:

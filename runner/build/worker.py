@@ -64,7 +64,7 @@ class BuildWorker:
                 description=status.description,
                 exit_code=exit_code,
                 duration_s=round(time.monotonic() - started, 3),
-                queue_wait_s=round((build.started_at or build.received_at) - build.received_at, 3),
+                queue_wait_s=round((build.started_at or build.queued_at) - build.queued_at, 3),
                 deploy_build_id=deploy_id,
             )
 

@@ -150,9 +150,6 @@ class Store:
     async def state_counts(self) -> dict[str, int]:
         return await self._run(self._backend.state_counts)
 
-    async def queued_count(self) -> int:
-        return await self._run(self._backend.queued_count)
-
     async def next_status(self, now: float) -> tuple[OutboxItem | None, float | None]:
         return await self._run(self._backend.next_status, now)
 

@@ -45,14 +45,12 @@ def enqueue(
     build_id: int,
     request: BuildRequest,
     status: Status,
-    *,
-    only_if_announced: bool = False,
 ) -> None:
     now = time.time()
     due = now + PENDING_HOLD if status.state is StatusState.PENDING else 0.0
     db.execute(
         "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
-        " only_if_announced, created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?)",
+        " created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?)",
         (
             build_id,
             request.repository,
@@ -60,7 +58,6 @@ def enqueue(
             request.job.context,
             status.state.value,
             status.description,
-            only_if_announced,
             now,
             due,
         ),
@@ -88,11 +85,7 @@ def next_item(db: sqlite3.Connection, now: float) -> tuple[OutboxItem | None, fl
             " AND context = ? AND next_attempt_at <= ? ORDER BY id DESC LIMIT 1",
             (row["repository"], row["sha"], row["context"], now),
         ).fetchone()
-        if newest["only_if_announced"] and not _announced(db, newest):
-            _close_older(db, now, newest, same_build_only=True)
-            _close(db, now, newest["id"], "dropped")
-            continue
-        _close_older(db, now, newest, same_build_only=False)
+        _close_older(db, now, newest)
         sent = _sent_count(db, newest)
         if sent >= GITHUB_STATUS_LIMIT or (
             sent >= FINAL_ONLY_AFTER and newest["state"] == StatusState.PENDING
@@ -133,33 +126,16 @@ def retry(db: sqlite3.Connection, item_id: int, next_attempt_at: float) -> None:
     )
 
 
-def _close_older(
-    db: sqlite3.Connection, now: float, newest: sqlite3.Row, *, same_build_only: bool
-) -> None:
-    query = (
+def _close_older(db: sqlite3.Connection, now: float, newest: sqlite3.Row) -> None:
+    db.execute(
         "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
-        " AND repository = ? AND sha = ? AND context = ? AND id < ?"
+        " AND repository = ? AND sha = ? AND context = ? AND id < ?",
+        (now, newest["repository"], newest["sha"], newest["context"], newest["id"]),
     )
-    args: tuple[object, ...] = (now, newest["repository"], newest["sha"], newest["context"])
-    args += (newest["id"],)
-    if same_build_only:
-        query += " AND build_id = ?"
-        args += (newest["build_id"],)
-    db.execute(query, args)
 
 
 def _close(db: sqlite3.Connection, now: float, item_id: int, outcome: str) -> None:
     db.execute("UPDATE outbox SET done_at = ?, outcome = ? WHERE id = ?", (now, outcome, item_id))
-
-
-def _announced(db: sqlite3.Connection, row: sqlite3.Row) -> bool:
-    """Whether a state of this build has been posted (so GitHub shows it as pending)."""
-    sent = db.execute(
-        "SELECT 1 FROM outbox WHERE build_id = ? AND context = ?"
-        " AND outcome IN ('sent', 'sending') LIMIT 1",
-        (row["build_id"], row["context"]),
-    ).fetchone()
-    return sent is not None
 
 
 def _sent_count(db: sqlite3.Connection, row: sqlite3.Row) -> int:

@@ -49,8 +49,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     context           TEXT NOT NULL,
     state             TEXT NOT NULL,
     description       TEXT NOT NULL,
-    -- a superseded build's final state is sent only if GitHub already shows something for it
-    only_if_announced INTEGER NOT NULL DEFAULT 0,
     created_at        REAL NOT NULL,
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at   REAL NOT NULL DEFAULT 0,

@@ -571,8 +571,7 @@ class SQLiteStore:
         return {"queued": 0, "running": 0} | {row[0]: int(row[1]) for row in rows}
 
     def queued_count(self) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM builds WHERE state = 'queued'").fetchone()
-        return int(row[0])
+        return self.state_counts()["queued"]
 
     # -- outbox ------------------------------------------------------------------------------
 

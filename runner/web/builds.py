@@ -17,6 +17,7 @@ from runner.build.environment import build_url
 from runner.build.logfile import log_path
 from runner.build.masking import SecretMasker
 from runner.models import Build
+from runner.names import short_sha
 from runner.projects import ProjectDirectory
 from runner.settings import Settings
 from runner.statuses import format_duration
@@ -112,7 +113,7 @@ class BuildViews:
             log_text=text,
             log_skipped=skipped,
             duration=format_duration(info["duration_s"]) if info["duration_s"] is not None else "",
-            short_sha=build.sha[:7],
+            short_sha=short_sha(build.sha),
         )
         return web.Response(
             text=html,
