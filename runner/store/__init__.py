@@ -10,12 +10,12 @@ waits for nobody, so low load pays nothing and a burst pays one fsync per batch.
 """
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from runner.models import Build, BuildRequest
+from runner.models import Build
 from runner.statuses import Status
 from runner.store.sqlite import (
     Delivery,
@@ -26,7 +26,7 @@ from runner.store.sqlite import (
     SQLiteStore,
 )
 
-__all__ = ["DeliveryOutcome", "Hook", "OutboxItem", "RecoveredBuild", "Store"]
+__all__ = ["Delivery", "DeliveryOutcome", "Hook", "OutboxItem", "RecoveredBuild", "Store"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -53,29 +53,8 @@ class Store:
         await self._run(self._backend.close)
         self._thread.shutdown(wait=True)
 
-    async def record_delivery(
-        self,
-        *,
-        delivery_id: str,
-        event: str,
-        hook_id: str | None,
-        received_at: float,
-        outcome: str,
-        requests: Sequence[BuildRequest],
-        hook_repository: str | None = None,
-        stop_running: bool = False,
-    ) -> DeliveryOutcome:
+    async def record_delivery(self, delivery: Delivery) -> DeliveryOutcome:
         """Persist a delivery (durably, fsync'd) before returning; see the group commit above."""
-        delivery = Delivery(
-            delivery_id,
-            event,
-            hook_id,
-            received_at,
-            outcome,
-            requests,
-            hook_repository,
-            stop_running,
-        )
         answer: asyncio.Future[DeliveryOutcome] = asyncio.get_running_loop().create_future()
         self._intake.append((delivery, answer))
         if self._intake_writer is None or self._intake_writer.done():

@@ -21,7 +21,7 @@ from runner.metrics import Metrics
 from runner.names import is_delivery_id, is_event_name
 from runner.settings import Settings
 from runner.statuses import superseded_by
-from runner.store import Store
+from runner.store import Delivery, Store
 from runner.webhooks.plan import PayloadError, ProjectLookup
 from runner.webhooks.routing import plan_event
 from runner.webhooks.signature import is_valid_signature
@@ -125,14 +125,16 @@ class Intake:
             requests = plan.requests
             outcome = "accepted" if requests else f"ignored: {plan.ignored}"
         recorded = await self.store.record_delivery(
-            delivery_id=delivery_id,
-            event=event,
-            hook_id=hook_id,
-            received_at=received_at,
-            outcome=outcome,
-            requests=requests,
-            hook_repository=requests[0].repository if requests else None,
-            stop_running=self.settings.builds.cancel_running,
+            Delivery(
+                id=delivery_id,
+                event=event,
+                hook_id=hook_id,
+                received_at=received_at,
+                outcome=outcome,
+                requests=requests,
+                hook_repository=requests[0].repository if requests else None,
+                stop_running=self.settings.builds.cancel_running,
+            )
         )
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
