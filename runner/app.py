@@ -14,6 +14,14 @@ import structlog
 from aiohttp import web
 from gidgethub.aiohttp import GitHubAPI
 
+from runner.api import spec as api_spec
+from runner.api.auth import Authenticator
+from runner.api.builds import BuildHandlers
+from runner.api.context import ApiContext
+from runner.api.github_access import GitHubAccess
+from runner.api.middleware import api_middleware
+from runner.api.repositories import RepositoryHandlers
+from runner.api.variables import VariableHandlers
 from runner.build.environment import build_url
 from runner.build.git import Repositories
 from runner.build.reaper import end_tree, marker_for
@@ -24,16 +32,17 @@ from runner.instance import is_gone, new_owner_id
 from runner.metrics import CONTENT_TYPE, Metrics
 from runner.periodic import Periodic
 from runner.projects import ProjectDirectory
-from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter
+from runner.registrations import Registrations
+from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter, StatusRouter
 from runner.retention import INTERVAL as RETENTION_INTERVAL
 from runner.retention import Retention
 from runner.scheduler import Scheduler
-from runner.settings import Settings
-from runner.store import RecoveredBuild, Store
+from runner.settings import Project, Settings
+from runner.store import Delivery, DeliveryOutcome, RecoveredBuild, Store, registry
 from runner.store.outbox import PENDING_HOLD
 from runner.web.builds import BuildViews
 from runner.web.middleware import client_middleware, error_middleware
-from runner.webhooks.intake import MAX_BODY_BYTES, Intake
+from runner.webhooks.intake import MAX_BODY_BYTES, Intake, WebhookTarget
 
 log = structlog.get_logger(logger_name="hobotnica")
 
@@ -63,6 +72,12 @@ REPOSITORIES = web.AppKey("repositories", Repositories)
 GITHUB = web.AppKey("github", GitHubAPI)
 RETENTION = web.AppKey("retention", Retention)
 CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
+ACCESS = web.AppKey("access", GitHubAccess)
+REGISTRATIONS = web.AppKey("registrations", Registrations)
+BUILD_VIEWS = web.AppKey("build_views", BuildViews)
+
+# How often the access-check job wakes to look for registrations due a check.
+ACCESS_CHECK_POLL = 300.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -71,17 +86,19 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             error_middleware(),
             client_middleware(trusted_proxies=settings.server.trusted_proxies),
+            api_middleware(),
         ],
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
-    app[PROJECTS] = ProjectDirectory(settings)
     app[OWNER] = new_owner_id()
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _background_jobs, _ready])
     app.router.add_post("/webhooks/github", _webhook)
+    app.router.add_post("/webhooks/{uid:[A-Za-z0-9_-]{22,64}}", _repository_webhook)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_routes(api_spec.routes())
     return app
 
 
@@ -89,7 +106,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app[STORE] = Store.in_data_dir(settings.data_dir)
+    app[PROJECTS] = ProjectDirectory(settings, app[STORE])
     views = BuildViews(settings, app[STORE], app[PROJECTS])
+    app[BUILD_VIEWS] = views
     app.router.add_routes(views.routes())
     yield
     await app[STORE].close()
@@ -99,6 +118,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=30, connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         app[HTTP] = session
+        app[ACCESS] = GitHubAccess(session, api_url=app[SETTINGS].github.api_url)
         yield
 
 
@@ -109,13 +129,27 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         app[GITHUB] = GitHubAPI(
             app[HTTP], "hobotnica", oauth_token=token, base_url=settings.github.api_url
         )
-        github: GitHubStatuses | LoggedStatuses = GitHubStatuses(app[GITHUB])
+        default: GitHubStatuses | LoggedStatuses = GitHubStatuses(app[GITHUB])
     else:
         log.warning(
-            "no GitHub token configured: commit statuses are written to this log, not posted "
-            "(set github.token or HOBOTNICA_GITHUB_TOKEN)"
+            "no GitHub token configured: commit statuses of the config's projects are written "
+            "to this log, not posted (set github.token or HOBOTNICA_GITHUB_TOKEN)"
         )
-        github = LoggedStatuses()
+        default = LoggedStatuses()
+
+    async def registered_token(repository: str) -> str | None:
+        if app[PROJECTS].find(repository) is not None:
+            return None  # the config's projects and local ones use the default
+        registered = await app[STORE].transact(registry.get, repository)
+        return None if registered is None else registered.token
+
+    github = StatusRouter(
+        default,
+        session=app[HTTP],
+        api_url=settings.github.api_url,
+        registered_token=registered_token,
+        on_token_rejected=lambda repository: app[REGISTRATIONS].token_rejected(repository),
+    )
     reporter = StatusReporter(
         app[STORE],
         github,
@@ -203,17 +237,60 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         stop_build=lambda build_id, reason: scheduler.cancel(build_id, reason),
     )
     app[INTAKE] = intake
+    app[REGISTRATIONS] = Registrations(
+        store=store,
+        repositories=app[REPOSITORIES],
+        projects=app[PROJECTS],
+        access=app[ACCESS],
+        owner=owner,
+        is_gone=owner_is_gone,
+        stop_build=scheduler.cancel,
+        access_check_interval=settings.github.access_check_interval,
+    )
+    _add_api_routes(app, store, intake)
     scheduler.start()
     reporter.wake()
+    await app[REGISTRATIONS].resume_clones()
     yield
+    await app[REGISTRATIONS].close()
     drain_timeout = 0.0 if app[LIFECYCLE].drain_done else settings.builds.drain_timeout
     await scheduler.close(timeout=drain_timeout)
+
+
+def _add_api_routes(app: web.Application, store: Store, intake: Intake) -> None:
+    async def queue_builds(delivery: Delivery) -> DeliveryOutcome:
+        outcome = await store.record_delivery(delivery)
+        if outcome.build_ids:
+            intake.on_builds_queued()
+        return outcome
+
+    context = ApiContext(
+        settings=app[SETTINGS],
+        store=store,
+        access=app[ACCESS],
+        auth=Authenticator(app[ACCESS]),
+        registrations=app[REGISTRATIONS],
+        projects=app[PROJECTS],
+        repositories=app[REPOSITORIES],
+        describe_build=app[BUILD_VIEWS].describe,
+        queue_builds=queue_builds,
+        stop_build=app[SCHEDULER].cancel,
+    )
+    for handlers in (RepositoryHandlers, VariableHandlers, BuildHandlers):
+        app.router.add_routes(handlers(context).routes())
 
 
 async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[RETENTION] = Retention(app[STORE], settings.data_dir, settings.builds, app[REPOSITORIES])
-    jobs = [Periodic("retention", app[RETENTION].run_once, RETENTION_INTERVAL)]
+    jobs = [
+        Periodic("retention", app[RETENTION].run_once, RETENTION_INTERVAL),
+        Periodic(
+            "access-check",
+            app[REGISTRATIONS].check_access_once,
+            min(ACCESS_CHECK_POLL, settings.github.access_check_interval),
+        ),
+    ]
     if GITHUB in app and settings.github.catch_up:
         app[CATCH_UP] = DeliveryCatchUp(app[STORE], app[GITHUB])
         jobs.append(Periodic("catch-up", app[CATCH_UP].run_once, settings.github.catch_up_interval))
@@ -232,6 +309,22 @@ async def _ready(app: web.Application) -> AsyncIterator[None]:
 
 async def _webhook(request: web.Request) -> web.Response:
     return await request.app[INTAKE].handle(request)
+
+
+async def _repository_webhook(request: web.Request) -> web.Response:
+    """A registered repository's own webhook: its own secret, and it builds only itself."""
+    uid = request.match_info["uid"]
+    registered = await request.app[STORE].transact(registry.by_webhook_uid, uid)
+    if registered is None or registered.status == "disabled":
+        return web.json_response({"error": "no such webhook"}, status=404)
+    project = await request.app[PROJECTS].registered_project(registered)
+    wanted = registered.repository.lower()
+
+    def only_itself(repository: str) -> Project | None:
+        return project if repository.lower() == wanted else None
+
+    target = WebhookTarget(registered.webhook_secret, only_itself, records_hook=False)
+    return await request.app[INTAKE].handle(request, target)
 
 
 async def _metrics(request: web.Request) -> web.Response:

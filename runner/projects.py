@@ -1,28 +1,37 @@
 """Which repositories Hobotnica builds, and where each is cloned from.
 
-Projects come from the config file. Besides those, `hobotnica try` creates *local* repositories:
-bare repositories under `{data_dir}/local/NAME.git`, known as `local/NAME`, cloned from disk and
-never reported to GitHub. Only the operator can create one (it needs the data directory), and a
-webhook for `local/NAME` still needs a valid signature.
+Three kinds, looked up in this order:
+- projects of the config file (`[[projects]]`);
+- *local* repositories that `hobotnica try` creates: bare repositories under
+  `{data_dir}/local/NAME.git`, known as `local/NAME`, cloned from disk and never reported to
+  GitHub. Only the operator can create one (it needs the data directory), and a webhook for
+  `local/NAME` still needs a valid signature;
+- repositories registered through the REST API, stored in the database with their owner's and
+  their own variables. Their webhooks arrive at their own URL (`/webhooks/{uid}`), never at the
+  global one, so `find` (the global webhook's lookup) does not return them; `resolve` does.
 """
 
 from pathlib import Path
 
 from runner.names import is_repository_name
 from runner.settings import Project, Settings
+from runner.store import Store, registry
+from runner.store.registry import RegisteredRepository
 
 LOCAL_OWNER = "local"
 
 
 class ProjectDirectory:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self._settings = settings
+        self._store = store
 
     @property
     def local_root(self) -> Path:
         return self._settings.data_dir / LOCAL_OWNER
 
     def find(self, repository: str) -> Project | None:
+        """A project of the config file or a local repository (what the global webhook builds)."""
         if not is_repository_name(repository):
             return None
         project = self._settings.project(repository)
@@ -32,6 +41,30 @@ class ProjectDirectory:
         if owner == LOCAL_OWNER and self.local_path(name).is_dir():
             return Project(repository=f"{LOCAL_OWNER}/{name}")
         return None
+
+    async def resolve(self, repository: str) -> Project | None:
+        """Any project, registered ones included, with its current variables."""
+        project = self.find(repository)
+        if project is not None or self._store is None or not is_repository_name(repository):
+            return project
+        registered = await self._store.transact(registry.get, repository)
+        if registered is None or registered.status != "ready":
+            return None
+        return await self.registered_project(registered)
+
+    async def registered_project(self, registered: RegisteredRepository) -> Project:
+        assert self._store is not None
+        owner_variables = await self._store.transact(registry.variables, registered.owner)
+        own = await self._store.transact(registry.variables, registered.repository)
+        return Project(
+            repository=registered.repository,
+            deploy_branch=registered.deploy_branch,
+            env={**owner_variables.env, **own.env},
+            secrets={**owner_variables.secrets, **own.secrets},
+            deploy_enabled=registered.deploy_enabled,
+            timeout=registered.timeout,
+            token=registered.token,
+        )
 
     def local_path(self, name: str) -> Path:
         return self.local_root / f"{name}.git"

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,16 +74,30 @@ def retry_delay(
 
 
 class GitHubStatuses:
-    """Posts to `POST /repos/{owner}/{repo}/statuses/{sha}` through gidgethub."""
+    """Posts to `POST /repos/{owner}/{repo}/statuses/{sha}` through gidgethub.
 
-    def __init__(self, github: GitHubAPI) -> None:
+    `on_token_rejected`: the token is a registered repository's own, and a 401 means its access
+    is to be re-checked (the status is dropped) rather than a pause for every repository.
+    """
+
+    def __init__(
+        self, github: GitHubAPI, on_token_rejected: Callable[[str], None] | None = None
+    ) -> None:
         self._github = github
+        self._on_token_rejected = on_token_rejected
 
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
         try:
             await self._github.post(f"/repos/{repository}/statuses/{sha}", data=payload)
         except gidgethub.HTTPException as error:
             status = error.status_code.value
+            if status == 401 and self._on_token_rejected is not None:
+                log.warning(
+                    "GitHub rejected a registered repository's token; checking its access",
+                    repository=repository,
+                )
+                self._on_token_rejected(repository)
+                return "rejected"
             headers = {k.lower(): v for k, v in error.headers.items()}
             delay = retry_delay(status, headers, time.time(), str(error))
             if delay is None:
@@ -102,6 +116,33 @@ class GitHubStatuses:
             log.warning("posting a status failed", error=type(error).__name__)
             return -1.0
         return "sent"
+
+
+class StatusRouter:
+    """Each status with the right credential: an API registration's own token, else the default
+    (the daemon's token, or the log when it has none)."""
+
+    def __init__(
+        self,
+        default: "GitHubStatuses | LoggedStatuses",
+        *,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        registered_token: Callable[[str], Awaitable[str | None]],
+        on_token_rejected: Callable[[str], None],
+    ) -> None:
+        self.default = default
+        self._session = session
+        self._api_url = api_url
+        self._registered_token = registered_token
+        self._on_token_rejected = on_token_rejected
+
+    async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
+        token = await self._registered_token(repository)
+        if token is None:
+            return await self.default.post(repository, sha, payload)
+        github = GitHubAPI(self._session, "hobotnica", oauth_token=token, base_url=self._api_url)
+        return await GitHubStatuses(github, self._on_token_rejected).post(repository, sha, payload)
 
 
 class LoggedStatuses:
@@ -137,7 +178,7 @@ class StatusReporter:
     def __init__(
         self,
         store: Store,
-        github: GitHubStatuses | LoggedStatuses,
+        github: "GitHubStatuses | LoggedStatuses | StatusRouter",
         *,
         public_url: str,
         is_local: Callable[[str], bool],
@@ -208,7 +249,7 @@ class StatusReporter:
             context=item.context, target_url=build_url(self._public_url, item.build_id)
         )
         local = self._is_local(item.repository)
-        posts_to_github = not local and isinstance(self._github, GitHubStatuses)
+        posts_to_github = not local and isinstance(self._github, GitHubStatuses | StatusRouter)
         if posts_to_github and (wait := self._bucket.take(time.monotonic())):
             await asyncio.sleep(wait)
         outcome = await (self._local if local else self._github).post(

@@ -51,6 +51,7 @@ class GitHubSettings:
     catch_up: bool = True
     catch_up_interval: float = 600.0
     statuses_per_minute: float = 60.0
+    access_check_interval: float = 3600.0
 
     def __repr__(self) -> str:  # keep credentials out of tracebacks and debug output
         return f"GitHubSettings(api_url={self.api_url!r}, git_url={self.git_url!r})"
@@ -98,6 +99,10 @@ class Project:
     deploy_branch: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # Registered through the API: these may differ per repository.
+    deploy_enabled: bool = True
+    timeout: float | None = None  # None: builds.timeout
+    token: str | None = None  # None: github.token
 
     def __repr__(self) -> str:
         return f"Project(repository={self.repository!r}, deploy_branch={self.deploy_branch!r})"
@@ -163,6 +168,7 @@ def parse_settings(
             "catch_up",
             "catch_up_interval",
             "statuses_per_minute",
+            "access_check_interval",
         },
     )
     _reject_unknown(storage, "storage.", {"data_dir"})
@@ -274,6 +280,10 @@ def parse_settings(
             statuses_per_minute=_positive(
                 _get(github, "github.statuses_per_minute", (int, float), 60),
                 "github.statuses_per_minute",
+            ),
+            access_check_interval=_positive(
+                _get(github, "github.access_check_interval", (int, float), 3600),
+                "github.access_check_interval",
             ),
         ),
         data_dir=data_dir,

@@ -53,15 +53,19 @@ class Repositories:
     def workspace_path(self, repository: str) -> Path:
         return self._data_dir / "workspaces" / repository.lower()
 
-    def _env(self, clone_url: str) -> dict[str, str]:
-        """The fetch's environment: config through GIT_CONFIG_*, never argv or a file."""
+    def _env(self, clone_url: str, token: str | None = None) -> dict[str, str]:
+        """The fetch's environment: config through GIT_CONFIG_*, never argv or a file.
+
+        `token`: the repository's own credential (an API registration's); default the daemon's.
+        """
+        token = token or self._token
         config = {
             # Housekeeping is not a build's business: `compact_mirrors` does it off the way.
             "maintenance.auto": "false",
             "gc.auto": "0",
         }
-        if self._token and clone_url.startswith(("https://", "http://")):
-            basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
+        if token and clone_url.startswith(("https://", "http://")):
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
             config[f"http.{_origin(clone_url)}/.extraHeader"] = f"Authorization: Basic {basic}"
         env = dict(self._base_env, GIT_CONFIG_COUNT=str(len(config)))
         # A stalled transfer (under 1 KB/s for a minute) fails instead of hanging the build.
@@ -77,7 +81,7 @@ class Repositories:
         mirrors = sorted(root.glob("*/*.git")) if root.is_dir() else []
         for mirror in mirrors:
             name = f"{mirror.parent.name}/{mirror.name.removesuffix('.git')}"
-            async with self._locks.setdefault(name, asyncio.Lock()):
+            async with self._lock(name):
                 try:
                     await self._git(
                         "-C", str(mirror), "gc", "--auto", "--quiet", env=self._base_env
@@ -85,12 +89,63 @@ class Repositories:
                 except CheckoutError as error:
                     log.warning("compacting a mirror failed", mirror=str(mirror), error=str(error))
 
-    async def checkout(self, request: BuildRequest, clone_url: str) -> Path:
+    async def checkout(
+        self, request: BuildRequest, clone_url: str, token: str | None = None
+    ) -> Path:
         """A clean working copy of the repository at `request.sha`; returns its path."""
-        lock = self._locks.setdefault(request.repository.lower(), asyncio.Lock())
-        async with lock:
-            mirror = await self._fetch(request, clone_url)
+        async with self._lock(request.repository):
+            mirror = await self._fetch(request, clone_url, token)
             return await self._prepare_workspace(request, mirror)
+
+    async def clone(self, repository: str, clone_url: str, token: str | None) -> None:
+        """Fill the repository's mirror with its branches and tags (a registration's clone)."""
+        async with self._lock(repository):
+            mirror = self.mirror_path(repository)
+            env = self._env(clone_url, token)
+            if not (mirror / "HEAD").exists():
+                mirror.parent.mkdir(parents=True, exist_ok=True)
+                await self._git("init", "--bare", "--quiet", "--template=", str(mirror), env=env)
+            await self._git(*_fetch_command(mirror), "--", clone_url, *_BRANCHES_AND_TAGS, env=env)
+
+    async def branch_head(
+        self, repository: str, branch: str, clone_url: str, token: str | None
+    ) -> str | None:
+        """The commit `branch` points to now, fetched into the mirror; None if there is none."""
+        async with self._lock(repository):
+            mirror = self.mirror_path(repository)
+            if not (mirror / "HEAD").exists():
+                return None
+            ref = f"refs/heads/{branch}"
+            with contextlib.suppress(CheckoutError):
+                await self._git(
+                    *_fetch_command(mirror),
+                    "--",
+                    clone_url,
+                    f"+{ref}:{ref}",
+                    env=self._env(clone_url, token),
+                )
+            try:
+                out = await self._git(
+                    "-C",
+                    str(mirror),
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    f"{ref}^{{commit}}",
+                    env=self._base_env,
+                )
+            except CheckoutError:
+                return None
+            return out.strip() or None
+
+    async def remove(self, repository: str) -> None:
+        """Delete the repository's mirror and workspace (its registration is gone)."""
+        async with self._lock(repository):
+            for path in (self.mirror_path(repository), self.workspace_path(repository)):
+                await asyncio.to_thread(_remove, path)
+
+    def _lock(self, repository: str) -> asyncio.Lock:
+        return self._locks.setdefault(repository.lower(), asyncio.Lock())
 
     async def commit_info(self, repository: str, sha: str) -> tuple[str, str]:
         """(message, author name) of a commit already in the mirror."""
@@ -106,9 +161,9 @@ class Repositories:
         author, _, message = out.partition("\0")
         return message.strip(), author
 
-    async def _fetch(self, request: BuildRequest, clone_url: str) -> Path:
+    async def _fetch(self, request: BuildRequest, clone_url: str, token: str | None) -> Path:
         mirror = self.mirror_path(request.repository)
-        env = self._env(clone_url)
+        env = self._env(clone_url, token)
         if not (mirror / "HEAD").exists():
             mirror.parent.mkdir(parents=True, exist_ok=True)
             await self._git("init", "--bare", "--quiet", "--template=", str(mirror), env=env)
@@ -116,10 +171,10 @@ class Repositories:
             mirror, request.sha
         ):
             return mirror  # a tag build fetches anyway: the tag itself may be new
-        refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        refspecs = list(_BRANCHES_AND_TAGS)
         if request.pull_request is not None:
             refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us
-        fetch = ("-C", str(mirror), "fetch", "--quiet", "--prune", "--no-write-fetch-head")
+        fetch = _fetch_command(mirror)
         await self._git(*fetch, "--", clone_url, *refspecs, env=env)
         if not await self._has_commit(mirror, request.sha):
             # Not on any branch any more (force-pushed away): ask for the commit itself.
@@ -167,6 +222,13 @@ class Repositories:
             message = err.decode(errors="replace").strip()[-GIT_OUTPUT_LIMIT:]
             raise CheckoutError(f"git {args[2] if args[0] == '-C' else args[0]}: {message}")
         return out.decode(errors="replace")
+
+
+_BRANCHES_AND_TAGS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+
+def _fetch_command(mirror: Path) -> tuple[str, ...]:
+    return ("-C", str(mirror), "fetch", "--quiet", "--prune", "--no-write-fetch-head")
 
 
 def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:

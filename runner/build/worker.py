@@ -69,7 +69,7 @@ class BuildWorker:
             )
 
     async def _run(self, build: Build, stop: StopRequest) -> tuple[Status, int | None]:
-        project = self.projects.find(build.repository)
+        project = await self.projects.resolve(build.repository)
         if project is None:
             return statuses.errored("Repository is no longer registered"), None
         masker = SecretMasker(project.secrets.values())
@@ -120,7 +120,7 @@ class BuildWorker:
                 argv,
                 workspace=workspace,
                 env=env,
-                timeout=self.settings.builds.timeout,
+                timeout=self._timeout(project),
                 kill_grace=self.settings.builds.kill_grace,
                 log=build_log,
                 masker=masker,
@@ -129,16 +129,21 @@ class BuildWorker:
             )
             self._report_leftovers(build_log, outcome)
             self._measure(build, outcome)
-            return self._status(build, outcome, build_log), outcome.exit_code
+            return self._status(build, project, outcome, build_log), outcome.exit_code
         finally:
             build_log.close()
 
-    def _status(self, build: Build, outcome: MakeOutcome, build_log: BuildLog) -> Status:
+    def _timeout(self, project: Project) -> float:
+        return project.timeout or self.settings.builds.timeout
+
+    def _status(
+        self, build: Build, project: Project, outcome: MakeOutcome, build_log: BuildLog
+    ) -> Status:
         if outcome.stopped is not None:
             build_log.note(f"stopped: {outcome.stopped}")
             return statuses.errored(outcome.stopped)
         if outcome.timed_out:
-            reason = statuses.timed_out(self.settings.builds.timeout)
+            reason = statuses.timed_out(self._timeout(project))
             build_log.note(reason)
             return statuses.errored(reason)
         assert outcome.exit_code is not None
@@ -152,10 +157,12 @@ class BuildWorker:
     async def _checkout(self, build: Build, project: Project, stop: StopRequest) -> Path:
         """The checkout, bounded by the build's timeout and ended by a stop request."""
         checkout = asyncio.create_task(
-            self.repositories.checkout(build.request, self.projects.clone_url(project))
+            self.repositories.checkout(
+                build.request, self.projects.clone_url(project), project.token
+            )
         )
         stopped = asyncio.create_task(stop.wait())
-        timeout = self.settings.builds.timeout
+        timeout = self._timeout(project)
         try:
             await asyncio.wait({checkout, stopped}, timeout=timeout, return_when=FIRST_COMPLETED)
         finally:

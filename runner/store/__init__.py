@@ -10,10 +10,11 @@ waits for nobody, so low load pays nothing and a burst pays one fsync per batch.
 """
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from runner.models import Build
 from runner.statuses import Status
@@ -154,3 +155,13 @@ class Store:
         return await self._run(
             self._backend.prune, older_than=older_than, keep_per_repository=keep_per_repository
         )
+
+    async def transact(
+        self,
+        function: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run `function(db, ...)` in one transaction on the store's thread (see `registry`)."""
+        backend = self._backend
+        return await self._run(lambda: backend.transact(function, *args, **kwargs))

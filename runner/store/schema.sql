@@ -73,3 +73,32 @@ CREATE TABLE IF NOT EXISTS hooks (
     hook_id         TEXT NOT NULL,
     checked_until   REAL NOT NULL DEFAULT 0  -- deliveries before this were already reconciled
 ) WITHOUT ROWID;
+
+-- Repositories registered through the REST API ([[projects]] of the config are not stored).
+CREATE TABLE IF NOT EXISTS repositories (
+    repository        TEXT PRIMARY KEY COLLATE NOCASE,  -- owner/name as GitHub spells it
+    owner             TEXT NOT NULL COLLATE NOCASE,
+    webhook_uid       TEXT NOT NULL UNIQUE,             -- its webhook: /webhooks/{uid}
+    webhook_secret    TEXT NOT NULL,                    -- that webhook's own HMAC secret
+    hook_id           TEXT,                             -- the GitHub hook Hobotnica created
+    status            TEXT NOT NULL,                    -- cloning, ready, clone_failed, disabled
+    status_reason     TEXT NOT NULL DEFAULT '',
+    default_branch    TEXT NOT NULL DEFAULT '',
+    deploy_branch     TEXT,                             -- NULL: the default branch
+    deploy_enabled    INTEGER NOT NULL DEFAULT 1,
+    timeout           INTEGER,                          -- seconds per target; NULL: builds.timeout
+    registered_by     TEXT NOT NULL,                    -- GitHub login
+    token             TEXT,                             -- registrant's token: clone, statuses, checks
+    created_at        REAL NOT NULL,
+    access_checked_at REAL NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Build variables of registered repositories: `scope` is an owner (shared by all its
+-- repositories) or owner/name (overrides the owner's). Secrets are write-only through the API.
+CREATE TABLE IF NOT EXISTS variables (
+    scope   TEXT NOT NULL COLLATE NOCASE,
+    secret  INTEGER NOT NULL,
+    name    TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (scope, secret, name)
+) WITHOUT ROWID;

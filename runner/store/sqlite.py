@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from runner import statuses
 from runner.models import Build, BuildRequest, BuildState, Job
@@ -28,6 +29,9 @@ __all__ = ["Delivery", "DeliveryOutcome", "OutboxItem", "RecoveredBuild", "SQLit
 # A push that supersedes another is built once its branch has had no newer push for this long.
 SETTLE_SECONDS = 0.25
 GITHUB_REDELIVERY_SECONDS = 3 * 24 * 3600
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,16 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
             self._hooks_seen.clear()  # it may remember a hook id that was rolled back
             raise
+
+    def transact(
+        self,
+        function: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run `function(db, ...)` as one transaction (the registry's functions use this)."""
+        with self._transaction() as db:
+            return function(db, *args, **kwargs)
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -302,18 +316,7 @@ class SQLiteStore:
     def _end_superseded(
         self, db: sqlite3.Connection, row: sqlite3.Row, newer_sha: str, heard: bool | None = None
     ) -> None:
-        """End a queued build; GitHub hears why only if it heard of the build before.
-
-        `heard` None: look it up now (callers whose query did not answer it already).
-        """
-        description = statuses.superseded_by(newer_sha)
-        self._end(db, row["id"], BuildState.ERROR, description, None)
-        if heard is None:
-            heard = not outbox.forget_unannounced(db, row["id"])
-        elif not heard:
-            outbox.drop_waiting(db, row["id"])
-        if heard:
-            outbox.enqueue(db, row["id"], _request(row), statuses.errored(description))
+        end_queued(db, row, statuses.superseded_by(newer_sha), heard)
 
     # -- scheduling --------------------------------------------------------------------------
 
@@ -417,7 +420,7 @@ class SQLiteStore:
             if row is None:
                 return None
             state = BuildState(status.state.value)
-            self._end(db, build_id, state, status.description, exit_code)
+            _end(db, build_id, state, status.description, exit_code)
             request = _request(row)
             outbox.enqueue(db, build_id, request, status)
             if not (state is BuildState.SUCCESS and request.job is Job.TEST):
@@ -500,7 +503,7 @@ class SQLiteStore:
             return RecoveredBuild(row["id"], requeued=True, attempt=row["attempt"])
         else:
             reason = "Interrupted: daemon restarted"
-        self._end(db, row["id"], BuildState.ERROR, reason, None)
+        _end(db, row["id"], BuildState.ERROR, reason, None)
         outbox.enqueue(db, row["id"], request, statuses.errored(reason))
         return RecoveredBuild(row["id"], requeued=False, attempt=row["attempt"])
 
@@ -558,10 +561,10 @@ class SQLiteStore:
 
     def get_build(self, build_id: int) -> Build | None:
         row = self._db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
-        return None if row is None else _build_of(row)
+        return None if row is None else build_of(row)
 
     def _build(self, db: sqlite3.Connection, build_id: int) -> Build:
-        return _build_of(db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone())
+        return build_of(db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone())
 
     def state_counts(self) -> dict[str, int]:
         """How many builds are queued and running (over every daemon sharing the store)."""
@@ -644,19 +647,35 @@ class SQLiteStore:
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
-    def _end(
-        self,
-        db: sqlite3.Connection,
-        build_id: int,
-        state: BuildState,
-        description: str,
-        exit_code: int | None,
-    ) -> None:
-        db.execute(
-            "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?,"
-            " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-            (state.value, statuses.truncate(description), exit_code, time.time(), build_id),
-        )
+
+def end_queued(
+    db: sqlite3.Connection, row: sqlite3.Row, description: str, heard: bool | None = None
+) -> None:
+    """End a queued build as `error`; GitHub hears why only if it heard of the build before.
+
+    `heard` None: look it up now (callers whose query did not answer it already).
+    """
+    _end(db, row["id"], BuildState.ERROR, description, None)
+    if heard is None:
+        heard = not outbox.forget_unannounced(db, row["id"])
+    elif not heard:
+        outbox.drop_waiting(db, row["id"])
+    if heard:
+        outbox.enqueue(db, row["id"], _request(row), statuses.errored(description))
+
+
+def _end(
+    db: sqlite3.Connection,
+    build_id: int,
+    state: BuildState,
+    description: str,
+    exit_code: int | None,
+) -> None:
+    db.execute(
+        "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?,"
+        " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
+        (state.value, statuses.truncate(description), exit_code, time.time(), build_id),
+    )
 
 
 def _request(row: sqlite3.Row) -> BuildRequest:
@@ -675,7 +694,7 @@ def _request(row: sqlite3.Row) -> BuildRequest:
     )
 
 
-def _build_of(row: sqlite3.Row) -> Build:
+def build_of(row: sqlite3.Row) -> Build:
     return Build(
         id=row["id"],
         request=_request(row),

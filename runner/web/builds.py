@@ -52,12 +52,12 @@ class BuildViews:
             raise web.HTTPNotFound(text="no such build\n")
         return build
 
-    def _masker(self, build: Build) -> SecretMasker:
-        project = self._projects.find(build.repository)
+    async def _masker(self, build: Build) -> SecretMasker:
+        project = await self._projects.resolve(build.repository)
         return SecretMasker(project.secrets.values() if project else ())
 
-    def describe(self, build: Build) -> dict[str, Any]:
-        mask = self._masker(build).mask_text
+    async def describe(self, build: Build) -> dict[str, Any]:
+        mask = (await self._masker(build)).mask_text
         request = build.request
         url = build_url(self._settings.server.public_url, build.id)
         return {
@@ -90,7 +90,7 @@ class BuildViews:
         }
 
     async def as_json(self, request: web.Request) -> web.Response:
-        return web.json_response(self.describe(await self._build(request)))
+        return web.json_response(await self.describe(await self._build(request)))
 
     async def log(self, request: web.Request) -> web.StreamResponse:
         build = await self._build(request)
@@ -106,7 +106,7 @@ class BuildViews:
         build = await self._build(request)
         path = log_path(self._settings.data_dir, build.id)
         text, skipped = await asyncio.to_thread(_tail, path, PAGE_LOG_BYTES)
-        info = self.describe(build)
+        info = await self.describe(build)
         html = _templates.get_template("build.html").render(
             build=info,
             final=build.state.is_final,

@@ -10,7 +10,7 @@ so GitHub's one attempt is never lost. Builds run elsewhere; this handler never 
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -35,6 +35,20 @@ JSON_ONLY = "body is not a JSON object; set the webhook's content type to applic
 log = structlog.get_logger(logger_name="hobotnica.intake")
 
 
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Whose webhook a request came through: the secret it is signed with and what it builds.
+
+    The global `/webhooks/github` builds the config's projects; a registered repository's own
+    `/webhooks/{uid}` builds that repository only, so one leaked secret exposes one repository.
+    """
+
+    secret: str = field(repr=False)
+    find_project: ProjectLookup
+    # Deliveries through it identify a hook that catch-up can list with the daemon's token.
+    records_hook: bool = True
+
+
 @dataclass
 class Intake:
     settings: Settings
@@ -47,12 +61,18 @@ class Intake:
     stop_build: Callable[[int, str], object] = lambda _build_id, _reason: None
     body_timeout: float = BODY_READ_TIMEOUT
 
-    async def handle(self, request: web.Request) -> web.Response:
+    def __post_init__(self) -> None:
+        self._global = WebhookTarget(self.secret, self.find_project)
+
+    async def handle(
+        self, request: web.Request, target: WebhookTarget | None = None
+    ) -> web.Response:
         started = time.monotonic()
         received_at = time.time()
         delivery_id = request.headers.get("X-GitHub-Delivery", "")
+        target = target or self._global
         with structlog.contextvars.bound_contextvars(delivery_id=delivery_id[:100]):
-            response, fields = await self._answer(request, received_at)
+            response, fields = await self._answer(request, received_at, target)
             self.metrics.delivery(fields.get("github_event", ""), fields["outcome"])
             log.info(
                 "delivery",
@@ -63,7 +83,7 @@ class Intake:
             return response
 
     async def _answer(
-        self, request: web.Request, received_at: float
+        self, request: web.Request, received_at: float, target: WebhookTarget
     ) -> tuple[web.Response, dict[str, Any]]:
         if (request.content_length or 0) > MAX_BODY_BYTES:
             return _error(413, "payload larger than 25 MiB"), {"outcome": "rejected"}
@@ -75,7 +95,7 @@ class Intake:
         except TimeoutError:
             return _error(408, "request body not received in time"), {"outcome": "rejected"}
 
-        if not is_valid_signature(body, request.headers.get("X-Hub-Signature-256"), self.secret):
+        if not is_valid_signature(body, request.headers.get("X-Hub-Signature-256"), target.secret):
             return _error(401, "missing or invalid X-Hub-Signature-256"), {"outcome": "rejected"}
 
         event = request.headers.get("X-GitHub-Event", "")
@@ -96,8 +116,8 @@ class Intake:
 
         hook_header = request.headers.get("X-GitHub-Hook-ID", "")
         is_hook_id = hook_header.isascii() and hook_header.isdigit() and len(hook_header) < 20
-        hook_id = hook_header if is_hook_id else None
-        return await self._accept(event, delivery_id, hook_id, payload, received_at)
+        hook_id = hook_header if is_hook_id and target.records_hook else None
+        return await self._accept(event, delivery_id, hook_id, payload, received_at, target)
 
     async def _accept(
         self,
@@ -106,6 +126,7 @@ class Intake:
         hook_id: str | None,
         payload: dict[str, Any],
         received_at: float,
+        target: WebhookTarget,
     ) -> tuple[web.Response, dict[str, Any]]:
         fields: dict[str, Any] = {"github_event": event}
         if event == "ping":
@@ -117,7 +138,7 @@ class Intake:
                     event,
                     payload,
                     delivery_id,
-                    find_project=self.find_project,
+                    find_project=target.find_project,
                     settings=self.settings,
                 )
             except PayloadError as error:

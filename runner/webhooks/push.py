@@ -73,7 +73,7 @@ def plan_push(
                 sha=after,
                 ref=ref,
                 branch=branch,
-                deploy_after_test=not is_tag and branch == deploy_branch,
+                deploy_after_test=project.deploy_enabled and not is_tag and branch == deploy_branch,
                 message=message,
                 author=author,
                 pushed_at=timestamp(table(payload, "repository").get("pushed_at")),

@@ -1,0 +1,106 @@
+"""What the API's handlers share: the daemon's parts, and how a repository is shown."""
+
+import datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from openapi_core.unmarshalling.request.datatypes import RequestUnmarshalResult
+
+from runner.api.auth import Authenticator
+from runner.api.github_access import GitHubAccess
+from runner.api.middleware import VALIDATED
+from runner.api.problems import ProblemError, not_found
+from runner.build.git import Repositories
+from runner.models import Build
+from runner.names import is_repository_name
+from runner.projects import ProjectDirectory
+from runner.registrations import Registrations
+from runner.settings import Settings
+from runner.store import Delivery, DeliveryOutcome, Store, api_queries, registry
+from runner.store.registry import RegisteredRepository
+
+LAST_BUILDS = 5
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: Store
+    access: GitHubAccess
+    auth: Authenticator
+    registrations: Registrations
+    projects: ProjectDirectory
+    repositories: Repositories
+    describe_build: Callable[[Build], Awaitable[dict[str, Any]]]
+    queue_builds: Callable[[Delivery], Awaitable[DeliveryOutcome]]
+    stop_build: Callable[[int, str], object]
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.server.public_url
+
+    def webhook_url(self, registered: RegisteredRepository) -> str:
+        return f"{self.public_url}/webhooks/{registered.webhook_uid}"
+
+    async def registered(self, repository: str) -> RegisteredRepository:
+        found = await self.store.transact(registry.get, repository)
+        if found is None:
+            raise not_found()
+        return found
+
+    async def repository_json(self, registered: RegisteredRepository) -> dict[str, Any]:
+        owner, name = registered.repository.split("/")
+        builds = await self.store.transact(
+            api_queries.builds_of,
+            registered.repository,
+            branch=None,
+            state=None,
+            before=None,
+            limit=LAST_BUILDS,
+        )
+        return {
+            "repository": registered.repository,
+            "owner": owner,
+            "name": name,
+            "status": registered.status,
+            "status_reason": registered.status_reason,
+            "jobs": ["test", "deploy"] if registered.deploy_enabled else ["test"],
+            "deploy_branch": registered.deploy_branch,
+            "default_branch": registered.default_branch,
+            "timeout": registered.timeout,
+            "webhook_url": self.webhook_url(registered),
+            "hook_id": registered.hook_id,
+            "registered_by": registered.registered_by,
+            "created_at": iso(registered.created_at),
+            "builds_url": f"{self.public_url}/api/repositories/{registered.repository}/builds",
+            "last_builds": [await self.describe_build(build) for build in builds],
+        }
+
+
+def validated(request: web.Request) -> RequestUnmarshalResult:
+    return request[VALIDATED]
+
+
+def body(request: web.Request) -> dict[str, Any]:
+    found = validated(request).body
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def path_repository(request: web.Request) -> str:
+    path = validated(request).parameters.path
+    repository = f"{path['owner']}/{path['name']}"
+    if not is_repository_name(repository):
+        raise not_found()
+    return repository
+
+
+def unprocessable(message: str, pointer: str = "") -> ProblemError:
+    return ProblemError(
+        422, message, errors=[{"location": "body", "pointer": pointer, "message": message}]
+    )
+
+
+def iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,146 @@
+"""Every `/api/` request is checked against the OpenAPI document before its handler runs.
+
+A request the document does not allow is answered 400 (401 when the credentials are missing)
+with one problem entry per failing field; the handler then finds the unmarshalled parameters
+and body under `request[VALIDATED]`. Errors inside `/api/` are problem details too, whether a
+handler raised `ProblemError`, aiohttp raised an HTTP error (404, 405, 413), or something failed
+unexpectedly (500, never with the exception's text).
+"""
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from openapi_core.contrib.aiohttp import AIOHTTPOpenAPIWebRequest
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from openapi_core.unmarshalling.request.datatypes import RequestUnmarshalResult
+from openapi_core.validation.request.exceptions import (
+    ParameterValidationError,
+    RequestBodyValidationError,
+    SecurityValidationError,
+)
+
+from runner.api import spec
+from runner.api.problems import FieldError, ProblemError, problem
+
+log = structlog.get_logger(logger_name="hobotnica.api")
+
+VALIDATED = web.RequestKey("validated", RequestUnmarshalResult)
+MAX_API_BODY = 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def api_middleware() -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        try:
+            await _validate(request)
+            return await handler(request)
+        except ProblemError as error:
+            return error.response()
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            return problem(error.status, headers=_kept_headers(error))
+        except Exception:
+            log.exception("unhandled API error", method=request.method, path=request.path)
+            return problem(500, "internal error")
+
+    return middleware
+
+
+async def _validate(request: web.Request) -> None:
+    if (request.content_length or 0) > MAX_API_BODY:
+        raise ProblemError(413, "request body larger than 1 MiB")
+    body = await request.read() if request.can_read_body else None
+    if body is not None and len(body) > MAX_API_BODY:
+        raise ProblemError(413, "request body larger than 1 MiB")
+    result = spec.openapi().unmarshal_request(AIOHTTPOpenAPIWebRequest(request, body=body))
+    errors = list(result.errors)
+    if not errors:
+        request[VALIDATED] = result
+        return
+    first = errors[0]
+    if isinstance(first, PathNotFound):
+        return  # not part of the API document (openapi.json, docs): the router decides
+    if isinstance(first, OperationNotFound):
+        raise web.HTTPMethodNotAllowed(request.method, [])
+    if any(isinstance(error, SecurityValidationError) for error in errors):
+        raise ProblemError(
+            401,
+            "send a GitHub token as 'Authorization: Bearer <token>' and its owner's login as "
+            "X-GitHub-Username",
+            headers={"WWW-Authenticate": 'Bearer realm="hobotnica"'},
+        )
+    raise ProblemError(
+        400,
+        "the request does not match the API document",
+        errors=[entry for error in errors for entry in _field_errors(error)],
+    )
+
+
+def _field_errors(error: Exception) -> Iterator[FieldError]:
+    if isinstance(error, ParameterValidationError):
+        location = str(getattr(error, "location", "") or "parameter")
+        name = str(getattr(error, "name", ""))
+        schema_errors = list(getattr(error.__cause__, "schema_errors", None) or [])
+        if not schema_errors:
+            yield {"location": location, "name": name, "message": _short(error)}
+        for schema_error in schema_errors:
+            yield {"location": location, "name": name, "message": _message(schema_error)}
+        return
+    if isinstance(error, RequestBodyValidationError):
+        schema_errors = list(getattr(error.__cause__, "schema_errors", None) or [])
+        if not schema_errors:
+            # Missing, or not JSON: say which without quoting the body back.
+            message = (
+                "a JSON body is required"
+                if "missing" in type(error).__name__.lower()
+                else ("the body is not valid JSON")
+            )
+            yield {"location": "body", "pointer": "", "message": message}
+        for schema_error in schema_errors:
+            path = "".join(f"/{_escape(part)}" for part in schema_error.absolute_path)
+            yield {"location": "body", "pointer": path, "message": _message(schema_error)}
+        return
+    yield {"location": "request", "message": _short(error)}
+
+
+def _message(schema_error: Any) -> str:
+    """The failed rule in words, without the value that failed it (it may be a secret)."""
+    rule, expected = schema_error.validator, schema_error.validator_value
+    messages = {
+        "type": f"must be of type {expected}",
+        "pattern": f"must match {expected}",
+        "minLength": f"must be at least {expected} characters long",
+        "maxLength": f"must be at most {expected} characters long",
+        "minimum": f"must be at least {expected}",
+        "maximum": f"must be at most {expected}",
+        "enum": f"must be one of: {', '.join(map(str, expected or []))}",
+        "minItems": f"must have at least {expected} items",
+        "maxProperties": f"must have at most {expected} entries",
+        "minProperties": f"must have at least {expected} entries",
+        "uniqueItems": "must not repeat an item",
+        "format": f"must be a valid {expected}",
+        "nullable": "must not be null",
+    }
+    if rule == "required" or rule == "additionalProperties":
+        return str(schema_error.message)[:200]  # names the property, never a value
+    return messages.get(rule, f"does not satisfy {rule}")
+
+
+def _short(error: Exception) -> str:
+    return type(error).__name__
+
+
+def _escape(part: object) -> str:
+    return str(part).replace("~", "~0").replace("/", "~1")
+
+
+def _kept_headers(error: web.HTTPException) -> dict[str, str]:
+    return {name: value for name, value in error.headers.items() if name in ("Allow",)}

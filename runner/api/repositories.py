@@ -1,0 +1,152 @@
+"""`/api/repositories`: register, list, show, change and remove repositories."""
+
+import asyncio
+import secrets
+
+from aiohttp import web
+
+from runner.api.context import ApiContext, body, path_repository, unprocessable
+from runner.api.github_access import GitHubUnavailable, TokenRejected
+from runner.api.problems import ProblemError
+from runner.names import is_branch_name, is_repository_name
+from runner.store import registry
+from runner.store.registry import Registration
+
+WEBHOOK_EVENTS = ["push", "pull_request"]
+
+
+class RepositoryHandlers:
+    def __init__(self, context: ApiContext) -> None:
+        self._context = context
+
+    def routes(self) -> list[web.RouteDef]:
+        one = "/api/repositories/{owner}/{name}"
+        return [
+            web.get("/api/repositories", self.list),
+            web.post("/api/repositories", self.register),
+            web.get(one, self.show),
+            web.patch(one, self.change),
+            web.delete(one, self.remove),
+        ]
+
+    async def list(self, request: web.Request) -> web.Response:
+        context = self._context
+        caller = await context.auth.caller(request)
+        everything = await context.store.transact(registry.all_registered)
+
+        async def visible(repository: str) -> bool:
+            try:
+                return await context.access.repository(caller.token, repository) is not None
+            except TokenRejected:
+                raise ProblemError(401, "GitHub does not accept this token") from None
+            except GitHubUnavailable:
+                raise ProblemError(503, "GitHub could not be asked; try again") from None
+
+        allowed = await asyncio.gather(*(visible(r.repository) for r in everything))
+        shown = [r for r, ok in zip(everything, allowed, strict=True) if ok]
+        return web.json_response(
+            {"repositories": [await context.repository_json(r) for r in shown]}
+        )
+
+    async def register(self, request: web.Request) -> web.Response:
+        context = self._context
+        wanted = body(request)
+        repository = f"{wanted['owner']}/{wanted['name']}"
+        if not is_repository_name(repository):
+            raise unprocessable("not a valid repository name", "/name")
+        caller, access = await context.auth.repository(request, repository, "WRITE")
+        canonical = access.repository
+        if context.settings.project(canonical) is not None:
+            raise ProblemError(409, "this repository is configured in the config file")
+        deploy_branch = wanted.get("deploy_branch")
+        if deploy_branch is not None and not is_branch_name(deploy_branch):
+            raise unprocessable("not a valid branch name", "/deploy_branch")
+        jobs = wanted.get("jobs", ["test", "deploy"])
+        if "test" not in jobs:
+            raise unprocessable("jobs must include test: a deploy follows green tests", "/jobs")
+        webhook_secret = secrets.token_urlsafe(32)
+        registered = await context.store.transact(
+            registry.register,
+            Registration(
+                repository=canonical,
+                webhook_uid=secrets.token_urlsafe(24),
+                webhook_secret=webhook_secret,
+                default_branch=access.default_branch,
+                deploy_branch=deploy_branch,
+                deploy_enabled="deploy" in jobs,
+                timeout=wanted.get("timeout"),
+                registered_by=caller.login,
+                token=caller.token,
+            ),
+        )
+        if registered is None:
+            raise ProblemError(409, "this repository is already registered")
+        url = context.webhook_url(registered)
+        hook_created, note = (
+            False,
+            (
+                "create the webhook on GitHub yourself: this token may not administer the "
+                "repository's hooks"
+            ),
+        )
+        if access.allows("ADMIN"):
+            try:
+                hook = await context.access.create_hook(
+                    caller.token, canonical, url=url, secret=webhook_secret
+                )
+            except (GitHubUnavailable, TokenRejected):
+                note = "GitHub could not be asked to create the webhook; create it yourself"
+            else:
+                if hook.hook_id is not None:
+                    await context.store.transact(registry.set_hook_id, canonical, hook.hook_id)
+                    hook_created, note = True, "GitHub webhook created"
+                else:
+                    note = f"create the webhook on GitHub yourself: {hook.reason}"
+        context.registrations.clone_in_background(canonical)
+        shown = await context.repository_json(await context.registered(canonical))
+        shown["webhook"] = {
+            "url": url,
+            "secret": webhook_secret,
+            "content_type": "json",
+            "events": WEBHOOK_EVENTS,
+            "hook_created": hook_created,
+            "note": note,
+        }
+        location = f"{context.public_url}/api/repositories/{canonical}"
+        return web.json_response(shown, status=202, headers={"Location": location})
+
+    async def show(self, request: web.Request) -> web.Response:
+        repository = path_repository(request)
+        _, access = await self._context.auth.repository(request, repository, "READ")
+        registered = await self._context.registered(access.repository)
+        return web.json_response(await self._context.repository_json(registered))
+
+    async def change(self, request: web.Request) -> web.Response:
+        context = self._context
+        repository = path_repository(request)
+        _, access = await context.auth.repository(request, repository, "WRITE")
+        await context.registered(access.repository)
+        wanted = body(request)
+        changes: dict[str, object] = {}
+        if "jobs" in wanted:
+            if "test" not in wanted["jobs"]:
+                raise unprocessable("jobs must include test: a deploy follows green tests", "/jobs")
+            changes["deploy_enabled"] = "deploy" in wanted["jobs"]
+        if "deploy_branch" in wanted:
+            branch = wanted["deploy_branch"]
+            if branch is not None and not is_branch_name(branch):
+                raise unprocessable("not a valid branch name", "/deploy_branch")
+            changes["deploy_branch"] = branch
+        if "timeout" in wanted:
+            changes["timeout"] = wanted["timeout"]
+        changed = await context.store.transact(registry.update_settings, access.repository, changes)
+        assert changed is not None
+        return web.json_response(await context.repository_json(changed))
+
+    async def remove(self, request: web.Request) -> web.Response:
+        context = self._context
+        repository = path_repository(request)
+        _, access = await context.auth.repository(request, repository, "WRITE")
+        registered = await context.registered(access.repository)
+        await context.registrations.remove(registered)
+        return web.Response(status=204)

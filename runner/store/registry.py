@@ -1,0 +1,254 @@
+"""Repositories registered through the REST API, and their build variables.
+
+Functions over one SQLite connection, each called inside a transaction the store opens
+(`SQLiteStore.transact`). Tokens and secrets are stored so builds, clones and access checks can
+use them; they leave this module only inside `RegisteredRepository.token` and `Variables.secrets`,
+whose reprs hide them.
+"""
+
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from runner.store.sqlite import end_queued
+
+RepositoryStatus = Literal["cloning", "ready", "clone_failed", "disabled"]
+
+
+@dataclass(frozen=True)
+class RegisteredRepository:
+    repository: str
+    webhook_uid: str
+    status: RepositoryStatus
+    status_reason: str
+    default_branch: str
+    deploy_branch: str | None
+    deploy_enabled: bool
+    timeout: int | None
+    registered_by: str
+    created_at: float
+    access_checked_at: float
+    hook_id: str | None
+    token: str | None = field(default=None, repr=False)
+    webhook_secret: str = field(default="", repr=False)
+
+    @property
+    def owner(self) -> str:
+        return self.repository.split("/")[0]
+
+    @property
+    def effective_deploy_branch(self) -> str | None:
+        return self.deploy_branch or self.default_branch or None
+
+
+@dataclass(frozen=True)
+class Variables:
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A new registration (or a registration renewed after access was lost)."""
+
+    repository: str
+    webhook_uid: str
+    webhook_secret: str = field(repr=False)
+    default_branch: str
+    deploy_branch: str | None
+    deploy_enabled: bool
+    timeout: int | None
+    registered_by: str
+    token: str = field(repr=False)
+
+
+def get(db: sqlite3.Connection, repository: str) -> RegisteredRepository | None:
+    row = db.execute("SELECT * FROM repositories WHERE repository = ?", (repository,)).fetchone()
+    return None if row is None else _repository(row)
+
+
+def by_webhook_uid(db: sqlite3.Connection, uid: str) -> RegisteredRepository | None:
+    row = db.execute("SELECT * FROM repositories WHERE webhook_uid = ?", (uid,)).fetchone()
+    return None if row is None else _repository(row)
+
+
+def all_registered(db: sqlite3.Connection) -> list[RegisteredRepository]:
+    rows = db.execute("SELECT * FROM repositories ORDER BY repository COLLATE NOCASE").fetchall()
+    return [_repository(row) for row in rows]
+
+
+def register(db: sqlite3.Connection, new: Registration) -> RegisteredRepository | None:
+    """Insert `new` in status `cloning`; None when it is registered and not disabled.
+
+    A disabled repository (its access was lost) is registered again in place: its variables are
+    kept, its webhook gets the new uid and secret.
+    """
+    existing = get(db, new.repository)
+    if existing is not None and existing.status != "disabled":
+        return None
+    db.execute("DELETE FROM repositories WHERE repository = ?", (new.repository,))
+    db.execute(
+        "INSERT INTO repositories (repository, owner, webhook_uid, webhook_secret, status,"
+        " default_branch, deploy_branch, deploy_enabled, timeout, registered_by, token,"
+        " created_at, access_checked_at) VALUES (?,?,?,?,'cloning',?,?,?,?,?,?,?,?)",
+        (
+            new.repository,
+            new.repository.split("/")[0],
+            new.webhook_uid,
+            new.webhook_secret,
+            new.default_branch,
+            new.deploy_branch,
+            new.deploy_enabled,
+            new.timeout,
+            new.registered_by,
+            new.token,
+            time.time(),
+            time.time(),
+        ),
+    )
+    return get(db, new.repository)
+
+
+def set_status(
+    db: sqlite3.Connection,
+    repository: str,
+    status: RepositoryStatus,
+    reason: str = "",
+    *,
+    only_from: RepositoryStatus | None = None,
+) -> bool:
+    """Move to `status`; with `only_from`, only a repository in that status moves."""
+    query = "UPDATE repositories SET status = ?, status_reason = ? WHERE repository = ?"
+    params: tuple[object, ...] = (status, reason[:500], repository)
+    if only_from is not None:
+        query += " AND status = ?"
+        params += (only_from,)
+    return db.execute(query, params).rowcount > 0
+
+
+def disable(db: sqlite3.Connection, repository: str, reason: str) -> list[int]:
+    """Access is gone: no token kept, no webhook accepted, no build started or left running.
+
+    Returns the running builds asked to stop.
+    """
+    db.execute(
+        "UPDATE repositories SET status = 'disabled', status_reason = ?, token = NULL"
+        " WHERE repository = ?",
+        (reason[:500], repository),
+    )
+    _end_queued_builds(db, repository, "Not built: the repository was disabled")
+    return _stop_running_builds(db, repository, "Stopped: the repository was disabled")
+
+
+def update_settings(
+    db: sqlite3.Connection, repository: str, changes: Mapping[str, object]
+) -> RegisteredRepository | None:
+    allowed = {"deploy_branch", "deploy_enabled", "timeout"}
+    assert set(changes) <= allowed, set(changes) - allowed
+    for column, value in changes.items():
+        db.execute(
+            f"UPDATE repositories SET {column} = ? WHERE repository = ?",  # noqa: S608 - allowed
+            (value, repository),
+        )
+    return get(db, repository)
+
+
+def set_hook_id(db: sqlite3.Connection, repository: str, hook_id: str) -> None:
+    db.execute("UPDATE repositories SET hook_id = ? WHERE repository = ?", (hook_id, repository))
+
+
+def access_checked(db: sqlite3.Connection, repository: str, when: float) -> None:
+    db.execute(
+        "UPDATE repositories SET access_checked_at = ? WHERE repository = ?", (when, repository)
+    )
+
+
+def remove(db: sqlite3.Connection, repository: str) -> list[int]:
+    """Forget a registration and its variables; returns the builds it left running."""
+    canonical = get(db, repository)
+    if canonical is None:
+        return []
+    name = canonical.repository
+    db.execute("DELETE FROM repositories WHERE repository = ?", (name,))
+    db.execute("DELETE FROM variables WHERE scope = ?", (name,))
+    _end_queued_builds(db, name, "Not built: the repository was removed")
+    return _stop_running_builds(db, name, "Stopped: the repository was removed")
+
+
+def variables(db: sqlite3.Connection, scope: str) -> Variables:
+    rows = db.execute(
+        "SELECT secret, name, value FROM variables WHERE scope = ? ORDER BY name", (scope,)
+    ).fetchall()
+    return Variables(
+        env={row["name"]: row["value"] for row in rows if not row["secret"]},
+        secrets={row["name"]: row["value"] for row in rows if row["secret"]},
+    )
+
+
+def replace_env(db: sqlite3.Connection, scope: str, env: Mapping[str, str]) -> None:
+    db.execute("DELETE FROM variables WHERE scope = ? AND secret = 0", (scope,))
+    db.executemany(
+        "INSERT INTO variables (scope, secret, name, value) VALUES (?, 0, ?, ?)",
+        [(scope, name, value) for name, value in env.items()],
+    )
+
+
+def put_secret(db: sqlite3.Connection, scope: str, name: str, value: str) -> bool:
+    """Store a secret; True when it is new."""
+    existed = db.execute(
+        "SELECT 1 FROM variables WHERE scope = ? AND secret = 1 AND name = ?", (scope, name)
+    ).fetchone()
+    db.execute(
+        "INSERT INTO variables (scope, secret, name, value) VALUES (?, 1, ?, ?) ON CONFLICT"
+        " (scope, secret, name) DO UPDATE SET value = excluded.value",
+        (scope, name, value),
+    )
+    return existed is None
+
+
+def delete_secret(db: sqlite3.Connection, scope: str, name: str) -> bool:
+    deleted = db.execute(
+        "DELETE FROM variables WHERE scope = ? AND secret = 1 AND name = ?", (scope, name)
+    )
+    return deleted.rowcount > 0
+
+
+def _end_queued_builds(db: sqlite3.Connection, repository: str, description: str) -> None:
+    for row in db.execute(
+        "SELECT * FROM builds WHERE repository = ? AND state = 'queued'", (repository,)
+    ).fetchall():
+        end_queued(db, row, description)
+
+
+def _stop_running_builds(db: sqlite3.Connection, repository: str, reason: str) -> list[int]:
+    """Ask the daemons running the repository's builds to stop them (read at their heartbeat)."""
+    rows = db.execute(
+        "SELECT id FROM builds WHERE repository = ? AND state = 'running'", (repository,)
+    ).fetchall()
+    db.execute(
+        "UPDATE builds SET stop_reason = ? WHERE repository = ? AND state = 'running'"
+        " AND stop_reason IS NULL",
+        (reason, repository),
+    )
+    return [int(row["id"]) for row in rows]
+
+
+def _repository(row: sqlite3.Row) -> RegisteredRepository:
+    return RegisteredRepository(
+        repository=row["repository"],
+        webhook_uid=row["webhook_uid"],
+        status=row["status"],
+        status_reason=row["status_reason"],
+        default_branch=row["default_branch"],
+        deploy_branch=row["deploy_branch"],
+        deploy_enabled=bool(row["deploy_enabled"]),
+        timeout=row["timeout"],
+        registered_by=row["registered_by"],
+        created_at=row["created_at"],
+        access_checked_at=row["access_checked_at"],
+        hook_id=row["hook_id"],
+        token=row["token"],
+        webhook_secret=row["webhook_secret"],
+    )
