@@ -103,14 +103,16 @@ class RepositoryHandlers:
                 else:
                     note = f"create the webhook on GitHub yourself: {hook.reason}"
         context.registrations.clone_in_background(canonical)
-        shown = await context.repository_json(await context.registered(canonical))
-        shown["webhook"] = {
-            "url": url,
-            "secret": webhook_secret,
-            "content_type": "json",
-            "events": WEBHOOK_EVENTS,
-            "hook_created": hook_created,
-            "note": note,
+        shown = {
+            "repository": await context.repository_json(await context.registered(canonical)),
+            "webhook": {
+                "url": url,
+                "secret": webhook_secret,
+                "content_type": "json",
+                "events": WEBHOOK_EVENTS,
+                "hook_created": hook_created,
+                "note": note,
+            },
         }
         location = f"{context.public_url}/api/repositories/{canonical}"
         return web.json_response(shown, status=202, headers={"Location": location})

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import yaml
 from aiohttp import web
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from swagger_ui_bundle import swagger_ui_path
 
 SPEC_FILE = "openapi.yaml"
@@ -57,7 +57,9 @@ def spec_dict() -> dict[str, Any]:
 
 @functools.cache
 def openapi() -> OpenAPI:
-    return OpenAPI.from_dict(spec_dict())
+    # Problem details are JSON under their own media type (RFC 9457).
+    config = Config(extra_media_type_deserializers={"application/problem+json": orjson.loads})
+    return OpenAPI.from_dict(spec_dict(), config=config)
 
 
 def routes() -> list[web.RouteDef]:

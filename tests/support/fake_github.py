@@ -3,6 +3,12 @@
 It answers `POST /repos/{owner}/{repo}/statuses/{sha}` like GitHub (201 and the status back), and
 can be told to answer the next posts with other codes. Tests wait on conditions over what it
 recorded, with a deadline, instead of sleeping.
+
+For the REST API it also knows users: `add_user(token, login)` and `grant(login, repository,
+permission)` make `POST /graphql` answer `viewer`, `repository { viewerPermission }` and
+`organization { viewerCanAdminister }` as GitHub does (401 for an unknown token, a NOT_FOUND
+error beside `data` for what the token cannot see), and `POST /repos/{owner}/{repo}/hooks`
+creates a hook for an admin. `graphql_calls` counts the round trips.
 """
 
 import asyncio
@@ -53,6 +59,16 @@ class HookDelivery:
 
 
 @dataclass
+class CreatedHook:
+    id: int
+    repository: str
+    url: str
+    secret: str
+    events: list[str]
+    content_type: str
+
+
+@dataclass
 class FakeGitHub:
     statuses: list[StatusPost] = field(default_factory=list)
     scripted: list[tuple[int, dict[str, str]]] = field(default_factory=list)
@@ -61,15 +77,137 @@ class FakeGitHub:
     deliveries: list[HookDelivery] = field(default_factory=list)
     redelivery_requests: list[int] = field(default_factory=list)
     redeliver: Callable[[HookDelivery], Awaitable[int]] | None = None
+    # The REST API's view of GitHub: token → login, (login, owner/name) → permission, and the
+    # organisations each login administers. Repository names here are GitHub's spelling.
+    users: dict[str, str] = field(default_factory=dict)
+    permissions: dict[tuple[str, str], str] = field(default_factory=dict)
+    default_branches: dict[str, str] = field(default_factory=dict)
+    org_admins: dict[str, set[str]] = field(default_factory=dict)
+    hooks: dict[int, "CreatedHook"] = field(default_factory=dict)
+    graphql_calls: int = 0
+    graphql_down: bool = False
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def add_user(self, token: str, login: str) -> None:
+        self.users[token] = login
+
+    def grant(
+        self, login: str, repository: str, permission: str, default_branch: str = "main"
+    ) -> None:
+        self.permissions[(login, repository)] = permission
+        self.default_branches[repository] = default_branch
+
+    def revoke(self, login: str, repository: str) -> None:
+        self.permissions.pop((login, repository), None)
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_post("/graphql", self._graphql)
+        app.router.add_post("/repos/{owner}/{repo}/hooks", self._create_hook)
+        app.router.add_delete("/repos/{owner}/{repo}/hooks/{hook_id}", self._delete_hook)
         app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self._create_status)
         hook = "/repos/{owner}/{repo}/hooks/{hook_id}/deliveries"
         app.router.add_get(hook, self._list_deliveries)
         app.router.add_post(hook + "/{delivery_id}/attempts", self._redeliver)
         return app
+
+    def _login(self, request: web.Request) -> str | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return self.users.get(token) if scheme.lower() in ("bearer", "token") else None
+
+    async def _graphql(self, request: web.Request) -> web.Response:
+        self.graphql_calls += 1
+        if self.graphql_down:
+            return web.json_response({"message": "Server Error"}, status=502)
+        login = self._login(request)
+        if login is None:
+            return web.json_response(
+                {"message": "Bad credentials", "documentation_url": "https://docs.github.com"},
+                status=401,
+            )
+        body = await request.json()
+        query: str = body["query"]
+        variables: dict[str, Any] = body.get("variables", {})
+        data: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        if "viewer" in query:
+            data["viewer"] = {"login": login}
+        if "repository(" in query:
+            wanted = f"{variables['owner']}/{variables['name']}".lower()
+            found = next(
+                (
+                    (name, perm)
+                    for (who, name), perm in self.permissions.items()
+                    if who == login and name.lower() == wanted
+                ),
+                None,
+            )
+            if found is None:
+                data["repository"] = None
+                errors.append(
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["repository"],
+                        "message": f"Could not resolve to a Repository with the name '{wanted}'.",
+                    }
+                )
+            else:
+                name, permission = found
+                data["repository"] = {
+                    "nameWithOwner": name,
+                    "viewerPermission": permission,
+                    "defaultBranchRef": {"name": self.default_branches.get(name, "main")},
+                }
+        if "organization(" in query:
+            organization = variables["login"]
+            admins = self.org_admins.get(organization)
+            if admins is None:
+                data["organization"] = None
+                errors.append(
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["organization"],
+                        "message": "Could not resolve to an Organization.",
+                    }
+                )
+            else:
+                data["organization"] = {"viewerCanAdminister": login in admins}
+        answer: dict[str, Any] = {"data": data}
+        if errors:
+            answer["errors"] = errors
+        return web.json_response(answer)
+
+    async def _create_hook(self, request: web.Request) -> web.Response:
+        repository = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        login = self._login(request)
+        if login is None:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        permission = next(
+            (
+                perm
+                for (who, name), perm in self.permissions.items()
+                if who == login and name.lower() == repository.lower()
+            ),
+            None,
+        )
+        if permission != "ADMIN":
+            return web.json_response({"message": "Not Found"}, status=404)
+        body = await request.json()
+        hook = CreatedHook(
+            id=len(self.hooks) + 1,
+            repository=repository,
+            url=body["config"]["url"],
+            secret=body["config"]["secret"],
+            events=list(body["events"]),
+            content_type=body["config"]["content_type"],
+        )
+        self.hooks[hook.id] = hook
+        return web.json_response({"id": hook.id, "type": "Repository", "active": True}, status=201)
+
+    async def _delete_hook(self, request: web.Request) -> web.Response:
+        if self.hooks.pop(int(request.match_info["hook_id"]), None) is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.Response(status=204)
 
     async def _list_deliveries(self, request: web.Request) -> web.Response:
         return web.json_response([d.listed() for d in self.deliveries])
