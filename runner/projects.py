@@ -48,8 +48,8 @@ class ProjectDirectory:
         if project is not None or self._store is None or not is_repository_name(repository):
             return project
         registered = await self._store.transact(registry.get, repository)
-        if registered is None or registered.status != "ready":
-            return None
+        if registered is None or registered.status == "disabled":
+            return None  # cloning or clone_failed still build: the build's fetch clones
         return await self.registered_project(registered)
 
     async def registered_project(self, registered: RegisteredRepository) -> Project:

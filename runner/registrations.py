@@ -12,6 +12,7 @@
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -160,7 +161,10 @@ class Registrations:
         log.info("repository removed", repository=registered.repository)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(self._logged(work, name), name=name)
+        # A fresh context: the request that started it (its client, its delivery) is over.
+        task = asyncio.create_task(
+            self._logged(work, name), name=name, context=contextvars.Context()
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

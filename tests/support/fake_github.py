@@ -275,3 +275,34 @@ class FakeGitHub:
             lambda: any(s.state != "pending" for s in self.for_commit(sha, context)), timeout
         )
         return next(s for s in self.for_commit(sha, context) if s.state != "pending")
+
+
+def main() -> None:
+    """Run the fake on loopback by hand, to try the REST API without GitHub:
+
+    python -m tests.support.fake_github --port 9001 --user TOKEN:alice \\
+        --grant alice:octo-org/hello:ADMIN --org-admin octo-org:alice
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--user", action="append", default=[], help="TOKEN:LOGIN")
+    parser.add_argument("--grant", action="append", default=[], help="LOGIN:OWNER/NAME:PERMISSION")
+    parser.add_argument("--org-admin", action="append", default=[], help="ORG:LOGIN")
+    arguments = parser.parse_args()
+    fake = FakeGitHub()
+    for user in arguments.user:
+        token, login = user.rsplit(":", 1)
+        fake.add_user(token, login)
+    for grant in arguments.grant:
+        login, repository, permission = grant.split(":")
+        fake.grant(login, repository, permission)
+    for admin in arguments.org_admin:
+        organization, login = admin.split(":")
+        fake.org_admins.setdefault(organization, set()).add(login)
+    web.run_app(fake.app(), host="127.0.0.1", port=arguments.port)
+
+
+if __name__ == "__main__":
+    main()
