@@ -13,6 +13,7 @@ from runner.store import registry
 from runner.store.registry import Registration
 
 WEBHOOK_EVENTS = ["push", "pull_request"]
+LIST_CONCURRENCY = 4
 
 
 class RepositoryHandlers:
@@ -34,9 +35,13 @@ class RepositoryHandlers:
         caller = await context.auth.caller(request)
         everything = await context.store.transact(registry.all_registered)
 
+        # GitHub frowns on many concurrent requests from one token (secondary rate limits).
+        asking = asyncio.Semaphore(LIST_CONCURRENCY)
+
         async def visible(repository: str) -> bool:
             try:
-                return await context.access.repository(caller.token, repository) is not None
+                async with asking:
+                    return await context.access.repository(caller.token, repository) is not None
             except TokenRejected:
                 raise ProblemError(401, "GitHub does not accept this token") from None
             except GitHubUnavailable:
