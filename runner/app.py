@@ -75,6 +75,7 @@ CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
 ACCESS = web.AppKey("access", GitHubAccess)
 REGISTRATIONS = web.AppKey("registrations", Registrations)
 BUILD_VIEWS = web.AppKey("build_views", BuildViews)
+STATUS_ROUTER = web.AppKey("status_router", StatusRouter)
 
 # How often the access-check job wakes to look for registrations due a check.
 ACCESS_CHECK_POLL = 300.0
@@ -138,15 +139,14 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         default = LoggedStatuses()
 
     async def registered_token(repository: str) -> str | None:
-        if app[PROJECTS].find(repository) is not None:
-            return None  # the config's projects and local ones use the default
         registered = await app[STORE].transact(registry.get, repository)
         return None if registered is None else registered.token
 
-    github = StatusRouter(
+    app[STATUS_ROUTER] = github = StatusRouter(
         default,
         session=app[HTTP],
         api_url=settings.github.api_url,
+        is_configured=lambda repository: app[PROJECTS].find(repository) is not None,
         registered_token=registered_token,
         on_token_rejected=lambda repository: app[REGISTRATIONS].token_rejected(repository),
     )
@@ -246,6 +246,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         is_gone=owner_is_gone,
         stop_build=scheduler.cancel,
         access_check_interval=settings.github.access_check_interval,
+        on_removed=app[STATUS_ROUTER].retire,
     )
     _add_api_routes(app, store, intake)
     scheduler.start()

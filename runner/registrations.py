@@ -46,6 +46,8 @@ class Registrations:
     is_gone: Callable[[str | None], bool]
     stop_build: Callable[[int, str], object]
     access_check_interval: float
+    # Told the token of a removed repository, so statuses already owed still reach GitHub.
+    on_removed: Callable[[str, str], None] = lambda _repository, _token: None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _checking: set[str] = field(default_factory=set)
 
@@ -150,6 +152,8 @@ class Registrations:
         )
 
     async def remove(self, registered: RegisteredRepository) -> None:
+        if registered.token:
+            self.on_removed(registered.repository, registered.token)
         stopping = await self.store.transact(registry.remove, registered.repository)
         for build_id in stopping:
             self.stop_build(build_id, "Stopped: the repository was removed")

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import aiohttp
 import gidgethub
 import structlog
+from cachetools import TTLCache
 from gidgethub.aiohttp import GitHubAPI
 
 from runner.build.environment import build_url
@@ -37,6 +38,7 @@ log = structlog.get_logger(logger_name="hobotnica.statuses")
 MAX_BACKOFF = 600.0
 SECONDARY_LIMIT_WAIT = 60.0
 BAD_TOKEN_WAIT = 300.0  # GitHub: wait at least a minute when no header says how long
+RETIRED_TOKEN_SECONDS = 600.0
 LEASE_NAME = "outbox"
 PAUSE_NAME = "github-rate-limit"  # in the store: every daemon honours a rate limit's wait
 LEASE_SECONDS = 30.0
@@ -119,8 +121,14 @@ class GitHubStatuses:
 
 
 class StatusRouter:
-    """Each status with the right credential: an API registration's own token, else the default
-    (the daemon's token, or the log when it has none)."""
+    """Each status with the right credential.
+
+    The config's projects use the default (the daemon's token, or the log when it has none). An
+    API-registered repository uses its registrant's token, and nothing else. A repository just
+    removed keeps its token here, in memory, for `RETIRED_TOKEN_SECONDS`, so the final states of
+    the builds its removal stopped still reach GitHub; after that, or when its access is gone,
+    its statuses are dropped rather than posted with the operator's token.
+    """
 
     def __init__(
         self,
@@ -128,19 +136,33 @@ class StatusRouter:
         *,
         session: aiohttp.ClientSession,
         api_url: str,
+        is_configured: Callable[[str], bool],
         registered_token: Callable[[str], Awaitable[str | None]],
         on_token_rejected: Callable[[str], None],
     ) -> None:
         self.default = default
         self._session = session
         self._api_url = api_url
+        self._is_configured = is_configured
         self._registered_token = registered_token
         self._on_token_rejected = on_token_rejected
+        self._retired: TTLCache[str, str] = TTLCache(maxsize=1024, ttl=RETIRED_TOKEN_SECONDS)
+
+    def retire(self, repository: str, token: str) -> None:
+        """`repository` was removed: its last statuses still go with `token`, for a while."""
+        self._retired[repository.lower()] = token
 
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
-        token = await self._registered_token(repository)
-        if token is None:
+        if self._is_configured(repository):
             return await self.default.post(repository, sha, payload)
+        token = await self._registered_token(repository) or self._retired.get(repository.lower())
+        if token is None:
+            log.info(
+                "status not posted: the repository is no longer registered with a token",
+                repository=repository,
+                sha=sha,
+            )
+            return "rejected"
         github = GitHubAPI(self._session, "hobotnica", oauth_token=token, base_url=self._api_url)
         return await GitHubStatuses(github, self._on_token_rejected).post(repository, sha, payload)
 

@@ -18,7 +18,9 @@ from tests.support.webhooks import headers
 
 SECRET = "It's a Secret to Everybody"
 TOKEN = "ghs_testtoken0123456789abcdefABCDEF"
-PUBLIC_URL = "http://hobotnica.test:8081"
+# Build processes are found by their public URL: one per test run, so two suites running on
+# one host (worktrees, CI jobs) never end each other's builds.
+PUBLIC_URL = f"http://hobotnica-{os.getpid()}.test:8081"
 
 # What the daemon's own environment holds in tests: what builds inherit, and what they must not.
 DAEMON_ENVIRONMENT = {
@@ -141,9 +143,9 @@ DaemonFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def daemon(aiohttp_client: Any, fake_github: FakeGitHub) -> DaemonFactory:
-    # Depending on fake_github makes pytest stop the daemon first: its shutdown flushes
-    # statuses to the fake, which must still be there.
+def daemon(fake_github: FakeGitHub, aiohttp_client: Any) -> DaemonFactory:
+    # fake_github comes first so it is set up before aiohttp_client and torn down after it:
+    # the daemon's shutdown flushes statuses to the fake, which must still be there.
     async def start(settings: Settings) -> Daemon:
         return await Daemon(aiohttp_client, settings).start()
 

@@ -29,22 +29,19 @@ class Caller:
     token: str = field(repr=False)
 
 
-def _token(request: web.Request) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ProblemError(
-            401,
-            "send a GitHub token as 'Authorization: Bearer <token>' and its owner's login as "
-            "X-GitHub-Username",
-            headers={"WWW-Authenticate": 'Bearer realm="hobotnica"'},
-        )
-    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
-        raise ProblemError(401, "that is not a GitHub token")
-    return token
+HOW_TO_AUTHENTICATE = (
+    "send a GitHub token as 'Authorization: Bearer <token>' and its owner's login as "
+    "X-GitHub-Username"
+)
 
 
-def _unavailable() -> ProblemError:
+def unauthorized(detail: str, *, invalid_token: bool = False) -> ProblemError:
+    """A 401, which always says how to authenticate (RFC 9110, WWW-Authenticate)."""
+    challenge = 'Bearer realm="hobotnica"' + (', error="invalid_token"' if invalid_token else "")
+    return ProblemError(401, detail, headers={"WWW-Authenticate": challenge})
+
+
+def github_unavailable() -> ProblemError:
     return ProblemError(
         503,
         "GitHub could not be asked about the token; try again",
@@ -52,12 +49,18 @@ def _unavailable() -> ProblemError:
     )
 
 
-def _rejected() -> ProblemError:
-    return ProblemError(
-        401,
-        "GitHub does not accept this token",
-        headers={"WWW-Authenticate": 'Bearer realm="hobotnica", error="invalid_token"'},
-    )
+def token_rejected() -> ProblemError:
+    return unauthorized("GitHub does not accept this token", invalid_token=True)
+
+
+def _token(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized(HOW_TO_AUTHENTICATE)
+    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+        raise unauthorized("that is not a GitHub token", invalid_token=True)
+    return token
 
 
 class Authenticator:
@@ -70,11 +73,11 @@ class Authenticator:
         try:
             login = await self._access.viewer(token)
         except TokenRejected:
-            raise _rejected() from None
+            raise token_rejected() from None
         except GitHubUnavailable:
-            raise _unavailable() from None
+            raise github_unavailable() from None
         if not username or login.lower() != username.lower():
-            raise ProblemError(401, "the token does not belong to the user in X-GitHub-Username")
+            raise unauthorized("the token does not belong to the user in X-GitHub-Username")
         return Caller(login=login, token=token)
 
     async def repository(
@@ -94,9 +97,9 @@ class Authenticator:
                 caller = await self.caller(request)
                 found = await self._access.repository(token, repository)
         except TokenRejected:
-            raise _rejected() from None
+            raise token_rejected() from None
         except GitHubUnavailable:
-            raise _unavailable() from None
+            raise github_unavailable() from None
         if found is None:
             raise not_found()
         if not found.allows(needed):
@@ -111,9 +114,9 @@ class Authenticator:
         try:
             allowed = await self._access.administers_owner(caller.token, owner)
         except TokenRejected:
-            raise _rejected() from None
+            raise token_rejected() from None
         except GitHubUnavailable:
-            raise _unavailable() from None
+            raise github_unavailable() from None
         if not allowed:
             raise not_found()
         return caller

@@ -23,6 +23,7 @@ from openapi_core.validation.request.exceptions import (
 )
 
 from runner.api import spec
+from runner.api.auth import HOW_TO_AUTHENTICATE, unauthorized
 from runner.api.problems import FieldError, ProblemError, problem
 
 log = structlog.get_logger(logger_name="hobotnica.api")
@@ -69,14 +70,9 @@ async def _validate(request: web.Request) -> None:
     if isinstance(first, PathNotFound):
         return  # not part of the API document (openapi.json, docs): the router decides
     if isinstance(first, OperationNotFound):
-        raise web.HTTPMethodNotAllowed(request.method, [])
+        return  # the router answers 405 with the path's real methods in Allow
     if any(isinstance(error, SecurityValidationError) for error in errors):
-        raise ProblemError(
-            401,
-            "send a GitHub token as 'Authorization: Bearer <token>' and its owner's login as "
-            "X-GitHub-Username",
-            headers={"WWW-Authenticate": 'Bearer realm="hobotnica"'},
-        )
+        raise unauthorized(HOW_TO_AUTHENTICATE)
     raise ProblemError(
         400,
         "the request does not match the API document",
@@ -90,7 +86,7 @@ def _field_errors(error: Exception) -> Iterator[FieldError]:
         name = str(getattr(error, "name", ""))
         schema_errors = list(getattr(error.__cause__, "schema_errors", None) or [])
         if not schema_errors:
-            yield {"location": location, "name": name, "message": _short(error)}
+            yield {"location": location, "name": name, "message": _parameter_problem(error)}
         for schema_error in schema_errors:
             yield {"location": location, "name": name, "message": _message(schema_error)}
         return
@@ -108,34 +104,41 @@ def _field_errors(error: Exception) -> Iterator[FieldError]:
             path = "".join(f"/{_escape(part)}" for part in schema_error.absolute_path)
             yield {"location": "body", "pointer": path, "message": _message(schema_error)}
         return
-    yield {"location": "request", "message": _short(error)}
+    yield {"location": "request", "message": "does not match the API document"}
 
 
 def _message(schema_error: Any) -> str:
     """The failed rule in words, without the value that failed it (it may be a secret)."""
     rule, expected = schema_error.validator, schema_error.validator_value
-    messages = {
-        "type": f"must be of type {expected}",
-        "pattern": f"must match {expected}",
-        "minLength": f"must be at least {expected} characters long",
-        "maxLength": f"must be at most {expected} characters long",
-        "minimum": f"must be at least {expected}",
-        "maximum": f"must be at most {expected}",
-        "enum": f"must be one of: {', '.join(map(str, expected or []))}",
-        "minItems": f"must have at least {expected} items",
-        "maxProperties": f"must have at most {expected} entries",
-        "minProperties": f"must have at least {expected} entries",
-        "uniqueItems": "must not repeat an item",
-        "format": f"must be a valid {expected}",
-        "nullable": "must not be null",
-    }
-    if rule == "required" or rule == "additionalProperties":
+    if rule in ("required", "additionalProperties"):
         return str(schema_error.message)[:200]  # names the property, never a value
-    return messages.get(rule, f"does not satisfy {rule}")
+    if rule == "enum":
+        return "must be one of: " + ", ".join(str(choice) for choice in expected)
+    if rule == "uniqueItems":
+        return "must not repeat an item"
+    if rule == "nullable":
+        return "must not be null"
+    templates = {
+        "type": "must be of type {}",
+        "pattern": "must match {}",
+        "minLength": "must be at least {} characters long",
+        "maxLength": "must be at most {} characters long",
+        "minimum": "must be at least {}",
+        "maximum": "must be at most {}",
+        "minItems": "must have at least {} items",
+        "maxItems": "must have at most {} items",
+        "minProperties": "must have at least {} entries",
+        "maxProperties": "must have at most {} entries",
+        "format": "must be a valid {}",
+    }
+    template = templates.get(rule)
+    return template.format(expected) if template else f"does not satisfy {rule}"
 
 
-def _short(error: Exception) -> str:
-    return type(error).__name__
+def _parameter_problem(error: Exception) -> str:
+    if "Missing" in type(error).__name__:
+        return "is required"
+    return "cannot be read as the documented type"
 
 
 def _escape(part: object) -> str:

@@ -5,6 +5,7 @@ import secrets
 
 from aiohttp import web
 
+from runner.api.auth import github_unavailable, token_rejected
 from runner.api.context import ApiContext, body, path_repository, unprocessable
 from runner.api.github_access import GitHubUnavailable, TokenRejected
 from runner.api.problems import ProblemError
@@ -43,9 +44,9 @@ class RepositoryHandlers:
                 async with asking:
                     return await context.access.repository(caller.token, repository) is not None
             except TokenRejected:
-                raise ProblemError(401, "GitHub does not accept this token") from None
+                raise token_rejected() from None
             except GitHubUnavailable:
-                raise ProblemError(503, "GitHub could not be asked; try again") from None
+                raise github_unavailable() from None
 
         allowed = await asyncio.gather(*(visible(r.repository) for r in everything))
         shown = [r for r, ok in zip(everything, allowed, strict=True) if ok]
