@@ -1,8 +1,14 @@
 """`create_app(settings)`: the one place the daemon is wired together.
 
 Each long-lived resource is one `web.AppKey` and one `cleanup_ctx` entry, in start-up order:
-the store, the HTTP client session, the status reporter, then the scheduler (after interrupted
-builds are recovered). Shutdown runs in reverse. Nothing happens at import time.
+the store, the HTTP client session, the status reporter, the scheduler (after interrupted
+builds are recovered), then the pages (session key, live-page watch, build control).
+Shutdown runs in reverse; before it, `on_shutdown` ends the live log streams, which would
+otherwise keep the server waiting. Nothing happens at import time.
+
+Who may read what is decided per route (`Access.protect`), not by a global middleware:
+webhooks and /health are never behind the sign-in, and routes with credentials of their own
+(the REST API) are left alone.
 """
 
 import time
@@ -20,6 +26,7 @@ from runner.build.reaper import end_tree, marker_for
 from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
 from runner.catchup import DeliveryCatchUp
+from runner.control import BuildControl
 from runner.instance import is_gone, new_owner_id
 from runner.metrics import CONTENT_TYPE, Metrics
 from runner.periodic import Periodic
@@ -31,8 +38,15 @@ from runner.scheduler import Scheduler
 from runner.settings import Settings
 from runner.store import RecoveredBuild, Store
 from runner.store.outbox import PENDING_HOLD
+from runner.web.auth import Access
+from runner.web.badge import BadgeView
 from runner.web.builds import BuildViews
+from runner.web.catalog import RepositoryCatalog
+from runner.web.live import BuildWatch, LiveLog
 from runner.web.middleware import client_middleware, error_middleware
+from runner.web.pages import PageViews
+from runner.web.rendering import Renderer
+from runner.web.signin import SignIn
 from runner.webhooks.intake import MAX_BODY_BYTES, Intake
 
 log = structlog.get_logger(logger_name="hobotnica")
@@ -63,6 +77,10 @@ REPOSITORIES = web.AppKey("repositories", Repositories)
 GITHUB = web.AppKey("github", GitHubAPI)
 RETENTION = web.AppKey("retention", Retention)
 CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
+ACCESS = web.AppKey("access", Access)
+RENDERER = web.AppKey("renderer", Renderer)
+WATCH = web.AppKey("watch", BuildWatch)
+CONTROL = web.AppKey("control", BuildControl)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -78,10 +96,20 @@ def create_app(settings: Settings) -> web.Application:
     app[PROJECTS] = ProjectDirectory(settings)
     app[OWNER] = new_owner_id()
     app[METRICS] = Metrics()
-    app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _background_jobs, _ready])
+    access = app[ACCESS] = Access(
+        settings.ui, secure_cookies=settings.server.public_url.startswith("https://")
+    )
+    app[RENDERER] = Renderer(access)
+    app.cleanup_ctx.extend(
+        [_store, _http_session, _reporter, _scheduler, _pages, _background_jobs, _ready]
+    )
+    app.on_shutdown.append(_end_live_streams)
+    # Never behind a sign-in: GitHub signs its webhooks, and health checks are anonymous.
     app.router.add_post("/webhooks/github", _webhook)
     app.router.add_get("/health", _health)
-    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/metrics", access.protect(_metrics))
+    app.router.add_routes(app[RENDERER].routes())
+    app.router.add_routes(SignIn(access, app[RENDERER]).routes())
     return app
 
 
@@ -89,8 +117,6 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app[STORE] = Store.in_data_dir(settings.data_dir)
-    views = BuildViews(settings, app[STORE], app[PROJECTS])
-    app.router.add_routes(views.routes())
     yield
     await app[STORE].close()
 
@@ -163,6 +189,12 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     def on_finished() -> None:
         reporter.wake()
         scheduler.wake()
+        _poke_live_pages(app)
+
+    def on_started() -> None:
+        # Their "Running" states are held a moment before they are due.
+        reporter.wake_at(time.time() + PENDING_HOLD)
+        _poke_live_pages(app)
 
     def on_builds_queued() -> None:
         # Their `pending` states are held a moment: no need to look at the outbox before.
@@ -189,8 +221,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         owner=owner,
         is_gone=owner_is_gone,
         on_recovered=on_recovered,
-        # Their "Running" states are held a moment before they are due.
-        on_started=lambda: reporter.wake_at(time.time() + PENDING_HOLD),
+        on_started=on_started,
     )
     app[SCHEDULER] = scheduler
     intake = Intake(
@@ -208,6 +239,45 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     yield
     drain_timeout = 0.0 if app[LIFECYCLE].drain_done else settings.builds.drain_timeout
     await scheduler.close(timeout=drain_timeout)
+
+
+async def _pages(app: web.Application) -> AsyncIterator[None]:
+    """The pages and what they need: the session key, the live-page watch, build control."""
+    settings, store, access = app[SETTINGS], app[STORE], app[ACCESS]
+    access.load_session_key(settings.data_dir)
+    catalog = RepositoryCatalog(settings, store, app[PROJECTS])
+    watch = app[WATCH] = BuildWatch(store)
+    scheduler, reporter = app[SCHEDULER], app[REPORTER]
+
+    def on_changed() -> None:
+        reporter.wake()
+        scheduler.wake()
+        watch.poke()
+
+    control = app[CONTROL] = BuildControl(
+        store, stop_running=scheduler.cancel, on_changed=on_changed
+    )
+    renderer = app[RENDERER]
+    live = LiveLog(settings.data_dir, store, watch, catalog)
+    app.router.add_routes(
+        BuildViews(settings, store, catalog, renderer, access, control, live).routes()
+    )
+    app.router.add_routes(PageViews(store, catalog, renderer, access).routes())
+    app.router.add_routes(BadgeView(store, catalog, access).routes())
+    watch.start()
+    yield
+    await watch.close()
+
+
+def _poke_live_pages(app: web.Application) -> None:
+    if WATCH in app:
+        app[WATCH].poke()
+
+
+async def _end_live_streams(app: web.Application) -> None:
+    """Before the server waits for open requests: live streams would never end by themselves."""
+    if WATCH in app:
+        app[WATCH].end_streams()
 
 
 async def _background_jobs(app: web.Application) -> AsyncIterator[None]:

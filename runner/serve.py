@@ -46,6 +46,11 @@ async def serve(settings: Settings, notifier: Notifier) -> int:
             "example can trigger builds. Not for production: set github.webhook_secret or "
             "HOBOTNICA_WEBHOOK_SECRET"
         )
+    if settings.ui.has_development_user:
+        log.warning(
+            "THE EXAMPLE CONFIG'S DEVELOPMENT USER `dev` (PASSWORD `dev`) MAY SIGN IN: fine on "
+            "loopback, never in production. Replace it in [ui] users (hobotnica hash-password)"
+        )
     log.info(
         "hobotnica is listening",
         url=f"http://{settings.server.host}:{settings.server.port}",

@@ -64,6 +64,7 @@ def make_settings(tmp_path: Path, fake_github: FakeGitHub, remote_root: Path) ->
         builds: dict[str, Any] | None = None,
         pull_requests: dict[str, Any] | None = None,
         token: str | None = TOKEN,
+        ui: dict[str, Any] | None = None,
     ) -> Settings:
         github: dict[str, Any] = {
             "api_url": fake_github.url,
@@ -78,6 +79,8 @@ def make_settings(tmp_path: Path, fake_github: FakeGitHub, remote_root: Path) ->
             "storage": {"data_dir": str(tmp_path / "var")},
             "builds": {"kill_grace": 2, "drain_timeout": 10, **(builds or {})},
             "pull_requests": pull_requests or {},
+            # Pages open to all unless a test is about signing in (tests/test_pages_auth.py).
+            "ui": ui if ui is not None else {"public": True},
             "projects": projects if projects is not None else [{"repository": "octo/app"}],
         }
         return parse_settings(raw, DAEMON_ENVIRONMENT, base_dir=tmp_path)
