@@ -19,13 +19,19 @@ from runner.app import LIFECYCLE, SCHEDULER, begin_drain, create_app
 from runner.scheduler import Scheduler
 from runner.settings import Settings
 from runner.systemd import Notifier
+from runner.web.access_log import access_logger, stdlib_access_logger
 
 log = structlog.get_logger(logger_name="hobotnica")
 
 
 async def serve(settings: Settings, notifier: Notifier) -> int:
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=access_logger(settings.server.trusted_proxies),
+        access_log=stdlib_access_logger(),
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
     try:
