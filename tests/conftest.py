@@ -18,7 +18,9 @@ from tests.support.webhooks import headers
 
 SECRET = "It's a Secret to Everybody"
 TOKEN = "ghs_testtoken0123456789abcdefABCDEF"
-PUBLIC_URL = "http://hobotnica.test:8081"
+# Unique to this test run: builds' process markers hold it, and a test that ends a build's
+# leftovers by marker must never end the builds of another test run on the same machine.
+PUBLIC_URL = f"http://run-{os.getpid()}.hobotnica.test:8081"
 
 # What the daemon's own environment holds in tests: what builds inherit, and what they must not.
 DAEMON_ENVIRONMENT = {
