@@ -13,6 +13,7 @@ from aiohttp import ClientResponse
 from structlog.testing import capture_logs
 
 from runner.passwords import hash_password
+from runner.web import auth
 from tests.conftest import Daemon, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, makefile
@@ -226,3 +227,29 @@ async def test_a_failed_sign_in_names_only_known_users(
     (failed,) = [e for e in logs if e["event"] == "sign-in failed"]
     assert failed["user"] == (user if user == "alice" else None)
     assert "guess-1234" not in repr(logs) and "guess-1234" not in await response.text()
+
+
+async def test_passwords_are_checked_once_per_credential_and_never_on_public_pages(
+    daemon: DaemonFactory, make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    original = auth._matches
+
+    def counted(password: str, encoded: str) -> bool:
+        checks.append(password)
+        return original(password, encoded)
+
+    monkeypatch.setattr(auth, "_matches", counted)
+    private = await daemon(make_settings(ui=PRIVATE))
+    assert private.client is not None
+    for _ in range(3):
+        assert (await private.client.get("/", headers=basic("alice", PASSWORD))).status == 200
+        assert (await private.client.get("/", headers=basic("alice", "stale"))).status == 401
+    assert checks == [PASSWORD, "stale"]  # a scraper with a stale password costs one check
+    await private.stop()
+
+    checks.clear()
+    public = await daemon(make_settings(ui={"public": True, "users": ALICE}))
+    assert public.client is not None
+    assert (await public.client.get("/", headers=basic("mallory", "x"))).status == 200
+    assert checks == []

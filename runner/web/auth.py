@@ -12,11 +12,12 @@ Not a global middleware: each route opts in with `Access.protect` (reading) or
   and no foreign `Origin`. HTTP Basic alone cannot change anything: a browser sends remembered
   Basic credentials with any cross-site form, which is exactly what CSRF tokens are for.
 - Passwords are checked with scrypt off the event loop, one check at a time (128 MiB each), so
-  a flood of wrong passwords costs time, not memory. A correct Basic credential is remembered
-  (as an HMAC, never as text) for `BASIC_CACHE_SECONDS`, so a scraper or a page's requests do
-  not pay scrypt each time. Unknown users cost a check too, so timing does not tell which names
-  exist. Failed sign-ins are logged with the user name only if it is a configured one (people
-  type passwords into the name field) and never with the password.
+  a flood of wrong passwords costs time, not memory. A Basic credential's answer is remembered
+  (as an HMAC, never as text), so a scraper or a page's requests do not pay scrypt each time.
+  Unknown users cost a check too, so timing does not tell which names exist. Public pages look
+  at session cookies only: an Authorization header sent to them costs no check. Failed
+  sign-ins are logged with the user name only if it is a configured one (people type
+  passwords into the name field) and never with the password.
 """
 
 import asyncio
@@ -43,6 +44,7 @@ log = structlog.get_logger(logger_name="hobotnica.auth")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BASIC_CACHE_SECONDS = 600
+FAILURE_CACHE_SECONDS = 60
 BASIC_CACHE_SIZE = 256
 SIGN_IN_PATH = "/signin"
 # Who the current request is for; set around the handler by `protect`/`require_session`.
@@ -80,7 +82,7 @@ class Access:
         self._secure = secure_cookies
         self._signer: SessionSigner | None = None
         self._checks = asyncio.Semaphore(1)
-        self._remembered: OrderedDict[bytes, float] = OrderedDict()
+        self._remembered: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
 
     @property
     def has_users(self) -> bool:
@@ -96,8 +98,12 @@ class Access:
 
     # -- deciding ----------------------------------------------------------------------------
 
-    async def viewer(self, request: web.Request) -> Viewer | None:
-        """The signed-in viewer, or None when the request carries no valid credentials."""
+    async def viewer(self, request: web.Request, *, basic: bool = True) -> Viewer | None:
+        """The signed-in viewer, or None when the request carries no valid credentials.
+
+        `basic=False`: the session cookie only (what changes need; and all public pages need,
+        so that a stray Authorization header cannot make them check a password).
+        """
         cookie = request.cookies.get(COOKIE_NAME)
         if cookie:
             session = self.signer.verify(cookie, self._users.get, time.time())
@@ -105,31 +111,35 @@ class Access:
                 token = self.signer.csrf_token(session)
                 return Viewer(session.user, session, token)
         credentials = _basic_credentials(request.headers.get("Authorization", ""))
-        if credentials is not None and await self.check_password(*credentials):
+        if basic and credentials is not None and await self.check_password(*credentials):
             return Viewer(credentials[0])
         return None
 
     async def check_password(self, user: str, password: str) -> bool:
+        """Whether `password` is `user`'s; the answer is remembered (`BASIC_CACHE_SECONDS`
+        when right, `FAILURE_CACHE_SECONDS` when wrong, so a scraper with a stale password
+        does not cost a check per scrape)."""
         memo = self.signer.memo(user, password)
         now = time.monotonic()
-        if self._remembered.get(memo, 0.0) > now:
-            return True
+        remembered = self._remembered.get(memo)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
         stored = self._users.get(user)
         async with self._checks:
             matches = await asyncio.to_thread(_matches, password, stored or _DECOY_HASH)
-        if not (matches and stored):
-            return False
-        self._remembered[memo] = now + BASIC_CACHE_SECONDS
+        right = bool(matches and stored)
+        expires = now + (BASIC_CACHE_SECONDS if right else FAILURE_CACHE_SECONDS)
+        self._remembered[memo] = (expires, right)
         self._remembered.move_to_end(memo)
         while len(self._remembered) > BASIC_CACHE_SIZE:
             self._remembered.popitem(last=False)
-        return True
+        return right
 
     def protect(self, handler: Handler) -> Handler:
         """Let signed-in viewers (everyone, when public) through to `handler`."""
 
         async def protected(request: web.Request) -> web.StreamResponse:
-            viewer = await self.viewer(request)
+            viewer = await self.viewer(request, basic=not self.public)
             if viewer is None and not self.public:
                 return self.challenge(request)
             token = _viewer.set(viewer or ANONYMOUS)
@@ -146,7 +156,7 @@ class Access:
         async def guarded(request: web.Request) -> web.StreamResponse:
             if not same_origin(request):
                 raise web.HTTPForbidden(text="cross-origin request refused\n")
-            viewer = await self.viewer(request)
+            viewer = await self.viewer(request, basic=False)
             if viewer is None or viewer.session is None:
                 return self.challenge(request)
             form = await request.post()
