@@ -27,7 +27,7 @@ def access_logger(trusted_proxies: tuple[str, ...]) -> type[AbstractAccessLogger
 
     class AccessLogger(AbstractAccessLogger):
         def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-            path = request.rel_url.raw_path
+            path = request.raw_path.partition("?")[0]  # as sent: percent-encoded, no query
             if path.startswith("/webhooks/"):
                 return
             quiet = response.status < 400 and (path in QUIET_PATHS or path.startswith("/static/"))
