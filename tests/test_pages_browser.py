@@ -279,3 +279,31 @@ async def test_a_finished_build_page_works_without_javascript(
     await expect(page.locator("#L3")).to_contain_text("all good")
     await expect(page.locator("meta[http-equiv=refresh]")).to_have_count(0)
     await context.close()
+
+
+async def test_a_live_page_keeps_the_newest_lines_of_a_huge_log(
+    browser: Browser,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    recipe = f"@echo start\n{wait_for_file(gate)}\n@seq 1 40000\n@echo the end"
+    sha = remote.commit({"Makefile": makefile(test=recipe)}, branch="feature")
+    d = await daemon(make_settings())
+    _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="feature"))
+    await fake_github.wait_running(sha)
+
+    page = await browser.new_page()
+    await page.goto(f"{base_url(d)}/builds/{answer['builds'][0]}")
+    await expect(page.locator("#log")).to_contain_text("start", timeout=WAIT_MS)
+    gate.touch()
+
+    await expect(page.locator("h1 [data-build-state]")).to_have_text("success", timeout=WAIT_MS)
+    lines = page.locator("#log .l")
+    assert await lines.count() == 30_000  # the page keeps the newest (build.js MAX_LINES)
+    await expect(lines.last).to_contain_text("make test exited 0")
+    await expect(page.locator("#log")).to_contain_text("the end")
+    await expect(page.locator("#trimmed")).to_be_visible()

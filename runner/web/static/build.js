@@ -9,6 +9,10 @@
   if (!root || !log || root.getAttribute("data-final") === "true" || !window.EventSource) return;
 
   var live = document.getElementById("live");
+  var trimmed = document.getElementById("trimmed");
+  // A build may print far more than a page can hold: keep the newest lines, like the page does
+  // when it is loaded (the raw log has everything).
+  var MAX_LINES = 30000;
   var follow = true;
   function nearBottom() {
     return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 80;
@@ -44,6 +48,11 @@
   source.addEventListener("lines", function (event) {
     var data = JSON.parse(event.data);
     log.insertAdjacentHTML("beforeend", data.html);
+    var excess = log.childElementCount - MAX_LINES;
+    if (excess > 0) {
+      for (var i = 0; i < excess; i++) log.removeChild(log.firstElementChild);
+      if (trimmed) trimmed.hidden = false;
+    }
     if (follow) window.scrollTo(0, document.documentElement.scrollHeight);
   });
   source.addEventListener("reset", function () {
