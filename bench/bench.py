@@ -171,7 +171,8 @@ class Daemon:
             f'[github]\napi_url = "{fake_url}"\ngit_url = "{(root / "remotes").as_uri()}"\n'
             f'webhook_secret = "{SECRET}"\ntoken = "{TOKEN}"\ncatch_up = false\n'
             f'[storage]\ndata_dir = "var"\n[builds]\nsandbox = "{sandbox}"\nconcurrency = 2\n'
-            + project_tables
+            # The benchmark reads builds through /api/builds/{id}, without signing in.
+            "[ui]\npublic = true\n" + project_tables
         )
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -1,13 +1,20 @@
 """`create_app(settings)`: the one place the daemon is wired together.
 
 Each long-lived resource is one `web.AppKey` and one `cleanup_ctx` entry, in start-up order:
-the store, the HTTP client session, the status reporter, then the scheduler (after interrupted
-builds are recovered). Shutdown runs in reverse. Nothing happens at import time.
+the store, the HTTP client session, the status reporter, the scheduler (after interrupted
+builds are recovered), then the pages (session key, live-page watch, build control).
+Shutdown runs in reverse; before it, `on_shutdown` ends the live log streams, which would
+otherwise keep the server waiting. Nothing happens at import time.
+
+Who may read what is decided per route (`Access.protect`), not by a global middleware:
+webhooks and /health are never behind the sign-in, and routes with credentials of their own
+(the REST API) are left alone.
 """
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import structlog
@@ -28,8 +35,10 @@ from runner.build.reaper import end_tree, marker_for
 from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
 from runner.catchup import DeliveryCatchUp
+from runner.control import BuildControl
 from runner.instance import is_gone, new_owner_id
 from runner.metrics import CONTENT_TYPE, Metrics
+from runner.models import Build
 from runner.periodic import Periodic
 from runner.projects import ProjectDirectory
 from runner.registrations import Registrations
@@ -40,8 +49,15 @@ from runner.scheduler import Scheduler
 from runner.settings import Project, Settings
 from runner.store import Delivery, DeliveryOutcome, RecoveredBuild, Store, registry
 from runner.store.outbox import PENDING_HOLD
+from runner.web.auth import Access
+from runner.web.badge import BadgeView
 from runner.web.builds import BuildViews
+from runner.web.catalog import RepositoryCatalog
+from runner.web.live import BuildWatch, LiveLog
 from runner.web.middleware import client_middleware, error_middleware
+from runner.web.pages import PageViews
+from runner.web.rendering import Renderer
+from runner.web.signin import SignIn
 from runner.webhooks.intake import MAX_BODY_BYTES, Intake, WebhookTarget
 
 log = structlog.get_logger(logger_name="hobotnica")
@@ -72,13 +88,16 @@ REPOSITORIES = web.AppKey("repositories", Repositories)
 GITHUB = web.AppKey("github", GitHubAPI)
 RETENTION = web.AppKey("retention", Retention)
 CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
-ACCESS = web.AppKey("access", GitHubAccess)
+GITHUB_ACCESS = web.AppKey("github_access", GitHubAccess)
 REGISTRATIONS = web.AppKey("registrations", Registrations)
-BUILD_VIEWS = web.AppKey("build_views", BuildViews)
 STATUS_ROUTER = web.AppKey("status_router", StatusRouter)
 
 # How often the access-check job wakes to look for registrations due a check.
 ACCESS_CHECK_POLL = 300.0
+ACCESS = web.AppKey("access", Access)
+RENDERER = web.AppKey("renderer", Renderer)
+WATCH = web.AppKey("watch", BuildWatch)
+CONTROL = web.AppKey("control", BuildControl)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -94,11 +113,21 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[OWNER] = new_owner_id()
     app[METRICS] = Metrics()
-    app.cleanup_ctx.extend([_store, _http_session, _reporter, _scheduler, _background_jobs, _ready])
+    access = app[ACCESS] = Access(
+        settings.ui, secure_cookies=settings.server.public_url.startswith("https://")
+    )
+    app[RENDERER] = Renderer(access)
+    app.cleanup_ctx.extend(
+        [_store, _http_session, _reporter, _scheduler, _pages, _background_jobs, _ready]
+    )
+    app.on_shutdown.append(_end_live_streams)
+    # Never behind a sign-in: GitHub signs its webhooks, and health checks are anonymous.
     app.router.add_post("/webhooks/github", _webhook)
     app.router.add_post("/webhooks/{uid:[A-Za-z0-9_-]{22,64}}", _repository_webhook)
     app.router.add_get("/health", _health)
-    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/metrics", access.protect(_metrics))
+    app.router.add_routes(app[RENDERER].routes())
+    app.router.add_routes(SignIn(access, app[RENDERER]).routes())
     app.router.add_routes(api_spec.routes())
     return app
 
@@ -108,9 +137,6 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app[STORE] = Store.in_data_dir(settings.data_dir)
     app[PROJECTS] = ProjectDirectory(settings, app[STORE])
-    views = BuildViews(settings, app[STORE], app[PROJECTS])
-    app[BUILD_VIEWS] = views
-    app.router.add_routes(views.routes())
     yield
     await app[STORE].close()
 
@@ -119,7 +145,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=30, connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         app[HTTP] = session
-        app[ACCESS] = GitHubAccess(session, api_url=app[SETTINGS].github.api_url)
+        app[GITHUB_ACCESS] = GitHubAccess(session, api_url=app[SETTINGS].github.api_url)
         yield
 
 
@@ -197,6 +223,12 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     def on_finished() -> None:
         reporter.wake()
         scheduler.wake()
+        _poke_live_pages(app)
+
+    def on_started() -> None:
+        # Their "Running" states are held a moment before they are due.
+        reporter.wake_at(time.time() + PENDING_HOLD)
+        _poke_live_pages(app)
 
     def on_builds_queued() -> None:
         # Their `pending` states are held a moment: no need to look at the outbox before.
@@ -223,8 +255,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         owner=owner,
         is_gone=owner_is_gone,
         on_recovered=on_recovered,
-        # Their "Running" states are held a moment before they are due.
-        on_started=lambda: reporter.wake_at(time.time() + PENDING_HOLD),
+        on_started=on_started,
     )
     app[SCHEDULER] = scheduler
     intake = Intake(
@@ -241,14 +272,13 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         store=store,
         repositories=app[REPOSITORIES],
         projects=app[PROJECTS],
-        access=app[ACCESS],
+        access=app[GITHUB_ACCESS],
         owner=owner,
         is_gone=owner_is_gone,
         stop_build=scheduler.cancel,
         access_check_interval=settings.github.access_check_interval,
         on_removed=app[STATUS_ROUTER].retire,
     )
-    _add_api_routes(app, store, intake)
     scheduler.start()
     reporter.wake()
     await app[REGISTRATIONS].resume_clones()
@@ -258,7 +288,51 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     await scheduler.close(timeout=drain_timeout)
 
 
-def _add_api_routes(app: web.Application, store: Store, intake: Intake) -> None:
+async def _pages(app: web.Application) -> AsyncIterator[None]:
+    """The pages and what they need: the session key, the live-page watch, build control."""
+    settings, store, access = app[SETTINGS], app[STORE], app[ACCESS]
+    access.load_session_key(settings.data_dir)
+    catalog = RepositoryCatalog(settings, store, app[PROJECTS])
+    watch = app[WATCH] = BuildWatch(store)
+    scheduler, reporter = app[SCHEDULER], app[REPORTER]
+
+    def on_changed() -> None:
+        reporter.wake()
+        scheduler.wake()
+        watch.poke()
+
+    control = app[CONTROL] = BuildControl(
+        store, stop_running=scheduler.cancel, on_changed=on_changed
+    )
+    renderer = app[RENDERER]
+    live = LiveLog(settings.data_dir, store, watch, catalog)
+    build_views = BuildViews(settings, store, catalog, renderer, access, control, live)
+    app.router.add_routes(build_views.routes())
+    _add_api_routes(app, build_views.describe)
+    app.router.add_routes(PageViews(store, catalog, renderer, access).routes())
+    app.router.add_routes(BadgeView(store, catalog, access).routes())
+    watch.start()
+    yield
+    await watch.close()
+
+
+def _poke_live_pages(app: web.Application) -> None:
+    if WATCH in app:
+        app[WATCH].poke()
+
+
+async def _end_live_streams(app: web.Application) -> None:
+    """Before the server waits for open requests: live streams would never end by themselves."""
+    if WATCH in app:
+        app[WATCH].end_streams()
+
+
+def _add_api_routes(
+    app: web.Application,
+    describe_build: Callable[[Build], Awaitable[dict[str, Any]]],
+) -> None:
+    store, intake = app[STORE], app[INTAKE]
+
     async def queue_builds(delivery: Delivery) -> DeliveryOutcome:
         outcome = await store.record_delivery(delivery)
         if outcome.build_ids:
@@ -268,14 +342,14 @@ def _add_api_routes(app: web.Application, store: Store, intake: Intake) -> None:
     context = ApiContext(
         settings=app[SETTINGS],
         store=store,
-        access=app[ACCESS],
-        auth=Authenticator(app[ACCESS]),
+        access=app[GITHUB_ACCESS],
+        auth=Authenticator(app[GITHUB_ACCESS]),
         registrations=app[REGISTRATIONS],
         projects=app[PROJECTS],
         repositories=app[REPOSITORIES],
-        describe_build=app[BUILD_VIEWS].describe,
+        describe_build=describe_build,
         queue_builds=queue_builds,
-        stop_build=app[SCHEDULER].cancel,
+        control=app[CONTROL],
     )
     for handlers in (RepositoryHandlers, VariableHandlers, BuildHandlers):
         app.router.add_routes(handlers(context).routes())

@@ -1,4 +1,4 @@
-"""The `hobotnica` command: `serve`, `check-config` and `try`."""
+"""The `hobotnica` command: `serve`, `check-config`, `try`, `switch` and `hash-password`."""
 
 import argparse
 import asyncio
@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     switch = commands.add_parser(
         "switch", help="blue/green: start the other instance, point nginx at it, drain the old"
     )
+    commands.add_parser(
+        "hash-password",
+        help="print a password hash for [ui] users (asks on the terminal, or reads stdin)",
+    )
     for command in (serve, check, try_, switch):
         command.add_argument(
             "--config", type=Path, default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}"
@@ -32,10 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--port", type=int, help="listen on this port instead of server.port (blue/green)"
     )
+    serve.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=os.environ.get("HOBOTNICA_LOG_FORMAT", "auto"),
+        help="auto: readable on a terminal, JSON lines otherwise (systemd); "
+        "default from HOBOTNICA_LOG_FORMAT",
+    )
     try_.add_argument("path", type=Path, help="a local git repository with a Makefile")
     try_.add_argument("--deploy", action="store_true", help="also run make deploy if tests pass")
     try_.add_argument("--wait", action="store_true", help="wait for the build and print its result")
     args = parser.parse_args(argv)
+    if args.command == "hash-password":
+        from runner.hash_password import hash_password_command
+
+        return hash_password_command(sys.stdin, sys.stdout, sys.stderr)
 
     try:
         settings = load_settings(args.config, os.environ)
@@ -64,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(
             settings, server=dataclasses.replace(settings.server, port=args.port)
         )
-    configure_logging()
+    configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
     return asyncio.run(serve_daemon(settings, Notifier(os.environ)))
 
 
@@ -94,7 +109,19 @@ def _check_config(settings: Settings) -> int:
         print("  WARNING: the development webhook secret is in use; not for production")
     if not settings.github.token:
         print("  no GitHub token: statuses will be logged, not posted")
+    print(f"  pages: {_who_may_look(settings)}")
+    if settings.ui.has_development_user:
+        print("  WARNING: the example's development user `dev` may sign in; not for production")
     return 0
+
+
+def _who_may_look(settings: Settings) -> str:
+    users = len(settings.ui.users)
+    if settings.ui.public:
+        return f"public; {users} user(s) may cancel and re-run"
+    if users:
+        return f"sign-in required; {users} user(s)"
+    return "sign-in required, but no [ui] users yet (add one: hobotnica hash-password)"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Logging, configured once: JSON lines when stdout is not a terminal (systemd's journal), readable
-console output on a terminal.
+console output on a terminal (`hobotnica serve --log-format` or `HOBOTNICA_LOG_FORMAT` overrides).
+
+What an operator gets: one canonical `delivery` line per webhook (intake), one `build finished`
+line per build (the worker: state, durations, queue wait, push → start), one `request` line per
+other HTTP request (`runner.web.access_log`), and warnings and errors with their context.
 
 Hobotnica's own lines take structlog's direct path (no `logging.LogRecord` per line: intake logs
 one line per delivery, and that path is several times cheaper). The standard library's loggers
@@ -59,5 +63,3 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # One canonical line per delivery is logged by intake; per-request access lines add noise.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -12,6 +12,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # GitHub's delivery ids are GUIDs; accept any short printable token without path characters.
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _EVENT = re.compile(r"[a-z_]{1,64}")
+_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 def is_repository_name(name: str) -> bool:
@@ -36,6 +37,11 @@ def is_delivery_id(value: str) -> bool:
 
 def is_event_name(value: str) -> bool:
     return bool(_EVENT.fullmatch(value))
+
+
+def is_user_name(name: object) -> TypeGuard[str]:
+    """A page user's name (`[ui] users`): safe in a cookie, a log line and a page."""
+    return isinstance(name, str) and bool(_USER.fullmatch(name))
 
 
 def is_branch_name(name: object) -> TypeGuard[str]:

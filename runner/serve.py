@@ -19,13 +19,19 @@ from runner.app import LIFECYCLE, SCHEDULER, begin_drain, create_app
 from runner.scheduler import Scheduler
 from runner.settings import Settings
 from runner.systemd import Notifier
+from runner.web.access_log import access_logger, stdlib_access_logger
 
 log = structlog.get_logger(logger_name="hobotnica")
 
 
 async def serve(settings: Settings, notifier: Notifier) -> int:
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=access_logger(settings.server.trusted_proxies),
+        access_log=stdlib_access_logger(),
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
     try:
@@ -45,6 +51,11 @@ async def serve(settings: Settings, notifier: Notifier) -> int:
             "USING THE DEVELOPMENT WEBHOOK SECRET FROM THE EXAMPLE CONFIG: anyone who has read the "
             "example can trigger builds. Not for production: set github.webhook_secret or "
             "HOBOTNICA_WEBHOOK_SECRET"
+        )
+    if settings.ui.has_development_user:
+        log.warning(
+            "THE EXAMPLE CONFIG'S DEVELOPMENT USER `dev` (PASSWORD `dev`) MAY SIGN IN: fine on "
+            "loopback, never in production. Replace it in [ui] users (hobotnica hash-password)"
         )
     log.info(
         "hobotnica is listening",

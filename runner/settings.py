@@ -14,11 +14,20 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from runner.errors import ConfigError
-from runner.names import is_branch_name, is_env_name, is_repository_name
+from runner.names import is_branch_name, is_env_name, is_repository_name, is_user_name
+from runner.passwords import is_password_hash
 
 # The example config's secret. It lets `make run` work before any config is written, and the
 # daemon says loudly that it is not for production whenever it is in use.
 DEVELOPMENT_WEBHOOK_SECRET = "hobotnica-development-secret-do-not-use-in-production"  # noqa: S105
+
+# The example config's user `dev` (password `dev`), so that `make run` shows its pages at once. It
+# is refused whenever server.public_url is not a loopback address: such a daemon is reachable by
+# others, and everyone who has read the README knows this password.
+DEVELOPMENT_USER = "dev"
+DEVELOPMENT_PASSWORD_HASH = (
+    "scrypt$131072$8$1$GKRTPCpholvuRw2B_ZTqrw$4a_MOq1cJaVMp64VE3wDphG85pVBwAUIs3y0fjHS3w8"  # noqa: S105
+)
 
 # Builds inherit only these variables of the daemon's own environment (DESIGN.md).
 INHERITED_ENV_NAMES = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
@@ -94,6 +103,23 @@ class DeploySettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    """Who may look at the pages (`runner.web.auth`)."""
+
+    # Pages, badges, logs and metrics without signing in; cancel and re-run still need a user.
+    public: bool = False
+    # User name → password hash (`hobotnica hash-password`).
+    users: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # keep password hashes out of tracebacks and debug output
+        return f"UiSettings(public={self.public!r}, users={sorted(self.users)!r})"
+
+    @property
+    def has_development_user(self) -> bool:
+        return self.users.get(DEVELOPMENT_USER) == DEVELOPMENT_PASSWORD_HASH
+
+
+@dataclass(frozen=True)
 class Project:
     repository: str
     deploy_branch: str | None = None
@@ -116,6 +142,7 @@ class Settings:
     builds: BuildSettings = BuildSettings()
     pull_requests: PullRequestSettings = PullRequestSettings()
     deploy: DeploySettings = DeploySettings()
+    ui: UiSettings = UiSettings()
     projects: tuple[Project, ...] = ()
     inherited_env: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
@@ -147,7 +174,9 @@ def parse_settings(
     config_path: Path | None = None,
 ) -> Settings:
     _reject_unknown(
-        raw, "", {"server", "github", "storage", "builds", "pull_requests", "deploy", "projects"}
+        raw,
+        "",
+        {"server", "github", "storage", "builds", "pull_requests", "deploy", "ui", "projects"},
     )
     server = _table(raw, "server")
     github = _table(raw, "github")
@@ -248,6 +277,7 @@ def parse_settings(
         )
 
     deploy = _parse_deploy(_table(raw, "deploy"), base_dir)
+    ui = _parse_ui(_table(raw, "ui"), public_url)
 
     projects_raw = raw.get("projects", [])
     if not isinstance(projects_raw, list):
@@ -290,6 +320,7 @@ def parse_settings(
         builds=build_settings,
         pull_requests=PullRequestSettings(forks=forks),
         deploy=deploy,
+        ui=ui,
         projects=projects,
         inherited_env=inherited_environment(environ),
         config_path=config_path,
@@ -346,6 +377,42 @@ def _parse_deploy(table: Mapping[str, Any], base_dir: Path) -> DeploySettings:
         ),
         run_dir=run_dir if run_dir.is_absolute() else base_dir / run_dir,
     )
+
+
+def _parse_ui(table: Mapping[str, Any], public_url: str) -> UiSettings:
+    _reject_unknown(table, "ui.", {"public", "users"})
+    users = table.get("users", {})
+    if not isinstance(users, dict):
+        raise ConfigError("ui.users must be a table of user names and password hashes")
+    for name, value in users.items():
+        if not is_user_name(name):
+            raise ConfigError(
+                f"ui.users: {name!r} is not a valid user name (letters, digits, . _ @ -; "
+                "at most 64)"
+            )
+        # The value is never echoed: a password pasted where its hash belongs stays unprinted.
+        if not isinstance(value, str) or not is_password_hash(value):
+            raise ConfigError(
+                f"ui.users.{name} is not a password hash: make one with `hobotnica hash-password`"
+            )
+    ui = UiSettings(public=_get(table, "ui.public", bool, False), users=dict(users))
+    if ui.has_development_user and not _is_loopback_url(public_url):
+        raise ConfigError(
+            f"ui.users.{DEVELOPMENT_USER} is the example config's development user, whose "
+            "password is in the README; it is only accepted while server.public_url is a "
+            "loopback address. Remove it and add your own with `hobotnica hash-password`"
+        )
+    return ui
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -19,9 +19,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from runner.models import BuildState
 from runner.names import is_branch_name
 from runner.projects import LOCAL_OWNER, ProjectDirectory
 from runner.settings import Settings
+from runner.store.sqlite import SQLiteStore, database_path
 
 POLL_SECONDS = 0.5
 
@@ -149,14 +151,18 @@ def _post_webhook(settings: Settings, payload: dict[str, Any]) -> dict[str, Any]
 
 
 def _wait_for(settings: Settings, build_id: int) -> int:
-    url = f"http://127.0.0.1:{settings.server.port}/api/builds/{build_id}"
-    while True:
-        with urllib.request.urlopen(url, timeout=15) as response:
-            build = json.load(response)
-        if build["state"] in ("success", "failure", "error"):
-            print(f"{build['state']}: {build['description']}")
-            return 0 if build["state"] == "success" else 2
-        time.sleep(POLL_SECONDS)
+    """Watch the build in the daemon's store (this command shares its data directory), so it
+    needs no sign-in for the daemon's pages."""
+    store = SQLiteStore(database_path(settings.data_dir))
+    try:
+        while True:
+            build = store.get_build(build_id)
+            if build is not None and build.state.is_final:
+                print(f"{build.state.value}: {build.description}")
+                return 0 if build.state is BuildState.SUCCESS else 2
+            time.sleep(POLL_SECONDS)
+    finally:
+        store.close()
 
 
 def _git(cwd: Path, *args: str) -> str:

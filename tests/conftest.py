@@ -18,9 +18,9 @@ from tests.support.webhooks import headers
 
 SECRET = "It's a Secret to Everybody"
 TOKEN = "ghs_testtoken0123456789abcdefABCDEF"
-# Build processes are found by their public URL: one per test run, so two suites running on
-# one host (worktrees, CI jobs) never end each other's builds.
-PUBLIC_URL = f"http://hobotnica-{os.getpid()}.test:8081"
+# Unique to this test run: builds' process markers hold it, and a test that ends a build's
+# leftovers by marker must never end the builds of another test run on the same machine.
+PUBLIC_URL = f"http://run-{os.getpid()}.hobotnica.test:8081"
 
 # What the daemon's own environment holds in tests: what builds inherit, and what they must not.
 DAEMON_ENVIRONMENT = {
@@ -66,6 +66,7 @@ def make_settings(tmp_path: Path, fake_github: FakeGitHub, remote_root: Path) ->
         builds: dict[str, Any] | None = None,
         pull_requests: dict[str, Any] | None = None,
         token: str | None = TOKEN,
+        ui: dict[str, Any] | None = None,
     ) -> Settings:
         github: dict[str, Any] = {
             "api_url": fake_github.url,
@@ -80,6 +81,8 @@ def make_settings(tmp_path: Path, fake_github: FakeGitHub, remote_root: Path) ->
             "storage": {"data_dir": str(tmp_path / "var")},
             "builds": {"kill_grace": 2, "drain_timeout": 10, **(builds or {})},
             "pull_requests": pull_requests or {},
+            # Pages open to all unless a test is about signing in (tests/test_pages_auth.py).
+            "ui": ui if ui is not None else {"public": True},
             "projects": projects if projects is not None else [{"repository": "octo/app"}],
         }
         return parse_settings(raw, DAEMON_ENVIRONMENT, base_dir=tmp_path)

@@ -69,6 +69,8 @@ def _settings(tmp: Path, remotes: Path, github_url: str, public_url: str) -> Set
         "storage": {"data_dir": str(tmp / "var")},
         # One build at a time: the blocked build keeps the ones started after it queued.
         "builds": {"kill_grace": 2, "drain_timeout": 10, "concurrency": 1},
+        # The build record's own sign-in is the pages' (tests/test_pages_*); here it is open.
+        "ui": {"public": True},
         "projects": [],
     }
     return parse_settings(raw, DAEMON_ENVIRONMENT, base_dir=tmp)

@@ -4,6 +4,7 @@
 repository, the build page, and SIGTERM ending the process cleanly with exit status 0.
 """
 
+import base64
 import contextlib
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,10 @@ def free_port() -> int:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
+    return copy_example_config(tmp_path)
+
+
+def copy_example_config(tmp_path: Path) -> Path:
     """The example config, moved to a free port and a private data directory."""
     port = free_port()
     text = EXAMPLE_CONFIG.read_text()
@@ -48,12 +54,15 @@ def config(tmp_path: Path) -> Path:
 
 
 def start_daemon(
-    config: Path, home: Path, extra_env: dict[str, str] | None = None
+    config: Path,
+    home: Path,
+    extra_env: dict[str, str] | None = None,
+    args: list[str] | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
     env.update(extra_env or {})
     process = subprocess.Popen(
-        [HOBOTNICA, "serve", "--config", str(config)],
+        [HOBOTNICA, "serve", "--config", str(config), *(args or [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -110,10 +119,15 @@ def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
     page_url, outcome = result.stdout.strip().splitlines()
     assert page_url == f"{base}/builds/1"
     assert outcome.startswith("success: make test passed")
-    with urllib.request.urlopen(page_url, timeout=5) as response:
+    # Pages need a sign-in; the example config's development user (`dev`, password `dev`) works.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(page_url, timeout=5)
+    assert refused.value.code == 401
+    assert refused.value.headers["WWW-Authenticate"].startswith("Basic")
+    with urllib.request.urlopen(as_dev_user(page_url), timeout=30) as response:
         page = response.read().decode()
     assert "local/my-project" in page and "tests pass on main" in page
-    with urllib.request.urlopen(f"{base}/api/builds/1", timeout=5) as response:
+    with urllib.request.urlopen(as_dev_user(f"{base}/api/builds/1"), timeout=30) as response:
         assert json.load(response)["message"] == "Add a Makefile"
 
     process.send_signal(signal.SIGTERM)
@@ -127,6 +141,11 @@ def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
     statuses = [line for line in lines if line["event"] == "status (not posted to GitHub)"]
     states = [s["state"] for s in statuses]
     assert states[-1] == "success" and set(states[:-1]) <= {"pending"}
+
+
+def as_dev_user(url: str) -> urllib.request.Request:
+    credentials = base64.b64encode(b"dev:dev").decode()
+    return urllib.request.Request(url, headers={"Authorization": f"Basic {credentials}"})
 
 
 def make_processes(build_url: str) -> list[int]:
@@ -148,7 +167,7 @@ def no_orphans_left() -> Iterator[None]:
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(as_dev_user(url), timeout=30) as response:
         return json.load(response)
 
 

@@ -102,6 +102,21 @@ def test_feed_keeps_back_a_possible_partial_secret_and_flush_releases_it() -> No
     assert partial + masker.flush() == b"ends with a fragment " + secret[:-1]
 
 
+def test_complete_lines_are_never_kept_back() -> None:
+    masker = SecretMasker([SECRET, OTHER])
+
+    # A build that printed a line and went quiet: its live log shows the line now.
+    assert masker.feed(b"step 1 ok\n") == b"step 1 ok\n"
+    assert masker.feed(b"half a li") == b""
+    assert masker.feed(b"ne with " + SECRET.encode()[:5]) == b""
+    assert masker.feed(SECRET.encode()[5:] + b"\nnext") == b"half a line with ***\n"
+    assert masker.flush() == b"next"
+    # Unless a secret spans lines: then a line may be the start of it.
+    pem = SecretMasker([PEM])
+    first = PEM.splitlines()[0].encode() + b"\n"
+    assert pem.feed(b"x\n" + first) != b"x\n" + first
+
+
 def test_multiline_secret_is_masked_whole_and_line_by_line() -> None:
     masker = SecretMasker([PEM])
     lines = PEM.splitlines()

@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ConfigError
+from runner.passwords import hash_password
 from runner.settings import (
+    DEVELOPMENT_PASSWORD_HASH,
     DEVELOPMENT_WEBHOOK_SECRET,
     BuildSettings,
     GitHubSettings,
     ServerSettings,
     Settings,
+    UiSettings,
     load_settings,
     parse_settings,
 )
@@ -73,6 +76,9 @@ def test_example_config_loads_with_the_development_secret() -> None:
     assert settings.pull_requests.forks == "never"
     assert settings.projects == ()
     assert settings.config_path == EXAMPLE_CONFIG
+    # Pages need a sign-in; the development user makes `make run` usable on loopback.
+    assert not settings.ui.public
+    assert settings.ui.has_development_user
 
 
 def test_example_config_documents_every_key() -> None:
@@ -81,7 +87,8 @@ def test_example_config_documents_every_key() -> None:
         assert f"[{table}]" in text
         for f in dataclasses.fields(cls):
             assert re.search(rf"^#?\s*{f.name}\s*=", text, re.MULTILINE), f"{table}.{f.name}"
-    for key in ("api_url", "git_url", "webhook_secret", "token", "data_dir", "forks"):
+    assert "[ui]" in text
+    for key in ("api_url", "git_url", "webhook_secret", "token", "data_dir", "forks", "public"):
         assert re.search(rf"^#?\s*{key}\s*=", text, re.MULTILINE), key
 
 
@@ -670,3 +677,56 @@ def test_config_path_is_recorded(tmp_path: Path) -> None:
     path = write_config(tmp_path, MINIMAL)
 
     assert load_settings(path, {}).config_path == path
+
+
+# --- [ui]: who may look at the pages ----------------------------------------------------------
+
+# Cheap parameters: the format carries them, and tests need not pay 128 MiB per hash.
+ALICE_HASH = hash_password("correct horse battery", n=2**4, r=1, p=1)
+
+
+def test_pages_are_private_with_no_users_by_default(tmp_path: Path) -> None:
+    settings = load(tmp_path, MINIMAL)
+
+    assert settings.ui == UiSettings(public=False, users={})
+
+
+def test_ui_users_and_public_are_read(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path, MINIMAL + f'[ui]\npublic = true\nusers = {{ alice = "{ALICE_HASH}" }}\n'
+    )
+
+    assert settings.ui.public
+    assert dict(settings.ui.users) == {"alice": ALICE_HASH}
+    assert ALICE_HASH not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("colour = true", "ui.colour"),
+        ('public = "yes"', "ui.public"),
+        ('users = "alice"', "ui.users"),
+        ('users = { "al ice" = "x" }', "ui.users"),
+    ],
+)
+def test_ui_mistakes_name_the_key(tmp_path: Path, body: str, key: str) -> None:
+    assert key in config_error(tmp_path, MINIMAL + f"[ui]\n{body}\n")
+
+
+def test_a_password_where_its_hash_belongs_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    message = config_error(tmp_path, MINIMAL + '[ui]\nusers = { alice = "hunter2-plain" }\n')
+
+    assert "ui.users.alice" in message
+    assert "hash-password" in message
+    assert "hunter2-plain" not in message
+
+
+def test_the_development_user_is_refused_off_loopback(tmp_path: Path) -> None:
+    users = f'[ui]\nusers = {{ dev = "{DEVELOPMENT_PASSWORD_HASH}" }}\n'
+    on_loopback = MINIMAL + '[server]\npublic_url = "http://localhost:8081"\n' + users
+    reachable = MINIMAL + '[server]\npublic_url = "https://ci.example.com"\n' + users
+
+    assert load(tmp_path, on_loopback).ui.has_development_user
+    message = config_error(tmp_path, reachable)
+    assert "ui.users.dev" in message and "loopback" in message

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from runner.api.context import ApiContext, body, path_repository, unprocessable, validated
 from runner.api.problems import ProblemError, not_found
+from runner.control import Cancelled
 from runner.models import BuildRequest
 from runner.names import is_branch_name
 from runner.store import Delivery, api_queries, registry
@@ -47,8 +48,7 @@ class BuildHandlers:
         repository, _, _ = await self._known(request, "READ")
         query = validated(request).parameters.query
         per_page = int(query.get("per_page", 30))
-        builds = await self._context.store.transact(
-            api_queries.builds_of,
+        builds = await self._context.store.list_builds(
             repository,
             branch=query.get("branch"),
             state=query.get("state"),
@@ -139,12 +139,11 @@ class BuildHandlers:
         if build is None:
             raise not_found()
         caller, _ = await context.auth.repository(request, build.repository, "WRITE")
-        reason = f"Cancelled by {caller.login}"
-        cancelled = await context.store.transact(api_queries.cancel, build_id, reason)
-        if cancelled.build is None:
+        outcome = await context.control.cancel(build_id, by=caller.login)
+        if outcome is Cancelled.NOT_FOUND:
             raise not_found()
-        if cancelled.was_final:
+        if outcome is Cancelled.ALREADY_FINISHED:
             raise ProblemError(409, "the build has already finished")
-        if cancelled.running:
-            context.stop_build(build_id, reason)
-        return web.json_response(await context.describe_build(cancelled.build), status=202)
+        cancelled = await context.store.get_build(build_id)
+        assert cancelled is not None
+        return web.json_response(await context.describe_build(cancelled), status=202)

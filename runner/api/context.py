@@ -13,12 +13,13 @@ from runner.api.github_access import GitHubAccess
 from runner.api.middleware import VALIDATED
 from runner.api.problems import ProblemError, not_found
 from runner.build.git import Repositories
+from runner.control import BuildControl
 from runner.models import Build
 from runner.names import is_repository_name
 from runner.projects import ProjectDirectory
 from runner.registrations import Registrations
 from runner.settings import Settings
-from runner.store import Delivery, DeliveryOutcome, Store, api_queries, registry
+from runner.store import Delivery, DeliveryOutcome, Store, registry
 from runner.store.registry import RegisteredRepository
 
 LAST_BUILDS = 5
@@ -35,7 +36,7 @@ class ApiContext:
     repositories: Repositories
     describe_build: Callable[[Build], Awaitable[dict[str, Any]]]
     queue_builds: Callable[[Delivery], Awaitable[DeliveryOutcome]]
-    stop_build: Callable[[int, str], object]
+    control: BuildControl
 
     @property
     def public_url(self) -> str:
@@ -52,14 +53,7 @@ class ApiContext:
 
     async def repository_json(self, registered: RegisteredRepository) -> dict[str, Any]:
         owner, name = registered.repository.split("/")
-        builds = await self.store.transact(
-            api_queries.builds_of,
-            registered.repository,
-            branch=None,
-            state=None,
-            before=None,
-            limit=LAST_BUILDS,
-        )
+        builds = await self.store.list_builds(registered.repository, limit=LAST_BUILDS)
         return {
             "repository": registered.repository,
             "owner": owner,

@@ -14,13 +14,18 @@ def log_path(data_dir: Path, build_id: int) -> Path:
     return data_dir / "logs" / f"{build_id}.log"
 
 
+def ring_path(log: Path) -> Path:
+    """The ring of the tail while a build's output is over the cap (gone once it ends)."""
+    return log.with_suffix(".tail")
+
+
 class BuildLog:
     def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO = path.open("wb", buffering=0)
         self._head_room = max_bytes - max_bytes // 2
         self._ring_size = max(1, max_bytes // 2)
-        self._ring_path = path.with_suffix(".tail")
+        self._ring_path = ring_path(path)
         self._ring: BinaryIO | None = None
         self._ring_written = 0  # bytes ever written to the ring; position = written % size
 

@@ -3,7 +3,9 @@
 Each secret is masked as written, line by line when it spans lines, and in its URL-encoded and
 base64 forms (including base64 of the secret inside a longer encoded blob, at each of the three
 byte alignments). The masker keeps back the last `longest pattern - 1` bytes of every chunk, so a
-secret split across two reads of the pipe is still found whole.
+secret split across two reads of the pipe is still found whole — but never a whole line, unless
+a secret itself spans lines: no other form can match across a newline, so a build that printed
+a line and then went quiet shows that line now (in its live log), not at its next output.
 """
 
 import base64
@@ -44,6 +46,7 @@ class SecretMasker:
         forms = sorted({f for s in secrets if s for f in secret_forms(s)}, key=len, reverse=True)
         self._pattern = re.compile(b"|".join(re.escape(f) for f in forms)) if forms else None
         self._keep = max((len(f) for f in forms), default=1) - 1
+        self._spans_lines = any(b"\n" in f for f in forms)
         self._pending = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -52,6 +55,8 @@ class SecretMasker:
             return chunk
         data = self._pending + chunk
         cut = max(0, len(data) - self._keep)
+        if not self._spans_lines:
+            cut = max(cut, data.rfind(b"\n") + 1)
         out = bytearray()
         position = 0
         for match in self._pattern.finditer(data):

@@ -35,6 +35,11 @@ log = structlog.get_logger(logger_name="hobotnica.build")
 
 
 @dataclass
+class _Timing:
+    make_started_at: float | None = None  # when `make` started, if it did
+
+
+@dataclass
 class BuildWorker:
     settings: Settings
     store: Store
@@ -50,25 +55,35 @@ class BuildWorker:
         with structlog.contextvars.bound_contextvars(
             build_id=build.id, repository=build.repository, sha=build.sha, job=build.job.value
         ):
+            timing = _Timing()
             try:
-                status, exit_code = await self._run(build, stop)
+                status, exit_code = await self._run(build, stop, timing)
             except Exception:
                 log.exception("build crashed")
                 status, exit_code = statuses.errored("Internal error; see the daemon log"), None
             deploy_id = await self.store.finish_build(build.id, status, exit_code, self.owner)
             self.metrics.builds.labels(build.job.value, status.state.value).inc()
             self.on_finished()
+            # The canonical line of a build: one per finished build, everything an operator
+            # asks about it (repository, job, sha and build_id are bound above).
+            make_started_at = timing.make_started_at
             log.info(
                 "build finished",
                 state=status.state.value,
                 description=status.description,
                 exit_code=exit_code,
+                attempt=build.attempt,
                 duration_s=round(time.monotonic() - started, 3),
                 queue_wait_s=round((build.started_at or build.queued_at) - build.queued_at, 3),
+                push_to_start_s=(
+                    round(make_started_at - build.received_at, 3) if make_started_at else None
+                ),
                 deploy_build_id=deploy_id,
             )
 
-    async def _run(self, build: Build, stop: StopRequest) -> tuple[Status, int | None]:
+    async def _run(
+        self, build: Build, stop: StopRequest, timing: _Timing
+    ) -> tuple[Status, int | None]:
         project = await self.projects.resolve(build.repository)
         if project is None:
             return statuses.errored("Repository is no longer registered"), None
@@ -127,6 +142,7 @@ class BuildWorker:
                 marker=marker_for(url, build.attempt),
                 stop=stop,
             )
+            timing.make_started_at = outcome.started_at
             self._report_leftovers(build_log, outcome)
             self._measure(build, outcome)
             return self._status(build, project, outcome, build_log), outcome.exit_code

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from runner.models import Build
+from runner.models import Build, BuildState
 from runner.statuses import Status
 from runner.store.sqlite import (
     Delivery,
@@ -24,10 +24,20 @@ from runner.store.sqlite import (
     Hook,
     OutboxItem,
     RecoveredBuild,
+    Rerun,
     SQLiteStore,
+    database_path,
 )
 
-__all__ = ["Delivery", "DeliveryOutcome", "Hook", "OutboxItem", "RecoveredBuild", "Store"]
+__all__ = [
+    "Delivery",
+    "DeliveryOutcome",
+    "Hook",
+    "OutboxItem",
+    "RecoveredBuild",
+    "Rerun",
+    "Store",
+]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -42,7 +52,7 @@ class Store:
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> "Store":
-        return cls(data_dir / "hobotnica.sqlite3")
+        return cls(database_path(data_dir))
 
     async def _run(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         loop = asyncio.get_running_loop()
@@ -126,6 +136,56 @@ class Store:
 
     async def get_build(self, build_id: int) -> Build | None:
         return await self._run(self._backend.get_build, build_id)
+
+    async def get_builds(self, build_ids: Iterable[int]) -> dict[int, Build]:
+        return await self._run(self._backend.get_builds, list(build_ids))
+
+    async def cancel_build(self, build_id: int, reason: str) -> BuildState | None:
+        return await self._run(self._backend.cancel_build, build_id, reason)
+
+    async def rerun_build(self, build_id: int) -> Rerun:
+        return await self._run(self._backend.rerun_build, build_id)
+
+    async def repositories_with_builds(self) -> list[str]:
+        return await self._run(self._backend.repositories_with_builds)
+
+    async def latest_per_lane(
+        self, repositories: Iterable[str], limit: int
+    ) -> dict[str, list[Build]]:
+        """The newest build of each lane, for several repositories in one trip to the thread."""
+        names = list(repositories)
+
+        def read() -> dict[str, list[Build]]:
+            return {name: self._backend.latest_per_lane(name, limit) for name in names}
+
+        return await self._run(read)
+
+    async def active_builds(self, limit: int) -> list[Build]:
+        return await self._run(self._backend.active_builds, limit)
+
+    async def list_builds(
+        self,
+        repository: str,
+        *,
+        branch: str | None = None,
+        state: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Build]:
+        return await self._run(
+            self._backend.list_builds,
+            repository,
+            branch=branch,
+            state=state,
+            before=before,
+            limit=limit,
+        )
+
+    async def latest_test_build(self, repository: str, branch: str) -> Build | None:
+        return await self._run(self._backend.latest_test_build, repository, branch)
+
+    async def deploy_branch_seen(self, repository: str) -> str | None:
+        return await self._run(self._backend.deploy_branch_seen, repository)
 
     async def state_counts(self) -> dict[str, int]:
         return await self._run(self._backend.state_counts)

@@ -9,6 +9,7 @@ UPDATEs inside `BEGIN IMMEDIATE`, which is the same protocol as `SELECT … FOR 
 on PostgreSQL.
 """
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,10 +22,17 @@ from typing import Concatenate, ParamSpec, TypeVar
 from runner import statuses
 from runner.models import Build, BuildRequest, BuildState, Job
 from runner.statuses import Status
-from runner.store import outbox
+from runner.store import listing, outbox
 from runner.store.outbox import OutboxItem
 
-__all__ = ["Delivery", "DeliveryOutcome", "OutboxItem", "RecoveredBuild", "SQLiteStore"]
+__all__ = [
+    "Delivery",
+    "DeliveryOutcome",
+    "OutboxItem",
+    "RecoveredBuild",
+    "Rerun",
+    "SQLiteStore",
+]
 
 # A push that supersedes another is built once its branch has had no newer push for this long.
 SETTLE_SECONDS = 0.25
@@ -32,6 +40,10 @@ GITHUB_REDELIVERY_SECONDS = 3 * 24 * 3600
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+
+def database_path(data_dir: Path) -> Path:
+    return data_dir / "hobotnica.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,14 @@ class RecoveredBuild:
     requeued: bool
     # The attempt that was lost (its processes carry this number); not part of its identity.
     attempt: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """A re-run asked for by a person: the new build's id, or why there is none."""
+
+    build_id: int | None
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -513,6 +533,70 @@ class SQLiteStore:
         ).fetchall()
         return {row[0] for row in rows if row[0]}
 
+    # -- what people ask for (runner.control) ------------------------------------------------
+
+    def cancel_build(self, build_id: int, reason: str) -> BuildState | None:
+        """Cancel a build; returns the state it was in (None: no such build).
+
+        A queued build ends `error` at once (GitHub hears why, unless it never heard of the
+        build: then its waiting states are dropped, as for a superseded one). A running one is
+        asked to stop, like a superseded running build: its daemon's heartbeat reads the
+        request, and the build ends with `reason` as its status. Final builds stay as they are.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+            if row is None:
+                return None
+            state = BuildState(row["state"])
+            if state is BuildState.QUEUED:
+                end_queued(db, row, reason)
+            elif state is BuildState.RUNNING:
+                db.execute(
+                    "UPDATE builds SET stop_reason = ? WHERE id = ? AND stop_reason IS NULL",
+                    (reason, build_id),
+                )
+            return state
+
+    def rerun_build(self, build_id: int) -> Rerun:
+        """Queue a finished build's commit again, as a new build of the same lane.
+
+        A test runs again as it did, deploying after it if it was headed for a deploy; a deploy
+        runs its tests again with the deploy after them, so every deploy still follows green
+        tests of its own commit. Neither supersedes anything: the person asked for this commit.
+        Deploys still never go backwards: re-running a deploy is refused while a later push
+        of the repository is deployed or on its way to be (its deploy queued, running or done,
+        or its tests queued or running with a deploy after them); a test re-run then just tests.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+            if row is None:
+                return Rerun(None, "no such build")
+            if not BuildState(row["state"]).is_final:
+                return Rerun(None, "the build has not finished")
+            request = _request(row)
+            deploy_after_test = (request.job is Job.DEPLOY or request.deploy_after_test) and (
+                not request.from_fork
+            )
+            if deploy_after_test and self._later_deploy(db, row):
+                if request.job is Job.DEPLOY:
+                    return Rerun(None, "a later push of this repository is deployed or on its way")
+                deploy_after_test = False
+            again = dataclasses.replace(request, job=Job.TEST, deploy_after_test=deploy_after_test)
+            return Rerun(self._insert_build(db, again, None, time.time(), None))
+
+    def _later_deploy(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+        """Whether a push after `row`'s (push order, else arrival order) is deployed or headed
+        there; ties with `row`'s own commit do not count."""
+        later = db.execute(
+            "SELECT 1 FROM builds WHERE repository = ? AND sha != ?"
+            " AND ((job = 'deploy' AND state IN ('queued', 'running', 'success'))"
+            "   OR (job = 'test' AND deploy_after_test = 1 AND state IN ('queued', 'running')))"
+            " AND (CASE WHEN ? IS NOT NULL AND pushed_at IS NOT NULL THEN pushed_at > ?"
+            "           ELSE id > ? END) LIMIT 1",
+            (row["repository"], row["sha"], row["pushed_at"], row["pushed_at"], row["id"]),
+        ).fetchone()
+        return later is not None
+
     # -- leases on named work ----------------------------------------------------------------
 
     def acquire_lease(
@@ -565,6 +649,42 @@ class SQLiteStore:
 
     def _build(self, db: sqlite3.Connection, build_id: int) -> Build:
         return build_of(db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone())
+
+    def get_builds(self, build_ids: Iterable[int]) -> dict[int, Build]:
+        ids = list(build_ids)
+        return {row["id"]: build_of(row) for row in listing.by_ids(self._db, ids)} if ids else {}
+
+    # -- what the pages list (runner.store.listing) ------------------------------------------
+
+    def repositories_with_builds(self) -> list[str]:
+        return listing.repositories(self._db)
+
+    def latest_per_lane(self, repository: str, limit: int) -> list[Build]:
+        return [build_of(row) for row in listing.latest_per_lane(self._db, repository, limit)]
+
+    def active_builds(self, limit: int) -> list[Build]:
+        return [build_of(row) for row in listing.active(self._db, limit)]
+
+    def list_builds(
+        self,
+        repository: str,
+        *,
+        branch: str | None = None,
+        state: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Build]:
+        rows = listing.page(
+            self._db, repository, branch=branch, state=state, before=before, limit=limit
+        )
+        return [build_of(row) for row in rows]
+
+    def latest_test_build(self, repository: str, branch: str) -> Build | None:
+        row = listing.latest_test(self._db, repository, branch)
+        return None if row is None else build_of(row)
+
+    def deploy_branch_seen(self, repository: str) -> str | None:
+        return listing.deploy_branch(self._db, repository)
 
     def state_counts(self) -> dict[str, int]:
         """How many builds are queued and running (over every daemon sharing the store)."""

@@ -1,49 +1,79 @@
-"""The build record: `GET /builds/{id}` (HTML), `/api/builds/{id}` (JSON), `/api/builds/{id}/log`.
+"""One build: its page `GET /builds/{id}` (the commit status's `target_url`), its live events,
+the cancel and re-run forms, and `GET /api/builds/{id}` (JSON) and `/api/builds/{id}/log` (text).
 
-`{id}` is the value of `HOBOTNICA_BUILD_ID` in the build's environment and the page is the
-commit status's `target_url`. The log on disk is already masked; the text fields taken from the
-webhook (commit message, branch, author) are masked again here, in case a secret was committed.
+`{id}` is the value of `HOBOTNICA_BUILD_ID` in the build's environment. Reading needs what
+`Access.protect` asks for; cancel and re-run need a session (`Access.require_session`). The page
+shows the last `PAGE_LOG_BYTES` of the log, numbered from the start of the file, and links the
+raw log. The log on disk is masked by the worker; everything shown is masked again here
+(`RepositoryCatalog.masker`), in case a secret was added or committed since.
 """
 
 import asyncio
 import datetime
-from pathlib import Path
 from typing import Any
 
-import jinja2
 from aiohttp import web
 
 from runner.build.environment import build_url
 from runner.build.logfile import log_path
-from runner.build.masking import SecretMasker
+from runner.control import BuildControl, Cancelled
 from runner.models import Build
-from runner.names import short_sha
-from runner.projects import ProjectDirectory
 from runner.settings import Settings
-from runner.statuses import format_duration
 from runner.store import Store
+from runner.web.auth import Access, viewer_of
+from runner.web.catalog import RepositoryCatalog
+from runner.web.live import LiveLog
+from runner.web.logview import read_tail
+from runner.web.present import BuildView
+from runner.web.rendering import Renderer
 
-# The page shows the end of the log, where failures are; the API serves the whole file.
-PAGE_LOG_BYTES = 1024 * 1024
+# The page shows the end of the log, where failures are; the raw log is the whole file. Half a
+# MiB of short lines is some 25,000 numbered lines, about 3 MB of HTML: still quick to open.
+PAGE_LOG_BYTES = 512 * 1024
+BUILD_ID = "{id:[0-9]{1,18}}"
 
-_templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("runner.web", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+# What a page says after a form was sent (`?notice=`): fixed texts, never text from the URL.
+CANCEL_NOTICES = {
+    Cancelled.ENDED: "cancelled",
+    Cancelled.STOPPING: "cancelling",
+    Cancelled.ALREADY_FINISHED: "already-finished",
+}
+NOTICES = {
+    "cancelled": "Cancelled.",
+    "cancelling": "Cancelling: the build is being stopped.",
+    "already-finished": "The build had already finished.",
+    "rerun": "This is a re-run, asked for on an earlier build's page.",
+}
 
 
 class BuildViews:
-    def __init__(self, settings: Settings, store: Store, projects: ProjectDirectory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: RepositoryCatalog,
+        renderer: Renderer,
+        access: Access,
+        control: BuildControl,
+        live: LiveLog,
+    ) -> None:
         self._settings = settings
         self._store = store
-        self._projects = projects
+        self._catalog = catalog
+        self._renderer = renderer
+        self._access = access
+        self._control = control
+        self._live = live
 
     def routes(self) -> list[web.RouteDef]:
+        read, change = self._access.protect, self._access.require_session
         return [
-            web.get("/builds/{id:[0-9]+}", self.page),
-            web.get("/api/builds/{id:[0-9]+}", self.as_json),
-            web.get("/api/builds/{id:[0-9]+}/log", self.log),
+            web.get(f"/builds/{BUILD_ID}", read(self.page)),
+            web.get(f"/builds/{BUILD_ID}/events", read(self._live.stream)),
+            web.post(f"/builds/{BUILD_ID}/cancel", change(self.cancel)),
+            web.post(f"/builds/{BUILD_ID}/rerun", change(self.rerun)),
+            web.get(f"/api/builds/{BUILD_ID}", read(self.as_json)),
+            web.get(f"/api/builds/{BUILD_ID}/log", read(self.log)),
         ]
 
     async def _build(self, request: web.Request) -> Build:
@@ -52,18 +82,14 @@ class BuildViews:
             raise web.HTTPNotFound(text="no such build\n")
         return build
 
-    async def _masker(self, build: Build) -> SecretMasker:
-        project = await self._projects.resolve(build.repository)
-        return SecretMasker(project.secrets.values() if project else ())
-
     async def describe(self, build: Build) -> dict[str, Any]:
-        mask = (await self._masker(build)).mask_text
+        mask = (await self._catalog.masker(build.repository)).mask_text
         request = build.request
-        url = build_url(self._settings.server.public_url, build.id)
+        public_url = self._settings.server.public_url
         return {
             "id": build.id,
-            "url": url,
-            "log_url": f"{self._settings.server.public_url}/api/builds/{build.id}/log",
+            "url": build_url(public_url, build.id),
+            "log_url": f"{public_url}/api/builds/{build.id}/log",
             "repository": build.repository,
             "job": build.job.value,
             "context": build.job.context,
@@ -102,38 +128,42 @@ class BuildViews:
         response.charset = "utf-8"
         return response
 
-    async def page(self, request: web.Request) -> web.Response:
+    async def page(
+        self, request: web.Request, *, notice: str | None = None, status: int = 200
+    ) -> web.Response:
         build = await self._build(request)
+        masker = await self._catalog.masker(build.repository)
+        view = BuildView.of(build, masker)
         path = log_path(self._settings.data_dir, build.id)
-        text, skipped = await asyncio.to_thread(_tail, path, PAGE_LOG_BYTES)
-        info = await self.describe(build)
-        html = _templates.get_template("build.html").render(
-            build=info,
-            final=build.state.is_final,
-            log_text=text,
-            log_skipped=skipped,
-            duration=format_duration(info["duration_s"]) if info["duration_s"] is not None else "",
-            short_sha=short_sha(build.sha),
+        tail = await asyncio.to_thread(
+            read_tail, path, PAGE_LOG_BYTES, masker, final=build.state.is_final
         )
-        return web.Response(
-            text=html,
-            content_type="text/html",
-            charset="utf-8",
-            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+        notice = notice or NOTICES.get(request.query.get("notice", ""))
+        return self._renderer.page(
+            request,
+            "build.html",
+            status=status,
+            build=view,
+            log=tail,
+            events_url=f"/builds/{build.id}/events?from={tail.end}.{tail.next_line}",
+            raw_log_url=f"/api/builds/{build.id}/log",
+            notice=notice,
+            notice_bad=status >= 400,
         )
 
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        build_id = int(request.match_info["id"])
+        outcome = await self._control.cancel(build_id, by=viewer_of(request).user or "")
+        if outcome is Cancelled.NOT_FOUND:
+            raise web.HTTPNotFound(text="no such build\n")
+        raise web.HTTPSeeOther(f"/builds/{build_id}?notice={CANCEL_NOTICES[outcome]}")
 
-def _tail(path: Path, limit: int) -> tuple[str, int]:
-    """The last `limit` bytes of the log as text, and how many bytes came before them."""
-    try:
-        with path.open("rb") as file:
-            size = file.seek(0, 2)
-            start = max(0, size - limit)
-            file.seek(start)
-            data = file.read(limit)
-    except FileNotFoundError:
-        return "", 0
-    return data.decode("utf-8", errors="replace"), start
+    async def rerun(self, request: web.Request) -> web.StreamResponse:
+        build_id = int(request.match_info["id"])
+        answer = await self._control.rerun(build_id, by=viewer_of(request).user or "")
+        if answer.build_id is None:
+            return await self.page(request, notice=f"Not re-run: {answer.refused}.", status=409)
+        raise web.HTTPSeeOther(f"/builds/{answer.build_id}?notice=rerun")
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -38,11 +38,16 @@ def client_middleware(*, trusted_proxies: tuple[str, ...]) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        client = request.remote or ""
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if client in trusted and forwarded:
-            client = forwarded.rsplit(",", 1)[-1].strip()[:64]
-        with structlog.contextvars.bound_contextvars(client=client):
+        with structlog.contextvars.bound_contextvars(client=client_address(request, trusted)):
             return await handler(request)
 
     return middleware
+
+
+def client_address(request: web.BaseRequest, trusted: frozenset[str]) -> str:
+    """The caller: the peer, or the last `X-Forwarded-For` hop when the peer is a trusted proxy."""
+    client = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if client in trusted and forwarded:
+        client = forwarded.rsplit(",", 1)[-1].strip()[:64]
+    return client

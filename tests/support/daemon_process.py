@@ -181,6 +181,7 @@ def write_config(
         },
         "storage": {"data_dir": str(data_dir)},
         "builds": {"concurrency": 2, "kill_grace": 2, "drain_timeout": 60, **(builds or {})},
+        "ui": {"public": True},  # these tests read builds through /api/builds/{id}
     }
     lines: list[str] = []
     for name, table in tables.items():

@@ -1,0 +1,52 @@
+"""The repositories the pages know of, and what a page may show of each.
+
+One place to ask, so that adding a source of repositories (the REST API's registrations) or
+making the project lookup asynchronous changes this class and nothing that uses it:
+
+- `repositories()`: the configured projects, the REST API's registrations (not disabled), and
+  every repository that has builds in the store, sorted case-insensitively, each under one
+  spelling (the config's, else the registration's, else the store's).
+- `masker(repository)`: every text a page shows — log, commit message, branch, author,
+  description — goes through the project's `SecretMasker`.
+- `default_branch(repository)`: the configured deploy branch, else the branch the newest
+  deploy-bound push went to (the repository's default branch as GitHub reported it), else None.
+"""
+
+from runner.build.masking import SecretMasker
+from runner.projects import ProjectDirectory
+from runner.settings import Settings
+from runner.store import Store, registry
+
+
+class RepositoryCatalog:
+    def __init__(self, settings: Settings, store: Store, projects: ProjectDirectory) -> None:
+        self._settings = settings
+        self._store = store
+        self._projects = projects
+
+    async def repositories(self) -> list[str]:
+        names = {p.repository.lower(): p.repository for p in self._settings.projects}
+        for registered in await self._store.transact(registry.all_registered):
+            if registered.status != "disabled":
+                names.setdefault(registered.repository.lower(), registered.repository)
+        for name in await self._store.repositories_with_builds():
+            names.setdefault(name.lower(), name)
+        return sorted(names.values(), key=str.lower)
+
+    async def find(self, repository: str) -> str | None:
+        """The known spelling of `repository` (GitHub names are case-insensitive), or None."""
+        wanted = repository.lower()
+        return next((r for r in await self.repositories() if r.lower() == wanted), None)
+
+    async def masker(self, repository: str) -> SecretMasker:
+        project = await self._projects.resolve(repository)
+        return SecretMasker(project.secrets.values() if project else ())
+
+    async def default_branch(self, repository: str) -> str | None:
+        project = await self._projects.resolve(repository)
+        if project is not None and project.deploy_branch:
+            return project.deploy_branch
+        registered = await self._store.transact(registry.get, repository)
+        if registered is not None and registered.default_branch:
+            return registered.default_branch
+        return await self._store.deploy_branch_seen(repository)

@@ -1,0 +1,251 @@
+"""The build page, live: `GET /builds/{id}/events`, server-sent events from the log on disk.
+
+The stream sends what the page lacks, then follows the build until its final state:
+
+- `lines` (with `id: OFFSET.LINE`): rendered log lines (`runner.web.logview`) from the byte
+  offset the page had; a reconnecting browser sends the last id back (`Last-Event-ID`) and goes
+  on from there, so nothing is sent twice or lost across a reconnect or a blue/green switch;
+- `state`: the build's state, description and times whenever they change;
+- `capped`: the output went over the cap, so the tail only appears when the build ends;
+- `reset`: the log started over (the build runs again after a daemon was lost);
+- `end`: the final state, once the whole log was sent; the page closes the stream.
+
+States come from `BuildWatch`: one store read a second for all open streams together (and at
+once when a build of this daemon starts or ends), not one per stream; a build running in the
+other blue/green instance is seen the same way. The log is read from the file, which both
+instances share. The worker closes a build's log before it records the final state, so a final
+state seen before reading the file to its end means the log is complete.
+
+Streams are bounded: at most `MAX_STREAMS` at once (503 beyond, and the page says so), each
+for at most `STREAM_SECONDS` (the browser reconnects and resumes, which also re-checks the
+sign-in), and all end when the daemon shuts down. A comment line every `KEEPALIVE_SECONDS`
+keeps proxies from timing the stream out (nginx: `proxy_buffering off` for `/builds/`).
+"""
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import structlog
+from aiohttp import web
+
+from runner.build.logfile import log_path, ring_path
+from runner.models import Build
+from runner.store import Store
+from runner.web.catalog import RepositoryCatalog
+from runner.web.logview import LineRenderer, line_number_at
+from runner.web.present import BuildView
+
+log = structlog.get_logger(logger_name="hobotnica.live")
+
+MAX_STREAMS = 64
+STREAM_SECONDS = 600.0
+KEEPALIVE_SECONDS = 15.0
+FILE_POLL_SECONDS = 0.25
+STATE_POLL_SECONDS = 1.0
+READ_BYTES = 256 * 1024
+RETRY_MILLISECONDS = 2000
+
+
+@dataclass
+class Watched:
+    build: Build
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    gone: bool = False
+
+
+class BuildWatch:
+    """The builds open streams follow, their states read together; owned, with `close`."""
+
+    def __init__(self, store: Store, interval: float = STATE_POLL_SECONDS) -> None:
+        self._store = store
+        self._interval = interval
+        self._watched: dict[int, list[Watched]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._poll(), name="build-watch")
+
+    def poke(self) -> None:
+        """A build started or ended here: read the states now, not at the next tick."""
+        self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def watching(self, build: Build) -> AsyncIterator[Watched]:
+        watched = Watched(build)
+        self._watched.setdefault(build.id, []).append(watched)
+        try:
+            yield watched
+        finally:
+            watchers = self._watched.get(build.id, [])
+            if watched in watchers:
+                watchers.remove(watched)
+            if not watchers:
+                self._watched.pop(build.id, None)
+
+    def end_streams(self) -> None:
+        """Shutdown: every open stream ends (browsers reconnect, to the next instance)."""
+        self.closing = True
+        for watchers in self._watched.values():
+            for watched in watchers:
+                watched.changed.set()
+
+    async def close(self) -> None:
+        self.end_streams()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            if not self._watched:
+                continue
+            try:
+                builds = await self._store.get_builds(list(self._watched))
+            except Exception:
+                log.exception("reading build states for live pages failed")
+                continue
+            for build_id, watchers in list(self._watched.items()):
+                current = builds.get(build_id)
+                for watched in watchers:
+                    if current is None:
+                        watched.gone = True
+                        watched.changed.set()
+                    elif current != watched.build:
+                        watched.build = current
+                        watched.changed.set()
+
+
+class LiveLog:
+    def __init__(self, data_dir: Path, store: Store, watch: BuildWatch, catalog: RepositoryCatalog):
+        self._data_dir = data_dir
+        self._store = store
+        self._watch = watch
+        self._catalog = catalog
+        self._open = 0
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        build = await self._store.get_build(int(request.match_info["id"]))
+        if build is None:
+            raise web.HTTPNotFound(text="no such build\n")
+        if self._open >= MAX_STREAMS or self._watch.closing:
+            raise web.HTTPServiceUnavailable(
+                text="too many live pages open; reload later\n", headers={"Retry-After": "10"}
+            )
+        self._open += 1
+        try:
+            async with self._watch.watching(build) as watched:
+                return await self._follow(request, watched)
+        finally:
+            self._open -= 1
+
+    async def _follow(self, request: web.Request, watched: Watched) -> web.StreamResponse:
+        path = log_path(self._data_dir, watched.build.id)
+        masker = await self._catalog.masker(watched.build.repository)
+        offset, line = await _resume_point(request, path)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache, no-store",
+                "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(request)
+        renderer = LineRenderer(masker, line)
+        sent_state: Build | None = None
+        capped_said = False
+        deadline = time.monotonic() + STREAM_SECONDS
+        last_write = time.monotonic()
+        try:
+            await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
+            if offset < 0:  # the page's log is not this file's any more
+                offset, renderer = 0, LineRenderer(masker, 1)
+                await response.write(_event("reset", {}))
+            while not self._watch.closing and not watched.gone:
+                build = watched.build  # the state first, then the file: see the module doc
+                watched.changed.clear()
+                if build != sent_state and not build.state.is_final:  # `end` carries the last
+                    await response.write(_event("state", BuildView.of(build, masker).live_state()))
+                sent_state = build
+                size = _size(path)
+                if size < offset:
+                    offset, renderer = 0, LineRenderer(masker, 1)
+                    await response.write(_event("reset", {}))
+                if size > offset:
+                    final = build.state.is_final
+                    html, used = await asyncio.to_thread(
+                        _read_and_render, path, offset, renderer, final
+                    )
+                    if used:
+                        offset += used
+                        await response.write(
+                            _event("lines", {"html": html}, f"{offset}.{renderer.next_line}")
+                        )
+                        last_write = time.monotonic()
+                        continue
+                if build.state.is_final and size <= offset:
+                    await response.write(_event("end", BuildView.of(build, masker).live_state()))
+                    break
+                if not capped_said and ring_path(path).exists():
+                    capped_said = True
+                    await response.write(_event("capped", {}))
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if now - last_write >= KEEPALIVE_SECONDS:
+                    await response.write(b": keep-alive\n\n")
+                    last_write = now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watched.changed.wait(), FILE_POLL_SECONDS)
+        except ConnectionResetError:  # the page was closed
+            pass
+        return response
+
+
+async def _resume_point(request: web.Request, path: Path) -> tuple[int, int]:
+    """Where to start: `Last-Event-ID` (a reconnect), else the page's `offset`, as (offset,
+    line number); offset -1 when the log is now shorter than that (it started over)."""
+    mark = request.headers.get("Last-Event-ID") or request.query.get("from", "")
+    offset_text, _, line_text = mark.partition(".")
+    if not offset_text.isdigit() or len(offset_text) > 15:
+        return 0, 1
+    offset = int(offset_text)
+    if line_text.isdigit() and len(line_text) <= 12:
+        line = int(line_text)
+        return (offset, line) if _size(path) >= offset else (-1, 1)
+    counted = await asyncio.to_thread(line_number_at, path, offset)
+    return (-1, 1) if counted is None else (offset, counted)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_and_render(
+    path: Path, offset: int, renderer: LineRenderer, final: bool
+) -> tuple[str, int]:
+    with path.open("rb") as file:
+        file.seek(offset)
+        data = file.read(READ_BYTES)
+        at_end = not file.read(1)
+    return renderer.render(data, final=final and at_end)
+
+
+def _event(name: str, data: object, event_id: str | None = None) -> bytes:
+    head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id else "")
+    return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
