@@ -11,6 +11,15 @@ from runner.errors import ConfigError
 from runner.settings import Settings, load_settings
 
 DEFAULT_CONFIG = Path("config/hobotnica.toml")
+# What `make run` falls back to when there is no config of one's own yet.
+EXAMPLE_CONFIG = Path("config/hobotnica.example.toml")
+
+
+def default_config() -> Path:
+    """`config/hobotnica.toml`, else the example: the same choice `make run` makes."""
+    if DEFAULT_CONFIG.exists() or not EXAMPLE_CONFIG.exists():
+        return DEFAULT_CONFIG
+    return EXAMPLE_CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for command in (serve, check, try_, switch):
         command.add_argument(
-            "--config", type=Path, default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}"
+            "--config",
+            type=Path,
+            default=default_config(),
+            help=f"default: {DEFAULT_CONFIG}, else {EXAMPLE_CONFIG} (as `make run`)",
         )
     serve.add_argument(
         "--port", type=int, help="listen on this port instead of server.port (blue/green)"

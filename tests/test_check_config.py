@@ -223,3 +223,19 @@ def test_check_config_says_when_bubblewrap_is_asked_for_but_not_usable(tmp_path:
     assert result.returncode == 1
     assert 'builds.sandbox = "bubblewrap"' in result.stderr
     assert "bwrap is not installed" in result.stderr
+
+
+def test_without_a_config_of_ones_own_the_commands_use_the_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's quickstart: `make run` (the example config), then `hobotnica try` with no
+    # --config must reach the same daemon.
+    from runner.cli import default_config
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "hobotnica.example.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert default_config() == Path("config/hobotnica.example.toml")
+
+    (tmp_path / "config" / "hobotnica.toml").write_text("")
+    assert default_config() == Path("config/hobotnica.toml")

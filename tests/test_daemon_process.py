@@ -29,6 +29,9 @@ from tests.support.webhooks import headers, push_payload
 HOBOTNICA = str(Path(sys.executable).parent / "hobotnica")
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "hobotnica.example.toml"
 STARTUP_TIMEOUT = 30.0
+# The daemons this module started: clean-up ends their builds' leftovers and nobody else's
+# (not a `make run` daemon's, not another test run's).
+STARTED: list[str] = []
 
 
 def free_port() -> int:
@@ -70,6 +73,7 @@ def start_daemon(
     )
     port = next(line for line in config.read_text().splitlines() if line.startswith("port"))
     base = f"http://127.0.0.1:{port.split('=')[1].strip()}"
+    STARTED.append(base)  # its public URL too: the example config's is http://127.0.0.1:PORT
     wait_healthy(base, process)
     return process, base
 
@@ -161,9 +165,10 @@ def make_processes(build_url: str) -> list[int]:
 def no_orphans_left() -> Iterator[None]:
     """Whatever a failing test leaves running is ended, so it cannot disturb later tests."""
     yield
-    for pid in processes_with_marker("http://127.0.0.1:", prefix=True):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for base in STARTED:
+        for pid in processes_with_marker(f"{base}/builds/", prefix=True):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def get_json(url: str) -> Any:
