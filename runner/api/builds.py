@@ -46,7 +46,7 @@ class BuildHandlers:
 
     async def list(self, request: web.Request) -> web.Response:
         repository, _, _ = await self._known(request, "READ")
-        query = validated(request).parameters.query
+        query = validated(request).query
         per_page = int(query.get("per_page", 30))
         builds = await self._context.store.list_builds(
             repository,
@@ -134,7 +134,7 @@ class BuildHandlers:
 
     async def cancel(self, request: web.Request) -> web.Response:
         context = self._context
-        build_id = int(validated(request).parameters.path["id"])
+        build_id = int(validated(request).path["id"])
         build = await context.store.get_build(build_id)
         if build is None:
             raise not_found()

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from openapi_core.unmarshalling.request.datatypes import RequestUnmarshalResult
 
 from runner.api.auth import Authenticator
 from runner.api.github_access import GitHubAccess
 from runner.api.middleware import VALIDATED
 from runner.api.problems import ProblemError, not_found
+from runner.api.validated import Validated
 from runner.build.git import Repositories
 from runner.control import BuildControl
 from runner.models import Build
@@ -73,7 +73,7 @@ class ApiContext:
         }
 
 
-def validated(request: web.Request) -> RequestUnmarshalResult:
+def validated(request: web.Request) -> Validated:
     return request[VALIDATED]
 
 
@@ -83,7 +83,7 @@ def body(request: web.Request) -> dict[str, Any]:
 
 
 def path_repository(request: web.Request) -> str:
-    path = validated(request).parameters.path
+    path = validated(request).path
     repository = f"{path['owner']}/{path['name']}"
     if not is_repository_name(repository):
         raise not_found()

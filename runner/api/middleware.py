@@ -7,29 +7,18 @@ handler raised `ProblemError`, aiohttp raised an HTTP error (404, 405, 413), or 
 unexpectedly (500, never with the exception's text).
 """
 
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from openapi_core.contrib.aiohttp import AIOHTTPOpenAPIWebRequest
-from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
-from openapi_core.unmarshalling.request.datatypes import RequestUnmarshalResult
-from openapi_core.validation.request.exceptions import (
-    ParameterValidationError,
-    RequestBodyValidationError,
-    SecurityValidationError,
-)
 
-from runner.api import spec
-from runner.api.auth import HOW_TO_AUTHENTICATE, unauthorized
-from runner.api.problems import FieldError, ProblemError, problem
+from runner.api.problems import ProblemError, problem
+from runner.api.validated import Validated
 
 log = structlog.get_logger(logger_name="hobotnica.api")
 
-VALIDATED = web.RequestKey("validated", RequestUnmarshalResult)
-MAX_API_BODY = 1024 * 1024
+VALIDATED = web.RequestKey("validated", Validated)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -40,7 +29,13 @@ def api_middleware() -> Middleware:
         if not request.path.startswith("/api/"):
             return await handler(request)
         try:
-            await _validate(request)
+            # Imported at the first API call: the validator (openapi-core and the meta-schemas
+            # it loads) is most of 25 MiB that a daemon taking only webhooks never needs.
+            from runner.api.validation import validate
+
+            validated = await validate(request)
+            if validated is not None:
+                request[VALIDATED] = validated
             return await handler(request)
         except ProblemError as error:
             return error.response()
@@ -53,96 +48,6 @@ def api_middleware() -> Middleware:
             return problem(500, "internal error")
 
     return middleware
-
-
-async def _validate(request: web.Request) -> None:
-    if (request.content_length or 0) > MAX_API_BODY:
-        raise ProblemError(413, "request body larger than 1 MiB")
-    body = await request.read() if request.can_read_body else None
-    if body is not None and len(body) > MAX_API_BODY:
-        raise ProblemError(413, "request body larger than 1 MiB")
-    result = spec.openapi().unmarshal_request(AIOHTTPOpenAPIWebRequest(request, body=body))
-    errors = list(result.errors)
-    if not errors:
-        request[VALIDATED] = result
-        return
-    first = errors[0]
-    if isinstance(first, PathNotFound):
-        return  # not part of the API document (openapi.json, docs): the router decides
-    if isinstance(first, OperationNotFound):
-        return  # the router answers 405 with the path's real methods in Allow
-    if any(isinstance(error, SecurityValidationError) for error in errors):
-        raise unauthorized(HOW_TO_AUTHENTICATE)
-    raise ProblemError(
-        400,
-        "the request does not match the API document",
-        errors=[entry for error in errors for entry in _field_errors(error)],
-    )
-
-
-def _field_errors(error: Exception) -> Iterator[FieldError]:
-    if isinstance(error, ParameterValidationError):
-        location = str(getattr(error, "location", "") or "parameter")
-        name = str(getattr(error, "name", ""))
-        schema_errors = list(getattr(error.__cause__, "schema_errors", None) or [])
-        if not schema_errors:
-            yield {"location": location, "name": name, "message": _parameter_problem(error)}
-        for schema_error in schema_errors:
-            yield {"location": location, "name": name, "message": _message(schema_error)}
-        return
-    if isinstance(error, RequestBodyValidationError):
-        schema_errors = list(getattr(error.__cause__, "schema_errors", None) or [])
-        if not schema_errors:
-            # Missing, or not JSON: say which without quoting the body back.
-            message = (
-                "a JSON body is required"
-                if "missing" in type(error).__name__.lower()
-                else ("the body is not valid JSON")
-            )
-            yield {"location": "body", "pointer": "", "message": message}
-        for schema_error in schema_errors:
-            path = "".join(f"/{_escape(part)}" for part in schema_error.absolute_path)
-            yield {"location": "body", "pointer": path, "message": _message(schema_error)}
-        return
-    yield {"location": "request", "message": "does not match the API document"}
-
-
-def _message(schema_error: Any) -> str:
-    """The failed rule in words, without the value that failed it (it may be a secret)."""
-    rule, expected = schema_error.validator, schema_error.validator_value
-    if rule in ("required", "additionalProperties"):
-        return str(schema_error.message)[:200]  # names the property, never a value
-    if rule == "enum":
-        return "must be one of: " + ", ".join(str(choice) for choice in expected)
-    if rule == "uniqueItems":
-        return "must not repeat an item"
-    if rule == "nullable":
-        return "must not be null"
-    templates = {
-        "type": "must be of type {}",
-        "pattern": "must match {}",
-        "minLength": "must be at least {} characters long",
-        "maxLength": "must be at most {} characters long",
-        "minimum": "must be at least {}",
-        "maximum": "must be at most {}",
-        "minItems": "must have at least {} items",
-        "maxItems": "must have at most {} items",
-        "minProperties": "must have at least {} entries",
-        "maxProperties": "must have at most {} entries",
-        "format": "must be a valid {}",
-    }
-    template = templates.get(rule)
-    return template.format(expected) if template else f"does not satisfy {rule}"
-
-
-def _parameter_problem(error: Exception) -> str:
-    if "Missing" in type(error).__name__:
-        return "is required"
-    return "cannot be read as the documented type"
-
-
-def _escape(part: object) -> str:
-    return str(part).replace("~", "~0").replace("/", "~1")
 
 
 def _kept_headers(error: web.HTTPException) -> dict[str, str]:

@@ -7,13 +7,15 @@ validated against it before a handler runs (`runner.api.middleware`).
 
 import functools
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 from aiohttp import web
-from openapi_core import Config, OpenAPI
 from swagger_ui_bundle import swagger_ui_path
+
+if TYPE_CHECKING:
+    from openapi_core import OpenAPI
 
 SPEC_FILE = "openapi.yaml"
 DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
@@ -56,7 +58,9 @@ def spec_dict() -> dict[str, Any]:
 
 
 @functools.cache
-def openapi() -> OpenAPI:
+def openapi() -> "OpenAPI":
+    from openapi_core import Config, OpenAPI  # at first use: see runner.api.middleware
+
     # Problem details are JSON under their own media type (RFC 9457).
     config = Config(extra_media_type_deserializers={"application/problem+json": orjson.loads})
     return OpenAPI.from_dict(spec_dict(), config=config)

@@ -48,12 +48,12 @@ class VariableHandlers:
         return await self._env(scope)
 
     async def owner_env(self, request: web.Request) -> web.Response:
-        owner = str(validated(request).parameters.path["owner"])
+        owner = str(validated(request).path["owner"])
         await self._context.auth.owner_admin(request, owner)
         return await self._env(owner)
 
     async def replace_owner_env(self, request: web.Request) -> web.Response:
-        owner = str(validated(request).parameters.path["owner"])
+        owner = str(validated(request).path["owner"])
         await self._context.auth.owner_admin(request, owner)
         await self._context.store.transact(registry.replace_env, owner, _checked_env(request))
         return await self._env(owner)
@@ -87,7 +87,7 @@ class VariableHandlers:
 
 
 def _secret_name(request: web.Request) -> str:
-    name = str(validated(request).parameters.path["secret"])
+    name = str(validated(request).path["secret"])
     if not is_env_name(name) or is_reserved(name):
         raise ProblemError(422, "that name is reserved for Hobotnica")
     return name
