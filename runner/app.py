@@ -334,10 +334,7 @@ def _add_api_routes(
     store, intake = app[STORE], app[INTAKE]
 
     async def queue_builds(delivery: Delivery) -> DeliveryOutcome:
-        outcome = await store.record_delivery(delivery)
-        if outcome.build_ids:
-            intake.on_builds_queued()
-        return outcome
+        return await intake.record(delivery)
 
     context = ApiContext(
         settings=app[SETTINGS],

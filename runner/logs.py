@@ -42,7 +42,11 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(serializer=_json_line)
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stdout.isatty(),
+            # Never rich's tracebacks with locals: a local may hold a token or a secret.
+            exception_formatter=structlog.dev.plain_traceback,
+        )
     )
     exceptions: list[structlog.types.Processor] = (
         [structlog.processors.format_exc_info] if json else []

@@ -110,20 +110,26 @@ class Registrations:
         """GitHub answered 401 for the repository's stored token: check its access now."""
         if repository.lower() in self._checking:
             return
+        self._checking.add(repository.lower())  # now: a burst of 401s starts one check
 
         async def check() -> None:
-            registered = await self.store.transact(registry.get, repository)
-            if registered is not None and registered.status != "disabled":
-                await self.check_access(registered)
+            try:
+                registered = await self.store.transact(registry.get, repository)
+                if registered is not None and registered.status != "disabled":
+                    await self.check_access(registered)
+            finally:
+                self._checking.discard(repository.lower())
 
         self._spawn(check(), f"access check {repository}")
 
     async def check_access(self, registered: RegisteredRepository) -> None:
+        """Disable the registration unless its token still has write access (what registering
+        needed: read alone would keep a registrant of a public repository forever)."""
         name = registered.repository
         self._checking.add(name.lower())
         try:
             if registered.token is None:
-                await self.disable(name, ACCESS_REVOKED)
+                await self.disable(registered, ACCESS_REVOKED)
                 return
             self.access.forget(registered.token)  # ask GitHub, not the cache
             try:
@@ -133,36 +139,48 @@ class Registrations:
             except GitHubUnavailable:
                 log.warning("access check postponed: GitHub unavailable", repository=name)
                 return
-            if found is None:
-                await self.disable(name, ACCESS_REVOKED)
+            if found is None or not found.allows("WRITE"):
+                await self.disable(registered, ACCESS_REVOKED)
             else:
-                await self.store.transact(registry.access_checked, name, time.time())
+                await self.store.transact(
+                    registry.access_checked, name, time.time(), registered.webhook_uid
+                )
         finally:
             self._checking.discard(name.lower())
 
-    async def disable(self, repository: str, reason: str) -> None:
-        stopping = await self.store.transact(registry.disable, repository, reason)
+    async def disable(self, registered: RegisteredRepository, reason: str) -> None:
+        name = registered.repository
+        stopping = await self.store.transact(registry.disable, name, reason, registered.webhook_uid)
+        if stopping is None:
+            return  # registered again meanwhile: that registration is not the one checked
         for build_id in stopping:
             self.stop_build(build_id, "Stopped: the repository was disabled")
-        await self.repositories.remove(repository)
-        log.warning(
-            "repository disabled; its mirror and workspace were deleted",
-            repository=repository,
-            reason=reason,
-        )
+        await self._remove_files(name)
+        log.warning("repository disabled", repository=name, reason=reason)
 
     async def remove(self, registered: RegisteredRepository) -> None:
+        name = registered.repository
         if registered.token:
-            self.on_removed(registered.repository, registered.token)
-        stopping = await self.store.transact(registry.remove, registered.repository)
+            self.on_removed(name, registered.token)
+            if registered.hook_id:  # first: nothing after this may keep GitHub sending
+                await self.access.delete_hook(registered.token, name, registered.hook_id)
+        stopping = await self.store.transact(registry.remove, name)
         for build_id in stopping:
             self.stop_build(build_id, "Stopped: the repository was removed")
-        await self.repositories.remove(registered.repository)
-        if registered.hook_id and registered.token:
-            await self.access.delete_hook(
-                registered.token, registered.repository, registered.hook_id
+        await self._remove_files(name)
+        log.info("repository removed", repository=name)
+
+    async def _remove_files(self, repository: str) -> None:
+        """Delete the mirror and workspace; a failure is logged, never the caller's error."""
+        try:
+            await self.repositories.remove(repository)
+        except OSError as error:
+            log.error(
+                "could not delete a repository's files; delete them by hand",
+                repository=repository,
+                error=type(error).__name__,
+                path=str(getattr(error, "filename", "")),
             )
-        log.info("repository removed", repository=registered.repository)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         # A fresh context: the request that started it (its client, its delivery) is over.

@@ -120,6 +120,18 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """Who may register repositories through the REST API (`runner.api`)."""
+
+    # GitHub owners (users or organisations) whose repositories may be registered; empty: none.
+    # A registration runs its Makefile on this host, so this is the operator's decision.
+    allowed_owners: tuple[str, ...] = ()
+
+    def allows_owner(self, owner: str) -> bool:
+        return owner.lower() in (allowed.lower() for allowed in self.allowed_owners)
+
+
+@dataclass(frozen=True)
 class Project:
     repository: str
     deploy_branch: str | None = None
@@ -143,6 +155,7 @@ class Settings:
     pull_requests: PullRequestSettings = PullRequestSettings()
     deploy: DeploySettings = DeploySettings()
     ui: UiSettings = UiSettings()
+    api: ApiSettings = ApiSettings()
     projects: tuple[Project, ...] = ()
     inherited_env: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
@@ -176,7 +189,17 @@ def parse_settings(
     _reject_unknown(
         raw,
         "",
-        {"server", "github", "storage", "builds", "pull_requests", "deploy", "ui", "projects"},
+        {
+            "server",
+            "github",
+            "storage",
+            "builds",
+            "pull_requests",
+            "deploy",
+            "ui",
+            "api",
+            "projects",
+        },
     )
     server = _table(raw, "server")
     github = _table(raw, "github")
@@ -278,6 +301,7 @@ def parse_settings(
 
     deploy = _parse_deploy(_table(raw, "deploy"), base_dir)
     ui = _parse_ui(_table(raw, "ui"), public_url)
+    api = _parse_api(_table(raw, "api"))
 
     projects_raw = raw.get("projects", [])
     if not isinstance(projects_raw, list):
@@ -321,10 +345,22 @@ def parse_settings(
         pull_requests=PullRequestSettings(forks=forks),
         deploy=deploy,
         ui=ui,
+        api=api,
         projects=projects,
         inherited_env=inherited_environment(environ),
         config_path=config_path,
     )
+
+
+def _parse_api(table: Mapping[str, Any]) -> ApiSettings:
+    _reject_unknown(table, "api.", {"allowed_owners"})
+    owners = _get(table, "api.allowed_owners", list, [])
+    for owner in owners:
+        if not isinstance(owner, str) or not is_repository_name(f"{owner}/x"):
+            raise ConfigError(f"api.allowed_owners: {owner!r} is not a GitHub user or organisation")
+        if owner.lower() == "local":
+            raise ConfigError("api.allowed_owners: 'local' is reserved for hobotnica try")
+    return ApiSettings(allowed_owners=tuple(owners))
 
 
 def _addresses(table: Mapping[str, Any], name: str) -> list[str]:

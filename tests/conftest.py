@@ -67,6 +67,7 @@ def make_settings(tmp_path: Path, fake_github: FakeGitHub, remote_root: Path) ->
         pull_requests: dict[str, Any] | None = None,
         token: str | None = TOKEN,
         ui: dict[str, Any] | None = None,
+        api: dict[str, Any] | None = None,
     ) -> Settings:
         github: dict[str, Any] = {
             "api_url": fake_github.url,
@@ -83,6 +84,8 @@ def make_settings(tmp_path: Path, fake_github: FakeGitHub, remote_root: Path) ->
             "pull_requests": pull_requests or {},
             # Pages open to all unless a test is about signing in (tests/test_pages_auth.py).
             "ui": ui if ui is not None else {"public": True},
+            # The owners the API tests register repositories of (tests/test_api_*.py).
+            "api": api if api is not None else {"allowed_owners": ["octo-org"]},
             "projects": projects if projects is not None else [{"repository": "octo/app"}],
         }
         return parse_settings(raw, DAEMON_ENVIRONMENT, base_dir=tmp_path)

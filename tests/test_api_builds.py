@@ -177,6 +177,37 @@ async def test_a_sha_alone_rebuilds_it_as_the_branch_it_was_built_as(
     assert (await finished(world, again["id"]))["state"] == "success"
 
 
+async def test_a_commit_that_is_not_on_the_branch_is_422(world: ApiWorld, hello: Remote) -> None:
+    # Write access must not build (or deploy) a commit as a branch it was never pushed to.
+    elsewhere = hello.commit({"Makefile": PASSING}, branch="unreviewed")
+
+    answer = await world.carol.post(
+        f"{ONE}/builds", {"job": "test", "ref": "main", "sha": elsewhere}
+    )
+
+    assert answer.status == 422
+    assert [e["pointer"] for e in answer.body["errors"]] == ["/sha"]
+
+
+async def test_a_deploy_builds_only_the_deploy_branchs_head(world: ApiWorld, hello: Remote) -> None:
+    older = hello.commit({"Makefile": PASSING}, message="older")
+    hello.commit({"Makefile": PASSING}, message="newer")
+
+    answer = await world.carol.post(f"{ONE}/builds", {"job": "deploy", "ref": "main", "sha": older})
+
+    assert answer.status == 422  # an older commit: deploys never go backwards
+    assert [e["pointer"] for e in answer.body["errors"]] == ["/sha"]
+
+
+async def test_a_deploy_needs_its_branch(world: ApiWorld, hello: Remote) -> None:
+    sha = hello.commit({"Makefile": PASSING})
+    await finished(world, (await start(world, ref="main"))["id"])
+
+    answer = await world.carol.post(f"{ONE}/builds", {"job": "deploy", "sha": sha})
+
+    assert answer.status == 422
+
+
 async def test_a_sha_never_built_here_alone_is_422(world: ApiWorld) -> None:
     answer = await world.carol.post(f"{ONE}/builds", {"job": "test", "sha": "a" * 40})
 

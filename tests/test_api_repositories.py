@@ -473,3 +473,33 @@ async def test_a_repository_webhook_builds_its_repository_in_any_spelling(
 
     assert status == 202 and len(answer["builds"]) == 1
     assert (await world.fake_github.wait_final(sha)).state == "success"
+
+
+async def test_owners_the_operator_did_not_allow_cannot_register(
+    fake_github: FakeGitHub, daemon: DaemonFactory, make_settings: SettingsFactory, hello: Remote
+) -> None:
+    # A registration runs its Makefile on this host: only owners in api.allowed_owners.
+    know_the_cast(fake_github)
+    world = make_world(
+        await daemon(own_public_url(make_settings(api={"allowed_owners": ["someone-else"]}))),
+        fake_github,
+    )
+
+    answer = await world.alice.post("/api/repositories", {"owner": "octo-org", "name": "hello"})
+
+    assert answer.status == 403
+    assert "api.allowed_owners" in answer.body["detail"]
+    assert fake_github.hooks == {}
+
+
+async def test_a_registrant_left_with_read_access_is_disabled(
+    fake_github: FakeGitHub, daemon: DaemonFactory, make_settings: SettingsFactory, hello: Remote
+) -> None:
+    # On a public repository every token can read: the check asks for what registering needed.
+    world = await revocation_world(fake_github, daemon, make_settings, hello)
+    await world.register_ready()
+
+    fake_github.grant("alice", REPOSITORY, "READ")
+
+    shown = await wait_for_repository(world.bob, REPOSITORY, "disabled")
+    assert shown.body["status"] == "disabled", shown.body

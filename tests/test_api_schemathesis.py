@@ -71,6 +71,7 @@ def _settings(tmp: Path, remotes: Path, github_url: str, public_url: str) -> Set
         "builds": {"kill_grace": 2, "drain_timeout": 10, "concurrency": 1},
         # The build record's own sign-in is the pages' (tests/test_pages_*); here it is open.
         "ui": {"public": True},
+        "api": {"allowed_owners": ["octo-org"]},
         "projects": [],
     }
     return parse_settings(raw, DAEMON_ENVIRONMENT, base_dir=tmp)

@@ -73,6 +73,7 @@ class Authenticator:
         try:
             login = await self._access.viewer(token)
         except TokenRejected:
+            self._access.forget(token)
             raise token_rejected() from None
         except GitHubUnavailable:
             raise github_unavailable() from None
@@ -97,6 +98,7 @@ class Authenticator:
                 caller = await self.caller(request)
                 found = await self._access.repository(token, repository)
         except TokenRejected:
+            self._access.forget(token)
             raise token_rejected() from None
         except GitHubUnavailable:
             raise github_unavailable() from None
@@ -114,6 +116,7 @@ class Authenticator:
         try:
             allowed = await self._access.administers_owner(caller.token, owner)
         except TokenRejected:
+            self._access.forget(caller.token)
             raise token_rejected() from None
         except GitHubUnavailable:
             raise github_unavailable() from None

@@ -5,19 +5,34 @@ with an `api-` id), so superseding, deploy ordering and statuses work as they do
 Its place in its branch's order is its arrival: a newer request wins over older queued ones.
 """
 
+import asyncio
+import dataclasses
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from runner.api.context import ApiContext, body, path_repository, unprocessable, validated
+from runner.api.github_access import RepositoryAccess
 from runner.api.problems import ProblemError, not_found
 from runner.control import Cancelled
 from runner.models import BuildRequest
 from runner.names import is_branch_name
+from runner.settings import Project
 from runner.store import Delivery, api_queries, registry
+
+BRANCH_FETCH_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class _Known:
+    repository: str
+    login: str
+    token: str | None  # a registration's own; None: the daemon's
+    access: RepositoryAccess
 
 
 class BuildHandlers:
@@ -32,20 +47,20 @@ class BuildHandlers:
             web.post("/api/builds/{id:[0-9]+}/cancel", self.cancel),
         ]
 
-    async def _known(self, request: web.Request, needed: str) -> tuple[str, str, str | None]:
-        """(repository, login, token for git) of a registered or configured repository."""
+    async def _known(self, request: web.Request, needed: str) -> _Known:
+        """A registered or configured repository the caller may act on as `needed`."""
         context = self._context
         caller, access = await context.auth.repository(request, path_repository(request), needed)
         registered = await context.store.transact(registry.get, access.repository)
         if registered is not None:
-            return registered.repository, caller.login, registered.token
+            return _Known(registered.repository, caller.login, registered.token, access)
         project = context.settings.project(access.repository)
         if project is None:
             raise not_found()
-        return project.repository, caller.login, None
+        return _Known(project.repository, caller.login, None, access)
 
     async def list(self, request: web.Request) -> web.Response:
-        repository, _, _ = await self._known(request, "READ")
+        repository = (await self._known(request, "READ")).repository
         query = validated(request).query
         per_page = int(query.get("per_page", 30))
         builds = await self._context.store.list_builds(
@@ -70,56 +85,59 @@ class BuildHandlers:
         return web.json_response({"builds": described, "next": next_url})
 
     async def start(self, request: web.Request) -> web.Response:
+        """Build a branch's head or a commit on it, or re-run a commit as it was built.
+
+        A commit given with its branch must be on that branch, and a deploy builds only the
+        deploy branch's head: a person with write access cannot deploy a commit the branch's
+        protection never let in, nor go back to an older one. A commit given alone is built as
+        its newest build was (a pull request's commit stays a pull request's, fork rules and all).
+        """
         context = self._context
-        repository, login, token = await self._known(request, "WRITE")
+        known = await self._known(request, "WRITE")
         wanted = body(request)
-        job: str = wanted["job"]
+        deploy = wanted["job"] == "deploy"
         ref: str | None = wanted.get("ref")
         sha: str | None = wanted.get("sha")
         if ref is not None and not is_branch_name(ref):
             raise unprocessable("not a valid branch name", "/ref")
-        project = await context.projects.resolve(repository)
+        project = await context.projects.resolve(known.repository)
         if project is None:
             raise ProblemError(409, "the repository is disabled; register it again")
         if ref is None:
             if sha is None:
-                raise unprocessable("give ref (a branch), sha (a commit), or both")
-            earlier = await context.store.transact(api_queries.latest_ref_of_sha, repository, sha)
-            if earlier is None:
-                raise unprocessable("this commit was never built here: give its branch as ref")
-            full_ref, branch = earlier
+                raise unprocessable("give ref (a branch), sha (a commit on it), or both")
+            if deploy:
+                raise unprocessable("a deploy needs ref: the deploy branch", "/ref")
+            request_ = await self._as_built_before(known.repository, sha)
         else:
-            full_ref, branch = f"refs/heads/{ref}", ref
-            if sha is None:
-                sha = await context.repositories.branch_head(
-                    repository, ref, context.projects.clone_url(project), token
-                )
-                if sha is None:
-                    raise unprocessable("no such branch in the repository", "/ref")
-        deploy = job == "deploy"
-        if deploy:
-            deploy_branch = project.deploy_branch or await self._default_branch(repository)
-            if not project.deploy_enabled or full_ref != f"refs/heads/{deploy_branch}":
-                raise unprocessable(
-                    "only the deploy branch is deployed, so deploys never go backwards", "/job"
-                )
-        now = time.time()
+            if deploy:
+                deploy_branch = project.deploy_branch or known.access.default_branch
+                if not project.deploy_enabled or ref != deploy_branch:
+                    raise unprocessable(
+                        "only the deploy branch is deployed, so deploys never go backwards",
+                        "/job",
+                    )
+            head = await self._branch_head(known, project, ref)
+            if sha is not None and sha != head:
+                if deploy:
+                    raise unprocessable("only the deploy branch's head is deployed", "/sha")
+                if not await context.repositories.is_ancestor(known.repository, sha, head):
+                    raise unprocessable("that commit is not on the branch", "/sha")
+            request_ = BuildRequest(
+                repository=known.repository,
+                sha=sha or head,
+                ref=f"refs/heads/{ref}",
+                branch=ref,
+                deploy_after_test=deploy,
+            )
         outcome = await context.queue_builds(
             Delivery(
                 id=f"api-{uuid.uuid4()}",
                 event="api",
                 hook_id=None,
-                received_at=now,
-                outcome=f"accepted: started by {login}",
-                requests=(
-                    BuildRequest(
-                        repository=repository,
-                        sha=sha,
-                        ref=full_ref,
-                        branch=branch,
-                        deploy_after_test=deploy,
-                    ),
-                ),
+                received_at=time.time(),
+                outcome=f"accepted: started by {known.login}",
+                requests=(request_,),
                 stop_running=context.settings.builds.cancel_running,
             )
         )
@@ -128,15 +146,35 @@ class BuildHandlers:
         shown = await context.describe_build(build)
         return web.json_response(shown, status=202, headers={"Location": shown["url"]})
 
-    async def _default_branch(self, repository: str) -> str:
-        registered = await self._context.store.transact(registry.get, repository)
-        return registered.default_branch if registered else ""
+    async def _as_built_before(self, repository: str, sha: str) -> BuildRequest:
+        earlier = await self._context.store.transact(
+            api_queries.latest_build_of_sha, repository, sha
+        )
+        if earlier is None:
+            raise unprocessable("this commit was never built here: give its branch as ref")
+        return dataclasses.replace(
+            earlier.request, deploy_after_test=False, message="", author="", pushed_at=None
+        )
+
+    async def _branch_head(self, known: "_Known", project: Project, branch: str) -> str:
+        context = self._context
+        try:
+            async with asyncio.timeout(BRANCH_FETCH_TIMEOUT):
+                head = await context.repositories.branch_head(
+                    known.repository, branch, context.projects.clone_url(project), known.token
+                )
+        except TimeoutError:
+            raise ProblemError(503, "the repository could not be fetched in time") from None
+        if head is None:
+            raise unprocessable("no such branch in the repository (or it is still cloning)", "/ref")
+        return head
 
     async def cancel(self, request: web.Request) -> web.Response:
         context = self._context
         build_id = int(validated(request).path["id"])
+        await context.auth.caller(request)  # strangers learn nothing about which ids exist
         build = await context.store.get_build(build_id)
-        if build is None:
+        if build is None or context.projects.is_local(build.repository):
             raise not_found()
         caller, _ = await context.auth.repository(request, build.repository, "WRITE")
         outcome = await context.control.cancel(build_id, by=caller.login)

@@ -182,7 +182,10 @@ class GitHubAccess:
             raise GitHubUnavailable(f"GitHub answered {status}") from None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             raise GitHubUnavailable("GitHub could not be reached") from None
-        return HookResult(str(created["id"]))
+        hook_id = created.get("id") if isinstance(created, dict) else None
+        if hook_id is None:
+            return HookResult(None, "GitHub's answer named no hook")
+        return HookResult(str(hook_id))
 
     async def delete_hook(self, token: str, repository: str, hook_id: str) -> bool:
         try:

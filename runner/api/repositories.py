@@ -62,8 +62,15 @@ class RepositoryHandlers:
             raise unprocessable("not a valid repository name", "/name")
         caller, access = await context.auth.repository(request, repository, "WRITE")
         canonical = access.repository
+        if not is_repository_name(canonical):  # GitHub's answer is input too
+            raise ProblemError(502, "GitHub answered with an unusable repository name")
         if context.settings.project(canonical) is not None:
             raise ProblemError(409, "this repository is configured in the config file")
+        if not context.settings.api.allows_owner(canonical.split("/")[0]):
+            raise ProblemError(
+                403,
+                "this Hobotnica does not take registrations for this owner (api.allowed_owners)",
+            )
         deploy_branch = wanted.get("deploy_branch")
         if deploy_branch is not None and not is_branch_name(deploy_branch):
             raise unprocessable("not a valid branch name", "/deploy_branch")

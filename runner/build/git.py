@@ -138,6 +138,17 @@ class Repositories:
                 return None
             return out.strip() or None
 
+    async def is_ancestor(self, repository: str, sha: str, head: str) -> bool:
+        """Whether commit `sha` is `head` or comes before it (both in the mirror)."""
+        mirror = self.mirror_path(repository)
+        try:
+            await self._git(
+                "-C", str(mirror), "merge-base", "--is-ancestor", sha, head, env=self._base_env
+            )
+        except CheckoutError:  # not an ancestor, or not in the mirror at all
+            return False
+        return True
+
     async def remove(self, repository: str) -> None:
         """Delete the repository's mirror and workspace (its registration is gone)."""
         async with self._lock(repository):

@@ -150,7 +150,8 @@ class BuildWorker:
             build_log.close()
 
     def _timeout(self, project: Project) -> float:
-        return project.timeout or self.settings.builds.timeout
+        """A registration may shorten the operator's timeout, never lengthen it."""
+        return min(project.timeout or self.settings.builds.timeout, self.settings.builds.timeout)
 
     def _status(
         self, build: Build, project: Project, outcome: MakeOutcome, build_log: BuildLog

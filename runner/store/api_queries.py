@@ -2,12 +2,14 @@
 
 import sqlite3
 
+from runner.models import Build
+from runner.store.sqlite import build_of
 
-def latest_ref_of_sha(db: sqlite3.Connection, repository: str, sha: str) -> tuple[str, str] | None:
-    """(ref, branch) of the newest build of `sha`: what a re-run by sha is built as."""
+
+def latest_build_of_sha(db: sqlite3.Connection, repository: str, sha: str) -> Build | None:
+    """The newest build of `sha`: what a re-run by sha is built as."""
     row = db.execute(
-        "SELECT ref, branch FROM builds WHERE repository = ? COLLATE NOCASE AND sha = ?"
-        " ORDER BY id DESC LIMIT 1",
+        "SELECT * FROM builds WHERE repository = ? AND sha = ? ORDER BY id DESC LIMIT 1",
         (repository, sha),
     ).fetchone()
-    return None if row is None else (str(row["ref"]), str(row["branch"]))
+    return None if row is None else build_of(row)

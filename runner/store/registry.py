@@ -128,16 +128,21 @@ def set_status(
     return db.execute(query, params).rowcount > 0
 
 
-def disable(db: sqlite3.Connection, repository: str, reason: str) -> list[int]:
+def disable(
+    db: sqlite3.Connection, repository: str, reason: str, webhook_uid: str
+) -> list[int] | None:
     """Access is gone: no token kept, no webhook accepted, no build started or left running.
 
-    Returns the running builds asked to stop.
+    Only the registration that was checked (`webhook_uid`): one made again meanwhile, with
+    another token, is left alone (None). Returns the running builds asked to stop.
     """
-    db.execute(
+    changed = db.execute(
         "UPDATE repositories SET status = 'disabled', status_reason = ?, token = NULL"
-        " WHERE repository = ?",
-        (reason[:500], repository),
-    )
+        " WHERE repository = ? AND webhook_uid = ?",
+        (reason[:500], repository, webhook_uid),
+    ).rowcount
+    if not changed:
+        return None
     _end_queued_builds(db, repository, "Not built: the repository was disabled")
     return _stop_running_builds(db, repository, "Stopped: the repository was disabled")
 
@@ -159,9 +164,10 @@ def set_hook_id(db: sqlite3.Connection, repository: str, hook_id: str) -> None:
     db.execute("UPDATE repositories SET hook_id = ? WHERE repository = ?", (hook_id, repository))
 
 
-def access_checked(db: sqlite3.Connection, repository: str, when: float) -> None:
+def access_checked(db: sqlite3.Connection, repository: str, when: float, webhook_uid: str) -> None:
     db.execute(
-        "UPDATE repositories SET access_checked_at = ? WHERE repository = ?", (when, repository)
+        "UPDATE repositories SET access_checked_at = ? WHERE repository = ? AND webhook_uid = ?",
+        (when, repository, webhook_uid),
     )
 
 

@@ -21,7 +21,7 @@ from runner.metrics import Metrics
 from runner.names import is_delivery_id, is_event_name
 from runner.settings import Settings
 from runner.statuses import superseded_by
-from runner.store import Delivery, Store
+from runner.store import Delivery, DeliveryOutcome, Store
 from runner.webhooks.plan import PayloadError, ProjectLookup
 from runner.webhooks.routing import plan_event
 from runner.webhooks.signature import is_valid_signature
@@ -81,6 +81,17 @@ class Intake:
                 **fields,
             )
             return response
+
+    async def record(self, delivery: Delivery) -> DeliveryOutcome:
+        """Persist a delivery (a webhook's, or a build started through the API) and act on it."""
+        recorded = await self.store.record_delivery(delivery)
+        if recorded.build_ids:
+            self.on_builds_queued()
+        # The store holds the stop request for whichever daemon runs the build; this one is
+        # told at once, another at its next heartbeat.
+        for build_id, newer_sha in recorded.running_superseded:
+            self.stop_build(build_id, superseded_by(newer_sha))
+        return recorded
 
     async def _answer(
         self, request: web.Request, received_at: float, target: WebhookTarget
@@ -145,7 +156,7 @@ class Intake:
                 return _error(400, str(error)), {**fields, "outcome": "rejected"}
             requests = plan.requests
             outcome = "accepted" if requests else f"ignored: {plan.ignored}"
-        recorded = await self.store.record_delivery(
+        recorded = await self.record(
             Delivery(
                 id=delivery_id,
                 event=event,
@@ -160,12 +171,6 @@ class Intake:
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
-        if recorded.build_ids:
-            self.on_builds_queued()
-        # The store holds the stop request for whichever daemon runs the build; this one is
-        # told at once, another at its next heartbeat.
-        for build_id, newer_sha in recorded.running_superseded:
-            self.stop_build(build_id, superseded_by(newer_sha))
         fields.update(outcome=outcome, builds=list(recorded.build_ids))
         if recorded.superseded_ids:
             fields["superseded"] = list(recorded.superseded_ids)
