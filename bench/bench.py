@@ -11,8 +11,6 @@ signed push payloads shaped like GitHub's, and reports as a table and as JSON:
   push of every repository was built, and the time until all newest pushes have a final status.
 - S3: 2,000 pushes to one repository at concurrency 50: intake rate and p99, builds run, time from
   the last webhook to the newest push's final status. Run 3 times; the median run is reported.
-  Its load generator writes pre-serialised requests on 50 keep-alive connections, so it takes
-  little of the 2 cores the daemon runs on (`--generator aiohttp` uses the aiohttp client).
 - Memory: the daemon's RSS idle, and its peak through S3 (sampled from /proc every 10 ms).
 """
 
@@ -38,7 +36,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 HERE = Path(__file__).parent
 PAYLOAD_EXAMPLE = HERE.parent / "tests" / "payloads" / "push.json"
@@ -46,8 +43,6 @@ SECRET = "bench-secret-0123456789abcdef"
 TOKEN = "bench-token-0123456789"
 WAIT_LIMIT = 120.0
 S3_RUNS = 3
-# S3's load generator: "lean" (raw keep-alive streams) or "aiohttp" (the client library).
-GENERATOR = ["lean"]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -254,55 +249,6 @@ async def send_all(
     return latencies, time.perf_counter() - started, build_ids
 
 
-async def send_all_lean(
-    url: str, bodies: list[bytes], concurrency: int
-) -> tuple[list[float], float, list[int]]:
-    """`send_all`, with a load generator that costs the daemon's machine little CPU.
-
-    Each of `concurrency` keep-alive connections writes requests serialised ahead of time and
-    reads each answer's status line, headers and body: about a tenth of the CPU an aiohttp client
-    spends per request, which on 2 cores otherwise comes out of the daemon's share (wrk and
-    other HTTP benchmarks use lean generators for the same reason).
-    """
-    target = yarl_url(url)
-    requests = []
-    for body in bodies:
-        head = [f"POST {target.path} HTTP/1.1", f"Host: {target.host}:{target.port}"]
-        head += [f"{k}: {v}" for k, v in signed_headers(body).items()]
-        head.append(f"Content-Length: {len(body)}")
-        requests.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    latencies: list[float] = [0.0] * len(requests)
-    build_ids: list[int] = [0] * len(requests)
-    next_index = iter(range(len(requests)))
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection(target.host, target.port)
-        try:
-            for index in next_index:
-                started = time.perf_counter()
-                writer.write(requests[index])
-                status_line = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                answer = json.loads(await reader.readexactly(length))
-                assert status_line.split()[1] == b"202", (status_line, answer)
-                latencies[index] = (time.perf_counter() - started) * 1000
-                build_ids[index] = answer["builds"][0]
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - started, build_ids
-
-
-def yarl_url(url: str) -> URL:
-    return URL(url)
-
-
 async def build(session: aiohttp.ClientSession, daemon: Daemon, build_id: int) -> dict[str, Any]:
     async with session.get(f"{daemon.base}/api/builds/{build_id}") as response:
         data: dict[str, Any] = await response.json()
@@ -443,11 +389,7 @@ async def s3(
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         bodies = list(push_bodies(f"bench/{name}", shas))
-        url = f"{daemon.base}/webhooks/github"
-        if GENERATOR[0] == "lean":
-            latencies, took, ids = await send_all_lean(url, bodies, 50)
-        else:
-            latencies, took, ids = await send_all(session, url, bodies, 50)
+        latencies, took, ids = await send_all(session, f"{daemon.base}/webhooks/github", bodies, 50)
         last_sent = time.time()
         newest_sha = shas[ids.index(max(ids))]
         done_at = await wait_final(fake, [newest_sha])
@@ -524,14 +466,7 @@ def main() -> int:
         choices=["s1", "s1-bubblewrap", "s2", "s3"],
         help="run only these (default: all)",
     )
-    parser.add_argument(
-        "--generator",
-        choices=["lean", "aiohttp"],
-        default="lean",
-        help="S3's load generator (default lean: raw keep-alive streams)",
-    )
     args = parser.parse_args()
-    GENERATOR[0] = args.generator
     scenarios = args.scenario or ["s1", "s1-bubblewrap", "s2", "s3"]
     results = asyncio.run(run(scenarios))
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
