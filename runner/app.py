@@ -25,7 +25,6 @@ from runner.api import spec as api_spec
 from runner.api.auth import Authenticator
 from runner.api.builds import BuildHandlers
 from runner.api.context import ApiContext
-from runner.api.github_access import GitHubAccess
 from runner.api.middleware import api_middleware
 from runner.api.repositories import RepositoryHandlers
 from runner.api.variables import VariableHandlers
@@ -36,6 +35,7 @@ from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
 from runner.catchup import DeliveryCatchUp
 from runner.control import BuildControl
+from runner.github_access import GitHubAccess
 from runner.instance import is_gone, new_owner_id
 from runner.metrics import CONTENT_TYPE, Metrics
 from runner.models import Build
@@ -92,7 +92,7 @@ GITHUB_ACCESS = web.AppKey("github_access", GitHubAccess)
 REGISTRATIONS = web.AppKey("registrations", Registrations)
 STATUS_ROUTER = web.AppKey("status_router", StatusRouter)
 
-# How often the access-check job wakes to look for registrations due a check.
+# How often the registrations job wakes: clones to resume, access checks that are due.
 ACCESS_CHECK_POLL = 300.0
 ACCESS = web.AppKey("access", Access)
 RENDERER = web.AppKey("renderer", Renderer)
@@ -358,8 +358,8 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
     jobs = [
         Periodic("retention", app[RETENTION].run_once, RETENTION_INTERVAL),
         Periodic(
-            "access-check",
-            app[REGISTRATIONS].check_access_once,
+            "registrations",
+            app[REGISTRATIONS].look_after_registrations,
             min(ACCESS_CHECK_POLL, settings.github.access_check_interval),
         ),
     ]

@@ -20,10 +20,10 @@ from typing import Any
 
 import structlog
 
-from runner.api.github_access import GitHubAccess, GitHubUnavailable, TokenRejected
 from runner.build.git import Repositories
 from runner.build.masking import SecretMasker
 from runner.errors import CheckoutError
+from runner.github_access import GitHubAccess, GitHubUnavailable, TokenRejected
 from runner.projects import ProjectDirectory
 from runner.settings import Project
 from runner.store import Store, registry
@@ -50,54 +50,59 @@ class Registrations:
     on_removed: Callable[[str, str], None] = lambda _repository, _token: None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _checking: set[str] = field(default_factory=set)
+    _cloning: set[str] = field(default_factory=set)
 
     def clone_in_background(self, repository: str) -> None:
+        if repository.lower() in self._cloning:
+            return  # this daemon is at it already
+        self._cloning.add(repository.lower())
         self._spawn(self._clone(repository), f"clone {repository}")
 
     async def resume_clones(self) -> None:
-        """Start again the clones a stopped daemon left in `cloning`."""
+        """Start again the clones left in `cloning` by a daemon that stopped (at start, and
+        periodically: after a blue/green switch the old daemon may give one up later)."""
         for registered in await self.store.transact(registry.all_registered):
             if registered.status == "cloning":
                 self.clone_in_background(registered.repository)
 
+    async def look_after_registrations(self) -> None:
+        """The periodic job: interrupted clones, then the access checks that are due."""
+        await self.resume_clones()
+        await self.check_access_once()
+
     async def _clone(self, repository: str) -> None:
         lease = f"clone:{repository.lower()}"
-        if not await self.store.acquire_lease(lease, self.owner, CLONE_LEASE_SECONDS, self.is_gone):
-            return  # another daemon is cloning it
         try:
-            registered = await self.store.transact(registry.get, repository)
-            if registered is None or registered.status != "cloning":
-                return
-            clone_url = self.projects.clone_url(Project(repository=registered.repository))
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(CLONE_TIMEOUT):
-                    await self.repositories.clone(
-                        registered.repository, clone_url, registered.token
-                    )
-            except (CheckoutError, TimeoutError) as error:
-                masker = SecretMasker([registered.token] if registered.token else [])
-                reason = masker.mask_text(str(error) or f"timed out after {CLONE_TIMEOUT:g} s")
-                log.warning("clone failed", repository=registered.repository, reason=reason)
-                await self.store.transact(
-                    registry.set_status,
-                    registered.repository,
-                    "clone_failed",
-                    reason,
-                    only_from="cloning",
-                )
-                return
-            await self.store.transact(
-                registry.set_status, registered.repository, "ready", only_from="cloning"
-            )
-            log.info(
-                "cloned",
-                repository=registered.repository,
-                duration_s=round(time.monotonic() - started, 3),
-            )
+            if not await self.store.acquire_lease(
+                lease, self.owner, CLONE_LEASE_SECONDS, self.is_gone
+            ):
+                return  # another daemon is cloning it
+            await self._clone_under_lease(repository)
         finally:
+            self._cloning.discard(repository.lower())
             with contextlib.suppress(Exception):
                 await self.store.drop_lease(lease, self.owner)
+
+    async def _clone_under_lease(self, repository: str) -> None:
+        registered = await self.store.transact(registry.get, repository)
+        if registered is None or registered.status != "cloning":
+            return
+        name = registered.repository
+        clone_url = self.projects.clone_url(Project(repository=name))
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(CLONE_TIMEOUT):
+                await self.repositories.clone(name, clone_url, registered.token)
+        except (CheckoutError, TimeoutError) as error:
+            masker = SecretMasker([registered.token] if registered.token else [])
+            reason = masker.mask_text(str(error) or f"timed out after {CLONE_TIMEOUT:g} s")
+            log.warning("clone failed", repository=name, reason=reason)
+            await self.store.transact(
+                registry.set_status, name, "clone_failed", reason, only_from="cloning"
+            )
+            return
+        await self.store.transact(registry.set_status, name, "ready", only_from="cloning")
+        log.info("cloned", repository=name, duration_s=round(time.monotonic() - started, 3))
 
     async def check_access_once(self) -> None:
         """Re-check the registrations not checked for `access_check_interval` (periodic job)."""

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from runner.api.github_access import (
+from runner.api.problems import ProblemError, not_found
+from runner.github_access import (
     GitHubAccess,
     GitHubUnavailable,
     RepositoryAccess,
     TokenRejected,
 )
-from runner.api.problems import ProblemError, not_found
 
 RETRY_AFTER = "30"
 MAX_TOKEN_LENGTH = 1024

@@ -16,9 +16,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from runner.api.context import ApiContext, body, path_repository, unprocessable, validated
-from runner.api.github_access import RepositoryAccess
 from runner.api.problems import ProblemError, not_found
 from runner.control import Cancelled
+from runner.github_access import RepositoryAccess
 from runner.models import BuildRequest
 from runner.names import is_branch_name
 from runner.settings import Project

@@ -8,12 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from runner.api.auth import Authenticator
-from runner.api.github_access import GitHubAccess
 from runner.api.middleware import VALIDATED
 from runner.api.problems import ProblemError, not_found
 from runner.api.validated import Validated
 from runner.build.git import Repositories
 from runner.control import BuildControl
+from runner.github_access import GitHubAccess
 from runner.models import Build
 from runner.names import is_repository_name
 from runner.projects import ProjectDirectory

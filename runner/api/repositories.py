@@ -7,8 +7,8 @@ from aiohttp import web
 
 from runner.api.auth import github_unavailable, token_rejected
 from runner.api.context import ApiContext, body, path_repository, unprocessable
-from runner.api.github_access import GitHubUnavailable, TokenRejected
 from runner.api.problems import ProblemError
+from runner.github_access import GitHubUnavailable, TokenRejected
 from runner.names import is_branch_name, is_repository_name
 from runner.store import registry
 from runner.store.registry import Registration

@@ -18,8 +18,8 @@ import aiohttp
 import gidgethub
 from gidgethub.aiohttp import GitHubAPI
 
-from runner.api.single_flight import SingleFlightCache
 from runner.errors import HobotnicaError
+from runner.single_flight import SingleFlightCache
 
 # GitHub's repository permissions, weakest first.
 PERMISSIONS = ("READ", "TRIAGE", "WRITE", "MAINTAIN", "ADMIN")
