@@ -168,6 +168,27 @@ async def test_jobs_test_only_never_deploys_and_adding_deploy_deploys(
     assert deployed.authorization == f"token {ALICE_TOKEN}"
 
 
+async def test_turning_deploys_off_stops_a_deploy_already_on_its_way(
+    world: ApiWorld, hello: Remote, tmp_path: Path
+) -> None:
+    # During an incident: PATCH jobs [test] must also stop the deploy a running test would start.
+    registered = (await world.register_ready()).body
+    release = tmp_path / "release"
+    sha = hello.commit({"Makefile": makefile(test=wait_for_file(release), deploy="@echo deployed")})
+    await push(world, registered, sha, "main")
+    await world.fake_github.wait_running(sha)
+
+    await world.alice.patch(ONE, {"jobs": ["test"]})
+    release.touch()
+
+    assert (await world.fake_github.wait_final(sha)).state == "success"
+    deploy = await world.fake_github.wait_final(sha, "hobotnica/deploy")
+    assert (deploy.state, deploy.description) == (
+        "error",
+        "Not deployed: deploys are off for this repository",
+    )
+
+
 async def test_jobs_without_test_is_422(world: ApiWorld) -> None:
     await world.register_ready()
 

@@ -24,7 +24,7 @@ from runner.build.reaper import marker_for
 from runner.build.sandbox import Sandbox
 from runner.errors import CheckoutError
 from runner.metrics import Metrics
-from runner.models import Build
+from runner.models import Build, Job
 from runner.projects import ProjectDirectory
 from runner.settings import Project, Settings
 from runner.statuses import Status
@@ -87,6 +87,9 @@ class BuildWorker:
         project = await self.projects.resolve(build.repository)
         if project is None:
             return statuses.errored("Repository is no longer registered"), None
+        if build.job is Job.DEPLOY and not project.deploy_enabled:
+            # Deploys were turned off after this one was queued (PATCH jobs: [test]).
+            return statuses.errored("Not deployed: deploys are off for this repository"), None
         masker = SecretMasker(project.secrets.values())
         build_log = BuildLog(
             log_path(self.settings.data_dir, build.id), self.settings.builds.max_log_bytes
