@@ -5,15 +5,14 @@ GitHub is the fake on loopback (GraphQL viewer/repository, hook creation, status
 SQLite and HTTP are real. Every API answer is checked against the OpenAPI document.
 """
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
 
 from tests.conftest import PUBLIC_URL, SECRET, Daemon, DaemonFactory, SettingsFactory
-from tests.support.api import Answer, ApiClient
+from tests.support.api import ApiClient
+from tests.support.api_world import wait_for_repository
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
 from tests.support.webhooks import headers, push_payload
@@ -21,7 +20,6 @@ from tests.support.webhooks import headers, push_payload
 ALICE_TOKEN = "ghp_alice0123456789abcdefghijklmnopqrstu"
 MALLORY_TOKEN = "ghp_mallory0123456789abcdefghijklmnopq"
 REPOSITORY = "octo-org/hello"
-DEADLINE = 30.0
 
 
 @pytest.fixture
@@ -44,15 +42,6 @@ async def api_daemon(
 def alice(api_daemon: Daemon) -> ApiClient:
     assert api_daemon.client is not None
     return ApiClient(api_daemon.client, ALICE_TOKEN, "alice")
-
-
-async def wait_for_status(api: ApiClient, repository: str, wanted: str) -> Answer:
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        answer = await api.get(f"/api/repositories/{repository}")
-        if answer.body.get("status") == wanted or time.monotonic() > deadline:
-            return answer
-        await asyncio.sleep(0.05)  # polling a condition, with a deadline
 
 
 async def deliver_to(
@@ -92,7 +81,7 @@ async def test_register_clone_configure_and_build(
     (hook,) = fake_github.hooks.values()
     assert (hook.url, hook.secret, hook.content_type) == (webhook["url"], webhook["secret"], "json")
     assert sorted(hook.events) == ["pull_request", "push"]
-    ready = await wait_for_status(alice, REPOSITORY, "ready")
+    ready = await wait_for_repository(alice, REPOSITORY, "ready")
     assert ready.body["status"] == "ready", ready.body
     assert "secret" not in json.dumps(ready.body).replace("secrets", "")
 
