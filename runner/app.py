@@ -247,6 +247,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         owner=owner,
         metrics=app[METRICS],
         on_finished=on_finished,
+        on_credentials_refused=lambda repository: app[REGISTRATIONS].token_rejected(repository),
     )
     scheduler = Scheduler(
         store,

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from runner.build.git import Repositories
+from runner.build.git import Repositories, refuses_credentials
 from runner.build.masking import SecretMasker
 from runner.errors import CheckoutError
 from runner.github_access import GitHubAccess, GitHubUnavailable, TokenRejected
@@ -100,6 +100,8 @@ class Registrations:
             await self.store.transact(
                 registry.set_status, name, "clone_failed", reason, only_from="cloning"
             )
+            if registered.token is not None and refuses_credentials(str(error)):
+                self.token_rejected(name)
             return
         await self.store.transact(registry.set_status, name, "ready", only_from="cloning")
         log.info("cloned", repository=name, duration_s=round(time.monotonic() - started, 3))

@@ -6,11 +6,13 @@ variables, GitHub hook and webhook gone), losing access (disabled, files deleted
 its builds ended), a clone that fails, and a webhook that only ever builds its own repository.
 """
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.conftest import TOKEN, DaemonFactory, SettingsFactory
 from tests.support.api_world import (
@@ -521,6 +523,36 @@ async def test_a_registrant_left_with_read_access_is_disabled(
     await world.register_ready()
 
     fake_github.grant("alice", REPOSITORY, "READ")
+
+    shown = await wait_for_repository(world.bob, REPOSITORY, "disabled")
+    assert shown.body["status"] == "disabled", shown.body
+
+
+async def test_a_git_server_refusing_the_token_disables_a_registration_without_access(
+    fake_github: FakeGitHub,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    aiohttp_server: Any,
+) -> None:
+    # GitHub answers git's fetch with 401 once the token is revoked; that alone must trigger
+    # the access check, not wait for the hourly one.
+    gate = asyncio.Event()
+
+    async def refuse(request: web.Request) -> web.Response:
+        await gate.wait()
+        return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="GitHub"'})
+
+    git_app = web.Application()
+    git_app.router.add_route("*", "/{tail:.*}", refuse)
+    git_server = await aiohttp_server(git_app)
+    know_the_cast(fake_github)
+    settings = own_public_url(make_settings())
+    github = dataclasses.replace(settings.github, git_url=str(git_server.make_url("")).rstrip("/"))
+    world = make_world(await daemon(dataclasses.replace(settings, github=github)), fake_github)
+    assert (await world.register()).status == 202
+
+    fake_github.revoke("alice", REPOSITORY)
+    gate.set()
 
     shown = await wait_for_repository(world.bob, REPOSITORY, "disabled")
     assert shown.body["status"] == "disabled", shown.body

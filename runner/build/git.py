@@ -235,6 +235,22 @@ class Repositories:
         return out.decode(errors="replace")
 
 
+# What git prints when the server refuses its credentials: a 401 (git then asks for a user name,
+# which it may not), a 403, or GitHub's "not found" for a private repository out of reach.
+_REFUSED = (
+    "could not read username",
+    "authentication failed",
+    "returned error: 401",
+    "returned error: 403",
+    "repository not found",
+)
+
+
+def refuses_credentials(git_error: str) -> bool:
+    lowered = git_error.lower()
+    return any(marker in lowered for marker in _REFUSED)
+
+
 _BRANCHES_AND_TAGS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 

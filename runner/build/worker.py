@@ -16,7 +16,7 @@ import structlog
 
 from runner import statuses
 from runner.build.environment import build_environment, build_url
-from runner.build.git import Repositories
+from runner.build.git import Repositories, refuses_credentials
 from runner.build.logfile import BuildLog, log_path
 from runner.build.masking import SecretMasker
 from runner.build.process import MakeOutcome, StopRequest, run_make
@@ -49,6 +49,8 @@ class BuildWorker:
     owner: str
     metrics: Metrics
     on_finished: Callable[[], None]
+    # A registration's own token was refused by the git server: its access is to be checked.
+    on_credentials_refused: Callable[[str], None] = lambda _repository: None
 
     async def run(self, build: Build, stop: StopRequest) -> None:
         started = time.monotonic()
@@ -109,6 +111,8 @@ class BuildWorker:
                     return statuses.errored(stop.reason), None
                 reason = masker.mask_text(str(error))
                 build_log.note(f"checkout failed: {reason}")
+                if project.token is not None and refuses_credentials(str(error)):
+                    self.on_credentials_refused(build.repository)
                 return statuses.errored(f"Checkout failed: {reason}"), None
             if not request.message:
                 message, author = await self.repositories.commit_info(build.repository, request.sha)
