@@ -90,7 +90,6 @@ RETENTION = web.AppKey("retention", Retention)
 CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
 GITHUB_ACCESS = web.AppKey("github_access", GitHubAccess)
 REGISTRATIONS = web.AppKey("registrations", Registrations)
-STATUS_ROUTER = web.AppKey("status_router", StatusRouter)
 
 # How often the registrations job wakes: clones to resume, access checks that are due.
 ACCESS_CHECK_POLL = 300.0
@@ -165,10 +164,9 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         default = LoggedStatuses()
 
     async def registered_token(repository: str) -> str | None:
-        registered = await app[STORE].transact(registry.get, repository)
-        return None if registered is None else registered.token
+        return await app[STORE].transact(registry.status_token, repository)
 
-    app[STATUS_ROUTER] = github = StatusRouter(
+    github = StatusRouter(
         default,
         session=app[HTTP],
         api_url=settings.github.api_url,
@@ -278,7 +276,6 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         is_gone=owner_is_gone,
         stop_build=scheduler.cancel,
         access_check_interval=settings.github.access_check_interval,
-        on_removed=app[STATUS_ROUTER].retire,
     )
     scheduler.start()
     reporter.wake()

@@ -46,8 +46,6 @@ class Registrations:
     is_gone: Callable[[str | None], bool]
     stop_build: Callable[[int, str], object]
     access_check_interval: float
-    # Told the token of a removed repository, so statuses already owed still reach GitHub.
-    on_removed: Callable[[str, str], None] = lambda _repository, _token: None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _checking: set[str] = field(default_factory=set)
     _cloning: set[str] = field(default_factory=set)
@@ -167,10 +165,8 @@ class Registrations:
 
     async def remove(self, registered: RegisteredRepository) -> None:
         name = registered.repository
-        if registered.token:
-            self.on_removed(name, registered.token)
-            if registered.hook_id:  # first: nothing after this may keep GitHub sending
-                await self.access.delete_hook(registered.token, name, registered.hook_id)
+        if registered.token and registered.hook_id:  # first: nothing may keep GitHub sending
+            await self.access.delete_hook(registered.token, name, registered.hook_id)
         stopping = await self.store.transact(registry.remove, name)
         for build_id in stopping:
             self.stop_build(build_id, "Stopped: the repository was removed")

@@ -26,7 +26,6 @@ from typing import Any, Literal
 import aiohttp
 import gidgethub
 import structlog
-from cachetools import TTLCache
 from gidgethub.aiohttp import GitHubAPI
 
 from runner.build.environment import build_url
@@ -38,7 +37,6 @@ log = structlog.get_logger(logger_name="hobotnica.statuses")
 MAX_BACKOFF = 600.0
 SECONDARY_LIMIT_WAIT = 60.0
 BAD_TOKEN_WAIT = 300.0  # GitHub: wait at least a minute when no header says how long
-RETIRED_TOKEN_SECONDS = 600.0
 LEASE_NAME = "outbox"
 PAUSE_NAME = "github-rate-limit"  # in the store: every daemon honours a rate limit's wait
 LEASE_SECONDS = 30.0
@@ -124,10 +122,10 @@ class StatusRouter:
     """Each status with the right credential.
 
     The config's projects use the default (the daemon's token, or the log when it has none). An
-    API-registered repository uses its registrant's token, and nothing else. A repository just
-    removed keeps its token here, in memory, for `RETIRED_TOKEN_SECONDS`, so the final states of
-    the builds its removal stopped still reach GitHub; after that, or when its access is gone,
-    its statuses are dropped rather than posted with the operator's token.
+    API-registered repository uses its registrant's token, and nothing else: for a while after
+    its removal the store still gives it (so the final states of the builds the removal stopped
+    reach GitHub, whichever daemon posts them); after that, or when its access is gone, its
+    statuses are dropped rather than posted with the operator's token.
     """
 
     def __init__(
@@ -146,16 +144,11 @@ class StatusRouter:
         self._is_configured = is_configured
         self._registered_token = registered_token
         self._on_token_rejected = on_token_rejected
-        self._retired: TTLCache[str, str] = TTLCache(maxsize=1024, ttl=RETIRED_TOKEN_SECONDS)
-
-    def retire(self, repository: str, token: str) -> None:
-        """`repository` was removed: its last statuses still go with `token`, for a while."""
-        self._retired[repository.lower()] = token
 
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
         if self._is_configured(repository):
             return await self.default.post(repository, sha, payload)
-        token = await self._registered_token(repository) or self._retired.get(repository.lower())
+        token = await self._registered_token(repository)
         if token is None:
             log.info(
                 "status not posted: the repository is no longer registered with a token",

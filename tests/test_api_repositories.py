@@ -340,6 +340,28 @@ async def test_statuses_of_a_removed_repository_never_use_the_daemons_token(
     assert posted[-1].state != "pending"
 
 
+async def test_the_removed_repositorys_final_statuses_survive_a_daemon_change(
+    world: ApiWorld, hello: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blue/green: the daemon that posts the last statuses may not be the one that served DELETE.
+    registered = (await world.register_ready()).body
+    sha = hello.commit({"Makefile": makefile(test=wait_for_file(tmp_path / "never"))})
+    (build_id,) = await push(world, registered, sha, "feature")
+    await world.fake_github.wait_running(sha)
+    world.fake_github.scripted = [(502, {})] * 50  # GitHub is down for the first daemon
+    monkeypatch.setattr("runner.app.STATUS_FLUSH_TIMEOUT", 0.5)
+
+    assert (await world.alice.delete(ONE)).status == 204
+    await world.wait_for_build(build_id, lambda b: b["state"] == "error")
+    await world.daemon.stop()  # the final status is still in the outbox
+    assert world.fake_github.last_state(sha) == "pending"
+    world.fake_github.scripted = []
+    await world.daemon.start()  # another daemon, on the same store, with nothing in memory
+
+    final = await world.fake_github.wait_final(sha)
+    assert (final.state, final.authorization) == ("error", f"token {ALICE_TOKEN}")
+
+
 # --- losing access --------------------------------------------------------------------------
 
 

@@ -69,6 +69,17 @@ def get(db: sqlite3.Connection, repository: str) -> RegisteredRepository | None:
     return None if row is None else _repository(row)
 
 
+def status_token(db: sqlite3.Connection, repository: str) -> str | None:
+    """The token a registered repository's statuses are posted with (a retired one for a
+    while after its removal); None: none may be used."""
+    row = db.execute(
+        "SELECT token FROM repositories WHERE repository = ? UNION ALL"
+        " SELECT token FROM retired_tokens WHERE repository = ? AND until >= ?",
+        (repository, repository, time.time()),
+    ).fetchone()
+    return None if row is None else row["token"]
+
+
 def by_webhook_uid(db: sqlite3.Connection, uid: str) -> RegisteredRepository | None:
     row = db.execute("SELECT * FROM repositories WHERE webhook_uid = ?", (uid,)).fetchone()
     return None if row is None else _repository(row)
@@ -89,6 +100,7 @@ def register(db: sqlite3.Connection, new: Registration) -> RegisteredRepository 
     if existing is not None and existing.status != "disabled":
         return None
     db.execute("DELETE FROM repositories WHERE repository = ?", (new.repository,))
+    db.execute("DELETE FROM retired_tokens WHERE repository = ?", (new.repository,))
     db.execute(
         "INSERT INTO repositories (repository, owner, webhook_uid, webhook_secret, status,"
         " default_branch, deploy_branch, deploy_enabled, timeout, registered_by, token,"
@@ -171,12 +183,28 @@ def access_checked(db: sqlite3.Connection, repository: str, when: float, webhook
     )
 
 
+RETIRED_TOKEN_SECONDS = 600.0
+
+
 def remove(db: sqlite3.Connection, repository: str) -> list[int]:
-    """Forget a registration and its variables; returns the builds it left running."""
+    """Forget a registration and its variables; returns the builds it left running.
+
+    Its token is kept `RETIRED_TOKEN_SECONDS` longer (`status_token`), for the final statuses of
+    the builds this stops.
+    """
     canonical = get(db, repository)
     if canonical is None:
         return []
     name = canonical.repository
+    now = time.time()
+    db.execute("DELETE FROM retired_tokens WHERE until < ?", (now,))
+    if canonical.token:
+        db.execute(
+            "INSERT INTO retired_tokens (repository, token, until) VALUES (?, ?, ?)"
+            " ON CONFLICT (repository) DO UPDATE SET token = excluded.token,"
+            " until = excluded.until",
+            (name, canonical.token, now + RETIRED_TOKEN_SECONDS),
+        )
     db.execute("DELETE FROM repositories WHERE repository = ?", (name,))
     db.execute("DELETE FROM variables WHERE scope = ?", (name,))
     _end_queued_builds(db, name, "Not built: the repository was removed")

@@ -103,3 +103,11 @@ CREATE TABLE IF NOT EXISTS variables (
     value   TEXT NOT NULL,
     PRIMARY KEY (scope, secret, name)
 ) WITHOUT ROWID;
+
+-- The token of a registration just removed, for a while: the final statuses of the builds its
+-- removal stopped still go out with it, from whichever daemon posts them.
+CREATE TABLE IF NOT EXISTS retired_tokens (
+    repository TEXT PRIMARY KEY COLLATE NOCASE,
+    token      TEXT NOT NULL,
+    until      REAL NOT NULL
+) WITHOUT ROWID;
