@@ -12,7 +12,7 @@ webhooks and /health are never behind the sign-in, and routes with credentials o
 """
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ from runner.retention import INTERVAL as RETENTION_INTERVAL
 from runner.retention import Retention
 from runner.scheduler import Scheduler
 from runner.settings import Project, Settings
-from runner.store import Delivery, DeliveryOutcome, RecoveredBuild, Store, registry
+from runner.store import RecoveredBuild, Store, registry
 from runner.store.outbox import PENDING_HOLD
 from runner.web.auth import Access
 from runner.web.badge import BadgeView
@@ -306,7 +306,7 @@ async def _pages(app: web.Application) -> AsyncIterator[None]:
     live = LiveLog(settings.data_dir, store, watch, catalog)
     build_views = BuildViews(settings, store, catalog, renderer, access, control, live)
     app.router.add_routes(build_views.routes())
-    _add_api_routes(app, build_views.describe)
+    _add_api_routes(app, build_views.describe_all)
     app.router.add_routes(PageViews(store, catalog, renderer, access).routes())
     app.router.add_routes(BadgeView(store, catalog, access).routes())
     watch.start()
@@ -327,23 +327,18 @@ async def _end_live_streams(app: web.Application) -> None:
 
 def _add_api_routes(
     app: web.Application,
-    describe_build: Callable[[Build], Awaitable[dict[str, Any]]],
+    describe_builds: Callable[[Sequence[Build]], Awaitable[list[dict[str, Any]]]],
 ) -> None:
-    store, intake = app[STORE], app[INTAKE]
-
-    async def queue_builds(delivery: Delivery) -> DeliveryOutcome:
-        return await intake.record(delivery)
-
     context = ApiContext(
         settings=app[SETTINGS],
-        store=store,
+        store=app[STORE],
         access=app[GITHUB_ACCESS],
         auth=Authenticator(app[GITHUB_ACCESS]),
         registrations=app[REGISTRATIONS],
         projects=app[PROJECTS],
         repositories=app[REPOSITORIES],
-        describe_build=describe_build,
-        queue_builds=queue_builds,
+        describe_builds=describe_builds,
+        queue_builds=app[INTAKE].record,
         control=app[CONTROL],
     )
     for handlers in (RepositoryHandlers, VariableHandlers, BuildHandlers):

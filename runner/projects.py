@@ -16,7 +16,7 @@ from pathlib import Path
 from runner.names import is_repository_name
 from runner.settings import Project, Settings
 from runner.store import Store, registry
-from runner.store.registry import RegisteredRepository
+from runner.store.registry import RegisteredRepository, Variables
 
 LOCAL_OWNER = "local"
 
@@ -47,24 +47,15 @@ class ProjectDirectory:
         project = self.find(repository)
         if project is not None or self._store is None or not is_repository_name(repository):
             return project
-        registered = await self._store.transact(registry.get, repository)
-        if registered is None or registered.status == "disabled":
+        found = await self._store.transact(registry.with_build_variables, repository)
+        if found is None or found[0].status == "disabled":
             return None  # cloning or clone_failed still build: the build's fetch clones
-        return await self.registered_project(registered)
+        return _registered_project(*found)
 
     async def registered_project(self, registered: RegisteredRepository) -> Project:
         assert self._store is not None
-        owner_variables = await self._store.transact(registry.variables, registered.owner)
-        own = await self._store.transact(registry.variables, registered.repository)
-        return Project(
-            repository=registered.repository,
-            deploy_branch=registered.deploy_branch,
-            env={**owner_variables.env, **own.env},
-            secrets={**owner_variables.secrets, **own.secrets},
-            deploy_enabled=registered.deploy_enabled,
-            timeout=registered.timeout,
-            token=registered.token,
-        )
+        variables = await self._store.transact(registry.build_variables, registered)
+        return _registered_project(registered, variables)
 
     def local_path(self, name: str) -> Path:
         return self.local_root / f"{name}.git"
@@ -78,3 +69,15 @@ class ProjectDirectory:
         if self.is_local(project.repository):
             return self.local_path(project.repository.split("/")[1]).resolve().as_uri()
         return f"{self._settings.github.git_url}/{project.repository}.git"
+
+
+def _registered_project(registered: RegisteredRepository, variables: Variables) -> Project:
+    return Project(
+        repository=registered.repository,
+        deploy_branch=registered.deploy_branch,
+        env=variables.env,
+        secrets=variables.secrets,
+        deploy_enabled=registered.deploy_enabled,
+        timeout=registered.timeout,
+        token=registered.token,
+    )

@@ -22,7 +22,7 @@ from runner.github_access import RepositoryAccess
 from runner.models import BuildRequest
 from runner.names import is_branch_name
 from runner.settings import Project
-from runner.store import Delivery, api_queries, registry
+from runner.store import Delivery, registry
 
 BRANCH_FETCH_TIMEOUT = 60.0
 
@@ -81,7 +81,7 @@ class BuildHandlers:
                 f"{self._context.public_url}/api/repositories/{repository}/builds?"
                 + urlencode(following)
             )
-        described = [await self._context.describe_build(build) for build in builds]
+        described = await self._context.describe_builds(builds)
         return web.json_response({"builds": described, "next": next_url})
 
     async def start(self, request: web.Request) -> web.Response:
@@ -147,9 +147,7 @@ class BuildHandlers:
         return web.json_response(shown, status=202, headers={"Location": shown["url"]})
 
     async def _as_built_before(self, repository: str, sha: str) -> BuildRequest:
-        earlier = await self._context.store.transact(
-            api_queries.latest_build_of_sha, repository, sha
-        )
+        earlier = await self._context.store.latest_build_of_sha(repository, sha)
         if earlier is None:
             raise unprocessable("this commit was never built here: give its branch as ref")
         return dataclasses.replace(

@@ -1,7 +1,7 @@
 """What the API's handlers share: the daemon's parts, and how a repository is shown."""
 
 import datetime
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +34,12 @@ class ApiContext:
     registrations: Registrations
     projects: ProjectDirectory
     repositories: Repositories
-    describe_build: Callable[[Build], Awaitable[dict[str, Any]]]
+    describe_builds: Callable[[Sequence[Build]], Awaitable[list[dict[str, Any]]]]
     queue_builds: Callable[[Delivery], Awaitable[DeliveryOutcome]]
     control: BuildControl
+
+    async def describe_build(self, build: Build) -> dict[str, Any]:
+        return (await self.describe_builds([build]))[0]
 
     @property
     def public_url(self) -> str:
@@ -50,6 +53,11 @@ class ApiContext:
         if found is None:
             raise not_found()
         return found
+
+    async def path_registration(self, request: web.Request, needed: str) -> RegisteredRepository:
+        """The registration the path names, once the caller's access allows `needed`."""
+        _, access = await self.auth.repository(request, path_repository(request), needed)
+        return await self.registered(access.repository)
 
     async def repository_json(self, registered: RegisteredRepository) -> dict[str, Any]:
         owner, name = registered.repository.split("/")
@@ -69,7 +77,7 @@ class ApiContext:
             "registered_by": registered.registered_by,
             "created_at": iso(registered.created_at),
             "builds_url": f"{self.public_url}/api/repositories/{registered.repository}/builds",
-            "last_builds": [await self.describe_build(build) for build in builds],
+            "last_builds": await self.describe_builds(builds),
         }
 
 

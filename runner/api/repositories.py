@@ -6,8 +6,8 @@ import secrets
 from aiohttp import web
 
 from runner.api.auth import github_unavailable, token_rejected
-from runner.api.context import ApiContext, body, path_repository, unprocessable
-from runner.api.problems import ProblemError
+from runner.api.context import ApiContext, body, unprocessable
+from runner.api.problems import ProblemError, not_found
 from runner.github_access import GitHubUnavailable, TokenRejected
 from runner.names import is_branch_name, is_repository_name
 from runner.store import registry
@@ -131,16 +131,12 @@ class RepositoryHandlers:
         return web.json_response(shown, status=202, headers={"Location": location})
 
     async def show(self, request: web.Request) -> web.Response:
-        repository = path_repository(request)
-        _, access = await self._context.auth.repository(request, repository, "READ")
-        registered = await self._context.registered(access.repository)
+        registered = await self._context.path_registration(request, "READ")
         return web.json_response(await self._context.repository_json(registered))
 
     async def change(self, request: web.Request) -> web.Response:
         context = self._context
-        repository = path_repository(request)
-        _, access = await context.auth.repository(request, repository, "WRITE")
-        await context.registered(access.repository)
+        registered = await context.path_registration(request, "WRITE")
         wanted = body(request)
         changes: dict[str, object] = {}
         if "jobs" in wanted:
@@ -154,14 +150,15 @@ class RepositoryHandlers:
             changes["deploy_branch"] = branch
         if "timeout" in wanted:
             changes["timeout"] = wanted["timeout"]
-        changed = await context.store.transact(registry.update_settings, access.repository, changes)
-        assert changed is not None
+        changed = await context.store.transact(
+            registry.update_settings, registered.repository, changes
+        )
+        if changed is None:  # removed meanwhile
+            raise not_found()
         return web.json_response(await context.repository_json(changed))
 
     async def remove(self, request: web.Request) -> web.Response:
         context = self._context
-        repository = path_repository(request)
-        _, access = await context.auth.repository(request, repository, "WRITE")
-        registered = await context.registered(access.repository)
+        registered = await context.path_registration(request, "WRITE")
         await context.registrations.remove(registered)
         return web.Response(status=204)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from runner.api.context import ApiContext, body, path_repository, validated
+from runner.api.context import ApiContext, body, validated
 from runner.api.problems import FieldError, ProblemError, not_found
 from runner.names import is_env_name
 from runner.settings import MIN_SECRET_LENGTH
@@ -34,9 +34,7 @@ class VariableHandlers:
         ]
 
     async def _repository(self, request: web.Request, needed: str) -> str:
-        _, access = await self._context.auth.repository(request, path_repository(request), needed)
-        registered = await self._context.registered(access.repository)
-        return registered.repository
+        return (await self._context.path_registration(request, needed)).repository
 
     async def repository_env(self, request: web.Request) -> web.Response:
         scope = await self._repository(request, "READ")

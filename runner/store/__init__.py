@@ -184,6 +184,9 @@ class Store:
     async def latest_test_build(self, repository: str, branch: str) -> Build | None:
         return await self._run(self._backend.latest_test_build, repository, branch)
 
+    async def latest_build_of_sha(self, repository: str, sha: str) -> Build | None:
+        return await self._run(self._backend.latest_build_of_sha, repository, sha)
+
     async def deploy_branch_seen(self, repository: str) -> str | None:
         return await self._run(self._backend.deploy_branch_seen, repository)
 

@@ -75,6 +75,15 @@ def latest_test(db: sqlite3.Connection, repository: str, branch: str) -> sqlite3
     return row
 
 
+def latest_of_sha(db: sqlite3.Connection, repository: str, sha: str) -> sqlite3.Row | None:
+    """The newest build of a commit: what a re-run of it by sha is built as."""
+    row: sqlite3.Row | None = db.execute(
+        "SELECT * FROM builds WHERE repository = ? AND sha = ? ORDER BY id DESC LIMIT 1",
+        (repository, sha),
+    ).fetchone()
+    return row
+
+
 def deploy_branch(db: sqlite3.Connection, repository: str) -> str | None:
     """The branch the newest deploy-bound push went to: the repository's default branch (or
     its configured deploy branch) as intake saw it."""

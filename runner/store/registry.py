@@ -38,10 +38,6 @@ class RegisteredRepository:
     def owner(self) -> str:
         return self.repository.split("/")[0]
 
-    @property
-    def effective_deploy_branch(self) -> str | None:
-        return self.deploy_branch or self.default_branch or None
-
 
 @dataclass(frozen=True)
 class Variables:
@@ -219,6 +215,19 @@ def variables(db: sqlite3.Connection, scope: str) -> Variables:
         env={row["name"]: row["value"] for row in rows if not row["secret"]},
         secrets={row["name"]: row["value"] for row in rows if row["secret"]},
     )
+
+
+def build_variables(db: sqlite3.Connection, registered: RegisteredRepository) -> Variables:
+    """What its builds get: the owner's variables, overridden by the repository's own."""
+    shared, own = variables(db, registered.owner), variables(db, registered.repository)
+    return Variables(env={**shared.env, **own.env}, secrets={**shared.secrets, **own.secrets})
+
+
+def with_build_variables(
+    db: sqlite3.Connection, repository: str
+) -> tuple[RegisteredRepository, Variables] | None:
+    registered = get(db, repository)
+    return None if registered is None else (registered, build_variables(db, registered))
 
 
 def replace_env(db: sqlite3.Connection, scope: str, env: Mapping[str, str]) -> None:

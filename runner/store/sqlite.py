@@ -683,6 +683,10 @@ class SQLiteStore:
         row = listing.latest_test(self._db, repository, branch)
         return None if row is None else build_of(row)
 
+    def latest_build_of_sha(self, repository: str, sha: str) -> Build | None:
+        row = listing.latest_of_sha(self._db, repository, sha)
+        return None if row is None else build_of(row)
+
     def deploy_branch_seen(self, repository: str) -> str | None:
         return listing.deploy_branch(self._db, repository)
 

@@ -10,12 +10,14 @@ raw log. The log on disk is masked by the worker; everything shown is masked aga
 
 import asyncio
 import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from runner.build.environment import build_url
 from runner.build.logfile import log_path
+from runner.build.masking import SecretMasker
 from runner.control import BuildControl, Cancelled
 from runner.models import Build
 from runner.settings import Settings
@@ -83,7 +85,20 @@ class BuildViews:
         return build
 
     async def describe(self, build: Build) -> dict[str, Any]:
-        mask = (await self._catalog.masker(build.repository)).mask_text
+        return (await self.describe_all([build]))[0]
+
+    async def describe_all(self, builds: Sequence[Build]) -> list[dict[str, Any]]:
+        """Builds as JSON, each repository's masker looked up once (a listing shows many)."""
+        maskers: dict[str, SecretMasker] = {}
+        described = []
+        for build in builds:
+            if build.repository not in maskers:
+                maskers[build.repository] = await self._catalog.masker(build.repository)
+            described.append(self._described(build, maskers[build.repository]))
+        return described
+
+    def _described(self, build: Build, masker: SecretMasker) -> dict[str, Any]:
+        mask = masker.mask_text
         request = build.request
         public_url = self._settings.server.public_url
         return {

@@ -43,10 +43,10 @@ class RepositoryCatalog:
         return SecretMasker(project.secrets.values() if project else ())
 
     async def default_branch(self, repository: str) -> str | None:
-        project = await self._projects.resolve(repository)
+        project = self._projects.find(repository)
         if project is not None and project.deploy_branch:
             return project.deploy_branch
         registered = await self._store.transact(registry.get, repository)
-        if registered is not None and registered.default_branch:
-            return registered.default_branch
+        if registered is not None and (registered.deploy_branch or registered.default_branch):
+            return registered.deploy_branch or registered.default_branch
         return await self._store.deploy_branch_seen(repository)
