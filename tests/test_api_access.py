@@ -22,9 +22,7 @@ from tests.support.api_world import (
     TOKENS,
     UNKNOWN_TOKEN,
     ApiWorld,
-    know_the_cast,
-    make_world,
-    own_public_url,
+    start_world,
 )
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
@@ -45,8 +43,7 @@ def hello(remote_root: Any) -> Remote:
 async def world(
     daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, hello: Remote
 ) -> ApiWorld:
-    know_the_cast(fake_github)
-    return make_world(await daemon(own_public_url(make_settings())), fake_github)
+    return await start_world(fake_github, daemon, make_settings())
 
 
 def is_problem(answer: Answer, status: int) -> bool:

@@ -13,9 +13,7 @@ from tests.support.api_world import (
     REPOSITORY,
     ApiWorld,
     eventually,
-    know_the_cast,
-    make_world,
-    own_public_url,
+    start_world,
 )
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
@@ -36,11 +34,8 @@ def hello(remote_root: Path) -> Remote:
 async def world(
     fake_github: FakeGitHub, daemon: DaemonFactory, make_settings: SettingsFactory, hello: Remote
 ) -> ApiWorld:
-    know_the_cast(fake_github)
     hello.commit({"Makefile": PASSING})
-    world = make_world(
-        await daemon(own_public_url(make_settings(builds={"concurrency": 1}))), fake_github
-    )
+    world = await start_world(fake_github, daemon, make_settings(builds={"concurrency": 1}))
     await world.register_ready()
     return world
 

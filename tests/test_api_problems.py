@@ -20,9 +20,7 @@ from tests.support.api_world import (
     REPOSITORY,
     UNKNOWN_TOKEN,
     ApiWorld,
-    know_the_cast,
-    make_world,
-    own_public_url,
+    start_world,
 )
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
@@ -42,8 +40,7 @@ def hello(remote_root: Path) -> Remote:
 async def world(
     fake_github: FakeGitHub, daemon: DaemonFactory, make_settings: SettingsFactory, hello: Remote
 ) -> ApiWorld:
-    know_the_cast(fake_github)
-    world = make_world(await daemon(own_public_url(make_settings())), fake_github)
+    world = await start_world(fake_github, daemon, make_settings())
     await world.register_ready()
     return world
 

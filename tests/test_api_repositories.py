@@ -21,9 +21,7 @@ from tests.support.api_world import (
     TOKENS,
     ApiWorld,
     eventually,
-    know_the_cast,
-    make_world,
-    own_public_url,
+    start_world,
     wait_for_repository,
 )
 from tests.support.fake_github import FakeGitHub
@@ -45,9 +43,8 @@ def hello(remote_root: Path) -> Remote:
 async def world(
     fake_github: FakeGitHub, daemon: DaemonFactory, make_settings: SettingsFactory, hello: Remote
 ) -> ApiWorld:
-    know_the_cast(fake_github)
     hello.commit({"Makefile": PASSING})
-    return make_world(await daemon(own_public_url(make_settings())), fake_github)
+    return await start_world(fake_github, daemon, make_settings())
 
 
 async def push(world: ApiWorld, registered: dict[str, Any], sha: str, branch: str) -> list[int]:
@@ -368,11 +365,10 @@ async def test_the_removed_repositorys_final_statuses_survive_a_daemon_change(
 async def revocation_world(
     fake_github: FakeGitHub, daemon: DaemonFactory, make_settings: SettingsFactory, hello: Remote
 ) -> ApiWorld:
-    know_the_cast(fake_github)
     hello.commit({"Makefile": PASSING})
-    settings = own_public_url(make_settings(builds={"concurrency": 1}))
+    settings = make_settings(builds={"concurrency": 1})
     github = dataclasses.replace(settings.github, access_check_interval=0.2)
-    return make_world(await daemon(dataclasses.replace(settings, github=github)), fake_github)
+    return await start_world(fake_github, daemon, dataclasses.replace(settings, github=github))
 
 
 async def test_revoked_access_disables_the_repository_and_ends_its_builds(
@@ -524,11 +520,8 @@ async def test_owners_the_operator_did_not_allow_cannot_register(
     fake_github: FakeGitHub, daemon: DaemonFactory, make_settings: SettingsFactory, hello: Remote
 ) -> None:
     # A registration runs its Makefile on this host: only owners in api.allowed_owners.
-    know_the_cast(fake_github)
-    world = make_world(
-        await daemon(own_public_url(make_settings(api={"allowed_owners": ["someone-else"]}))),
-        fake_github,
-    )
+    settings = make_settings(api={"allowed_owners": ["someone-else"]})
+    world = await start_world(fake_github, daemon, settings)
 
     answer = await world.alice.post("/api/repositories", {"owner": "octo-org", "name": "hello"})
 
@@ -567,10 +560,9 @@ async def test_a_git_server_refusing_the_token_disables_a_registration_without_a
     git_app = web.Application()
     git_app.router.add_route("*", "/{tail:.*}", refuse)
     git_server = await aiohttp_server(git_app)
-    know_the_cast(fake_github)
-    settings = own_public_url(make_settings())
+    settings = make_settings()
     github = dataclasses.replace(settings.github, git_url=str(git_server.make_url("")).rstrip("/"))
-    world = make_world(await daemon(dataclasses.replace(settings, github=github)), fake_github)
+    world = await start_world(fake_github, daemon, dataclasses.replace(settings, github=github))
     assert (await world.register()).status == 202
 
     fake_github.revoke("alice", REPOSITORY)

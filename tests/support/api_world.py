@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.settings import Settings
-from tests.conftest import Daemon
+from tests.conftest import Daemon, DaemonFactory
 from tests.support.api import Answer, ApiClient
 from tests.support.fake_github import FakeGitHub
 from tests.support.webhooks import headers
@@ -123,6 +123,14 @@ class ApiWorld:
             if condition(build) or time.monotonic() > deadline:
                 return build
             await asyncio.sleep(0.05)  # polling a condition, with a deadline
+
+
+async def start_world(
+    fake_github: FakeGitHub, daemon: DaemonFactory, settings: Settings
+) -> ApiWorld:
+    """The cast known to the fake GitHub, and a daemon of `settings` with its own public URL."""
+    know_the_cast(fake_github)
+    return make_world(await daemon(own_public_url(settings)), fake_github)
 
 
 def make_world(daemon: Daemon, fake_github: FakeGitHub) -> ApiWorld:
