@@ -145,6 +145,10 @@ class StatusRouter:
         self._registered_token = registered_token
         self._on_token_rejected = on_token_rejected
 
+    def posts_to_github(self, repository: str) -> bool:
+        """A registration's statuses always go to GitHub; the config's, when there is a token."""
+        return not self._is_configured(repository) or isinstance(self.default, GitHubStatuses)
+
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
         if self._is_configured(repository):
             return await self.default.post(repository, sha, payload)
@@ -264,7 +268,7 @@ class StatusReporter:
             context=item.context, target_url=build_url(self._public_url, item.build_id)
         )
         local = self._is_local(item.repository)
-        posts_to_github = not local and isinstance(self._github, GitHubStatuses | StatusRouter)
+        posts_to_github = not local and _posts_to_github(self._github, item.repository)
         if posts_to_github and (wait := self._bucket.take(time.monotonic())):
             await asyncio.sleep(wait)
         outcome = await (self._local if local else self._github).post(
@@ -302,6 +306,15 @@ class StatusReporter:
                 await self._task
         with contextlib.suppress(Exception):
             await self._store.drop_lease(LEASE_NAME, self._owner)
+
+
+def _posts_to_github(
+    poster: "GitHubStatuses | LoggedStatuses | StatusRouter", repository: str
+) -> bool:
+    """Whether `repository`'s status is a GitHub request (paced), not a log line."""
+    if isinstance(poster, StatusRouter):
+        return poster.posts_to_github(repository)
+    return isinstance(poster, GitHubStatuses)
 
 
 class _Waiting(Exception):

@@ -16,6 +16,8 @@ from runner.reporter import (
     BAD_TOKEN_WAIT,
     SECONDARY_LIMIT_WAIT,
     GitHubStatuses,
+    LoggedStatuses,
+    StatusRouter,
     TokenBucket,
     retry_delay,
 )
@@ -108,3 +110,21 @@ def test_the_token_bucket_allows_a_burst_then_paces() -> None:
     assert [bucket.take(100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take(100.0) == pytest.approx(1.0)
     assert bucket.take(102.0) == 0.0  # refilled
+
+
+async def test_only_statuses_that_go_to_github_are_paced() -> None:
+    # Without a token the config's statuses are log lines: pacing them would only delay them.
+    async def no_token(_repository: str) -> str | None:
+        return None
+
+    async with aiohttp.ClientSession() as session:
+        router = StatusRouter(
+            LoggedStatuses(),
+            session=session,
+            api_url="http://127.0.0.1:9",
+            is_configured=lambda repository: repository == "octo/app",
+            registered_token=no_token,
+            on_token_rejected=lambda _repository: None,
+        )
+        assert not router.posts_to_github("octo/app")
+        assert router.posts_to_github("octo-org/registered")
