@@ -3,8 +3,9 @@
 import hashlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from runner import statuses
 from runner.models import BuildRequest, BuildState, Job
 from runner.statuses import Status, StatusState
-from runner.store.sqlite import OutboxItem, RecoveredBuild, SQLiteStore
+from runner.store.sqlite import Delivery, OutboxItem, RecoveredBuild, SQLiteStore
 
 REPO = "octo/app"
 # The reporter's clock, an hour ahead: every held `pending` state is due by then.
@@ -234,6 +235,44 @@ def test_newer_push_supersedes_older_queued_tests_of_the_same_branch_only(
         assert state(store, untouched) == (BuildState.QUEUED, "Queued")
     # GitHub never heard of it, so it gets no status at all: decided at once, in this transaction.
     assert outbox(path, older_main) == [("pending", "Queued", "dropped")]
+
+
+def sqlite_steps(store: SQLiteStore, action: Callable[[], object]) -> int:
+    """SQLite VM instructions `action` costs on the store's connection: a count, not a time."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._db.set_progress_handler(count, 1)
+    try:
+        action()
+    finally:
+        store._db.set_progress_handler(None, 1)
+    return steps
+
+
+def test_a_push_costs_the_same_however_long_its_branchs_history(store: SQLiteStore) -> None:
+    """Intake must not scan a lane's history: S3 (2,000 pushes to one branch) went quadratic."""
+
+    def pushes(numbers: range) -> list[Delivery]:
+        return [
+            Delivery(f"d-{n}", "push", "42", NOW, "accepted", [push_request(n)]) for n in numbers
+        ]
+
+    def push_request(n: int) -> BuildRequest:
+        return replace(request(n), pushed_at=1_700_000_000.0 + n)  # GitHub's push order
+
+    def cost_of_next_push(n: int) -> int:
+        return sqlite_steps(store, lambda: deliver(store, f"d-{n}", push_request(n)))
+
+    store.record_deliveries(pushes(range(20)))
+    short_history = cost_of_next_push(20)
+    store.record_deliveries(pushes(range(21, 1000)))  # one transaction: a burst's group commit
+    long_history = cost_of_next_push(1000)
+    assert long_history < short_history * 1.5, (short_history, long_history)
 
 
 def test_running_builds_are_not_superseded(store: SQLiteStore) -> None:

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS builds (
 CREATE INDEX IF NOT EXISTS builds_by_state ON builds (state, repository, id);
 CREATE INDEX IF NOT EXISTS builds_by_lane ON builds (repository, ref, job, state);
 CREATE INDEX IF NOT EXISTS builds_by_repository ON builds (repository, id);  -- the pages' lists
+CREATE INDEX IF NOT EXISTS builds_by_push ON builds (repository, ref, job, pushed_at);
 
 CREATE TABLE IF NOT EXISTS outbox (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,
