@@ -5,6 +5,7 @@ import asyncio
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.errors import ConfigError
@@ -92,7 +93,16 @@ def main(argv: list[str] | None = None) -> int:
             settings, server=dataclasses.replace(settings.server, port=args.port)
         )
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
-    return asyncio.run(serve_daemon(settings, Notifier(os.environ)))
+    with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
+        return runner.run(serve_daemon(settings, Notifier(os.environ)))
+
+
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if settings.server.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None  # asyncio's own
 
 
 def _check_sandbox(settings: Settings) -> None:

@@ -62,6 +62,7 @@ async def serve(settings: Settings, notifier: Notifier) -> int:
         url=f"http://{settings.server.host}:{settings.server.port}",
         webhook_url=f"{settings.server.public_url}/webhooks/github",
         data_dir=str(settings.data_dir),
+        event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         projects=[p.repository for p in settings.projects],
     )
 

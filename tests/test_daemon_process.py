@@ -140,7 +140,8 @@ def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
     events = [line["event"] for line in lines]
     assert any("DEVELOPMENT WEBHOOK SECRET" in event for event in events)
     assert any("not posted" in event for event in events)  # no token: statuses are logged
-    assert "hobotnica is listening" in events
+    [listening] = [line for line in lines if line["event"] == "hobotnica is listening"]
+    assert listening["event_loop"] == "uvloop"  # the default
     assert events[-1] == "stopped"
     statuses = [line for line in lines if line["event"] == "status (not posted to GitHub)"]
     states = [s["state"] for s in statuses]
@@ -174,6 +175,24 @@ def no_orphans_left() -> Iterator[None]:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(as_dev_user(url), timeout=30) as response:
         return json.load(response)
+
+
+def test_the_daemon_runs_on_asyncio_when_told_to(config: Path, tmp_path: Path) -> None:
+    text = config.read_text()
+    assert 'event_loop = "uvloop"' in text
+    config.write_text(text.replace('event_loop = "uvloop"', 'event_loop = "asyncio"'))
+    process, base = start_daemon(config, tmp_path)
+    body = json.dumps(push_payload("octo/unknown", "a" * 40)).encode()
+    request = urllib.request.Request(
+        f"{base}/webhooks/github", data=body, headers=headers(body, DEVELOPMENT_SECRET)
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.load(response)["ignored"]  # a repository it does not build
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in process.stdout or [] if line.startswith("{")]
+    [listening] = [line for line in lines if line["event"] == "hobotnica is listening"]
+    assert listening["event_loop"] == "asyncio"
 
 
 def test_a_build_interrupted_by_sigkill_reruns_once_after_restart(

@@ -634,6 +634,14 @@ def test_fork_policy_refuses_anything_else(tmp_path: Path, policy: str) -> None:
     assert "pull_requests.forks" in message
 
 
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(tmp_path: Path) -> None:
+    assert load(tmp_path, MINIMAL).server.event_loop == "uvloop"
+    asked = load(tmp_path, MINIMAL + '[server]\nevent_loop = "asyncio"\n')
+    assert asked.server.event_loop == "asyncio"
+    message = config_error(tmp_path, MINIMAL + '[server]\nevent_loop = "trio"\n')
+    assert "server.event_loop" in message and "'uvloop' or 'asyncio'" in message
+
+
 # --- the file itself -----------------------------------------------------------------------------
 
 
