@@ -133,7 +133,10 @@ async def test_two_instances_share_one_store_and_build_each_push_once(tmp_path: 
     assert {b["id"] for b in builds} == set(build_of), "no build beyond the pushes' own"
     for build in builds:
         assert (build["repository"], build["sha"]) == build_of[build["id"]]
-        assert (build["state"], build["attempt"]) == ("success", 1), build
+        assert (build["state"], build["attempt"]) == ("success", 1), (
+            build["id"],
+            build["description"],
+        )
     runs = Counter(ran.read_text().splitlines())
     expected = {f"{build_id} {sha}" for build_id, (_repository, sha) in build_of.items()}
     assert set(runs) == expected

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from runner.build.spawn import spawn
 from runner.errors import CheckoutError
 from runner.models import BuildRequest
 from runner.names import short_sha
@@ -215,19 +216,12 @@ class Repositories:
         return workspace
 
     async def _git(self, *args: str, env: Mapping[str, str]) -> str:
-        process = await asyncio.create_subprocess_exec(
-            "git",
-            *args,
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await spawn(("git", *args), env=env)
         try:
             out, err = await process.communicate()
         except asyncio.CancelledError:  # the build was stopped or timed out: git goes too
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            process.kill()
+            process.close_pipes()
             raise
         if process.returncode != 0:
             message = err.decode(errors="replace").strip()[-GIT_OUTPUT_LIMIT:]

@@ -8,7 +8,6 @@ this returns, so a `some-daemon &` left behind never outlives its build.
 
 import asyncio
 import contextlib
-import os
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping, Sequence
@@ -18,11 +17,11 @@ from pathlib import Path
 from runner.build.logfile import BuildLog
 from runner.build.masking import SecretMasker
 from runner.build.reaper import Leftover, Marker, end_tree
+from runner.build.spawn import PipeReader, spawn
 
 READ_SIZE = 64 * 1024
 # Once the tree is ended no writer is left; this only bounds a reader stuck on a leaked pipe.
 DRAIN_TIMEOUT = 5.0
-EXIT_POLL_SECONDS = 0.02
 
 
 class StopRequest:
@@ -65,20 +64,10 @@ async def run_make(
 ) -> MakeOutcome:
     started_at = time.time()
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=workspace,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
+    process = await spawn(argv, cwd=workspace, env=env, merge_stderr=True, new_session=True)
     pump = asyncio.create_task(_pump(process.stdout, log, masker))
-    # Not process.wait(): it also waits for the pipes to close, which a `server &` left behind
-    # would hold open; make's own exit is what ends the build.
-    exited = asyncio.ensure_future(_exit_of(process))
+    # make's own exit ends the build, not its pipe's end, which a `server &` left behind holds.
+    exited = asyncio.ensure_future(process.wait())
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({exited, stopped}, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -95,6 +84,7 @@ async def run_make(
             await asyncio.wait_for(asyncio.shield(pump), DRAIN_TIMEOUT)
         except TimeoutError:
             pump.cancel()
+            process.close_pipes()
         log.write(masker.flush())
     stop_reason = stop.reason if ended_early else None
     return MakeOutcome(
@@ -107,31 +97,6 @@ async def run_make(
     )
 
 
-async def _exit_of(process: asyncio.subprocess.Process) -> None:
-    """Until the process itself has exited, whatever its pipes do (a pidfd, or polling)."""
-    loop = asyncio.get_running_loop()
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except ProcessLookupError:
-        return  # already exited and reaped
-    except OSError:  # no pidfd (old kernel): poll the child watcher's answer instead
-        while process.returncode is None:  # noqa: ASYNC110 - nothing to wait on but time
-            await asyncio.sleep(EXIT_POLL_SECONDS)
-        return
-    readable: asyncio.Future[None] = loop.create_future()
-
-    def on_exit() -> None:
-        if not readable.done():
-            readable.set_result(None)
-
-    loop.add_reader(pidfd, on_exit)
-    try:
-        await readable
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-
-
-async def _pump(stream: asyncio.StreamReader, log: BuildLog, masker: SecretMasker) -> None:
+async def _pump(stream: PipeReader, log: BuildLog, masker: SecretMasker) -> None:
     while chunk := await stream.read(READ_SIZE):
         log.write(masker.feed(chunk))
