@@ -156,6 +156,8 @@ class FakeGitHub:
 
 
 class Daemon:
+    event_loop = "uvloop"  # the daemon's default; `--event-loop asyncio` compares
+
     def __init__(self, root: Path, fake_url: str, projects: list[str], sandbox: str = "none"):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -163,6 +165,7 @@ class Daemon:
         project_tables = "".join(f'[[projects]]\nrepository = "{p}"\n' for p in projects)
         self.config.write_text(
             f'[server]\nport = {self.port}\npublic_url = "{self.base}"\n'
+            f'event_loop = "{self.event_loop}"\n'
             f'[github]\napi_url = "{fake_url}"\ngit_url = "{(root / "remotes").as_uri()}"\n'
             f'webhook_secret = "{SECRET}"\ntoken = "{TOKEN}"\ncatch_up = false\n'
             f'[storage]\ndata_dir = "var"\n[builds]\nsandbox = "{sandbox}"\nconcurrency = 2\n'
@@ -466,10 +469,20 @@ def main() -> int:
         choices=["s1", "s1-bubblewrap", "s2", "s3"],
         help="run only these (default: all)",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default=Daemon.event_loop,
+        help="the daemon's server.event_loop (default: %(default)s)",
+    )
     args = parser.parse_args()
+    Daemon.event_loop = args.event_loop
     scenarios = args.scenario or ["s1", "s1-bubblewrap", "s2", "s3"]
     results = asyncio.run(run(scenarios))
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]},"
+        f" daemon on {args.event_loop}"
+    )
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
