@@ -12,7 +12,7 @@ import pytest
 from runner.build.sandbox import bubblewrap_problem
 from tests.conftest import PUBLIC_URL, SECRET, TOKEN, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
-from tests.support.gitrepo import Remote, make_remote, makefile
+from tests.support.gitrepo import Remote, git, make_remote, makefile
 from tests.support.processes import processes_with_marker
 from tests.support.webhooks import pull_request_payload, push_payload
 
@@ -395,6 +395,36 @@ async def test_unknown_commit_ends_error_with_the_reason(
     final = await fake_github.wait_final(missing)
     assert final.state == "error"
     assert final.description.startswith("Checkout failed: commit 0123456 not found")
+
+
+async def test_a_half_made_mirror_is_made_again_and_git_never_climbs_above_it(
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+    tmp_path: Path,
+) -> None:
+    """A build stopped during `git init` leaves a mirror git does not recognise. Git then looked
+    for a repository further up, here the one around the data directory (as in a checkout
+    running `make run`), and fetched into it."""
+    sha = remote.commit({"Makefile": PASSING, "v": "1"}, branch="feature")
+    git(remote.work, "tag", "v1.0")
+    git(remote.work, "push", "-q", "origin", "v1.0")
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "the checkout around the data dir")
+    refs_around = git(tmp_path, "for-each-ref")
+    settings = make_settings()
+    half_made = settings.data_dir / "mirrors" / "octo" / "app.git"
+    half_made.mkdir(parents=True)
+    (half_made / "HEAD").write_text("ref: refs/heads/main\n")
+    d = await daemon(settings)
+
+    await d.deliver("push", push_payload("octo/app", sha, branch="feature"))
+
+    final = await fake_github.wait_final(sha)
+    assert (final.state, final.description.split(" ")[0]) == ("success", "make")
+    assert git(tmp_path, "for-each-ref") == refs_around
+    assert git(half_made, "rev-parse", "refs/tags/v1.0^{commit}") == sha
 
 
 async def test_a_failing_github_does_not_lose_the_result(

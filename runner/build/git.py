@@ -10,6 +10,10 @@ against a `.git` a build could have touched: each checkout throws the workspace'
 makes a fresh one that borrows the mirror's objects (`objects/info/alternates`). Git never reads
 the system or global config here, and the token reaches it only through the environment
 (`GIT_CONFIG_*` → `http.<url>.extraHeader`), never argv, a URL or a file.
+
+Every git command names its repository (`--git-dir`, and `--work-tree` for a workspace): a
+mirror an interrupted `git init` left half made must fail the command, not send git up the
+directory tree to whatever repository holds the data directory.
 """
 
 import asyncio
@@ -84,9 +88,7 @@ class Repositories:
             name = f"{mirror.parent.name}/{mirror.name.removesuffix('.git')}"
             async with self._lock(name):
                 try:
-                    await self._git(
-                        "-C", str(mirror), "gc", "--auto", "--quiet", env=self._base_env
-                    )
+                    await self._git("gc", "--auto", "--quiet", git_dir=mirror, env=self._base_env)
                 except CheckoutError as error:
                     log.warning("compacting a mirror failed", mirror=str(mirror), error=str(error))
 
@@ -103,10 +105,8 @@ class Repositories:
         async with self._lock(repository):
             mirror = self.mirror_path(repository)
             env = self._env(clone_url, token)
-            if not (mirror / "HEAD").exists():
-                mirror.parent.mkdir(parents=True, exist_ok=True)
-                await self._git("init", "--bare", "--quiet", "--template=", str(mirror), env=env)
-            await self._git(*_fetch_command(mirror), "--", clone_url, *_BRANCHES_AND_TAGS, env=env)
+            await self._ensure_mirror(mirror, env)
+            await self._git(*FETCH, "--", clone_url, *_BRANCHES_AND_TAGS, git_dir=mirror, env=env)
 
     async def branch_head(
         self, repository: str, branch: str, clone_url: str, token: str | None
@@ -114,25 +114,25 @@ class Repositories:
         """The commit `branch` points to now, fetched into the mirror; None if there is none."""
         async with self._lock(repository):
             mirror = self.mirror_path(repository)
-            if not (mirror / "HEAD").exists():
+            if not _is_git_dir(mirror):
                 return None
             ref = f"refs/heads/{branch}"
             with contextlib.suppress(CheckoutError):
                 await self._git(
-                    *_fetch_command(mirror),
+                    *FETCH,
                     "--",
                     clone_url,
                     f"+{ref}:{ref}",
+                    git_dir=mirror,
                     env=self._env(clone_url, token),
                 )
             try:
                 out = await self._git(
-                    "-C",
-                    str(mirror),
                     "rev-parse",
                     "--verify",
                     "--quiet",
                     f"{ref}^{{commit}}",
+                    git_dir=mirror,
                     env=self._base_env,
                 )
             except CheckoutError:
@@ -144,7 +144,7 @@ class Repositories:
         mirror = self.mirror_path(repository)
         try:
             await self._git(
-                "-C", str(mirror), "merge-base", "--is-ancestor", sha, head, env=self._base_env
+                "merge-base", "--is-ancestor", sha, head, git_dir=mirror, env=self._base_env
             )
         except CheckoutError:  # not an ancestor, or not in the mirror at all
             return False
@@ -162,12 +162,11 @@ class Repositories:
     async def commit_info(self, repository: str, sha: str) -> tuple[str, str]:
         """(message, author name) of a commit already in the mirror."""
         out = await self._git(
-            "-C",
-            str(self.mirror_path(repository)),
             "log",
             "-1",
             "--format=%an%x00%B",
             sha,
+            git_dir=self.mirror_path(repository),
             env=self._base_env,
         )
         author, _, message = out.partition("\0")
@@ -176,22 +175,19 @@ class Repositories:
     async def _fetch(self, request: BuildRequest, clone_url: str, token: str | None) -> Path:
         mirror = self.mirror_path(request.repository)
         env = self._env(clone_url, token)
-        if not (mirror / "HEAD").exists():
-            mirror.parent.mkdir(parents=True, exist_ok=True)
-            await self._git("init", "--bare", "--quiet", "--template=", str(mirror), env=env)
-        elif not request.ref.startswith("refs/tags/") and await self._has_commit(
-            mirror, request.sha
-        ):
-            return mirror  # a tag build fetches anyway: the tag itself may be new
+        made = await self._ensure_mirror(mirror, env)
+        # A tag build fetches anyway: the tag itself may be new.
+        tag = request.ref.startswith("refs/tags/")
+        if not made and not tag and await self._has_commit(mirror, request.sha):
+            return mirror
         refspecs = list(_BRANCHES_AND_TAGS)
         if request.pull_request is not None:
             refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us
-        fetch = _fetch_command(mirror)
-        await self._git(*fetch, "--", clone_url, *refspecs, env=env)
+        await self._git(*FETCH, "--", clone_url, *refspecs, git_dir=mirror, env=env)
         if not await self._has_commit(mirror, request.sha):
             # Not on any branch any more (force-pushed away): ask for the commit itself.
             with contextlib.suppress(CheckoutError):
-                await self._git(*fetch, "--", clone_url, request.sha, env=env)
+                await self._git(*FETCH, "--", clone_url, request.sha, git_dir=mirror, env=env)
         if not await self._has_commit(mirror, request.sha):
             raise CheckoutError(f"commit {short_sha(request.sha)} not found in the repository")
         return mirror
@@ -199,7 +195,7 @@ class Repositories:
     async def _has_commit(self, mirror: Path, sha: str) -> bool:
         try:
             await self._git(
-                "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}", env=self._base_env
+                "cat-file", "-e", f"{sha}^{{commit}}", git_dir=mirror, env=self._base_env
             )
         except CheckoutError:
             return False
@@ -210,13 +206,42 @@ class Repositories:
         await asyncio.to_thread(_fresh_git_dir, workspace, mirror, request.sha)
         env = self._base_env
         await self._git(
-            "-C", str(workspace), "checkout", "--quiet", "--force", "--detach", request.sha, env=env
+            "checkout",
+            "--quiet",
+            "--force",
+            "--detach",
+            request.sha,
+            git_dir=workspace / ".git",
+            work_tree=workspace,
+            env=env,
         )
-        await self._git("-C", str(workspace), "clean", "-ffdxq", env=env)
+        await self._git("clean", "-ffdxq", git_dir=workspace / ".git", work_tree=workspace, env=env)
         return workspace
 
-    async def _git(self, *args: str, env: Mapping[str, str]) -> str:
-        process = await spawn(("git", *args), env=env)
+    async def _ensure_mirror(self, mirror: Path, env: Mapping[str, str]) -> bool:
+        """Make the bare mirror if there is none (True), all at once: it appears by a rename."""
+        if _is_git_dir(mirror):
+            return False
+        # Nothing, or what an interrupted build left: `git init` stopped half way.
+        await asyncio.to_thread(_remove, mirror)
+        staging = mirror.with_name(f".{mirror.name}.{os.getpid()}.new")
+        await asyncio.to_thread(_remove, staging)
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        await self._git("init", "--bare", "--quiet", "--template=", str(staging), env=env)
+        staging.rename(mirror)
+        return True
+
+    async def _git(
+        self,
+        *args: str,
+        env: Mapping[str, str],
+        git_dir: Path | None = None,
+        work_tree: Path | None = None,
+    ) -> str:
+        """`git ARGS` in the repository at `git_dir` (its only one: git looks nowhere else)."""
+        where = [f"--git-dir={git_dir}"] if git_dir is not None else []
+        where += [f"--work-tree={work_tree}"] if work_tree is not None else []
+        process = await spawn(("git", *where, *args), env=env)
         try:
             out, err = await process.communicate()
         except asyncio.CancelledError:  # the build was stopped or timed out: git goes too
@@ -225,7 +250,7 @@ class Repositories:
             raise
         if process.returncode != 0:
             message = err.decode(errors="replace").strip()[-GIT_OUTPUT_LIMIT:]
-            raise CheckoutError(f"git {args[2] if args[0] == '-C' else args[0]}: {message}")
+            raise CheckoutError(f"git {args[0]}: {message}")
         return out.decode(errors="replace")
 
 
@@ -248,8 +273,17 @@ def refuses_credentials(git_error: str) -> bool:
 _BRANCHES_AND_TAGS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
-def _fetch_command(mirror: Path) -> tuple[str, ...]:
-    return ("-C", str(mirror), "fetch", "--quiet", "--prune", "--no-write-fetch-head")
+FETCH = ("fetch", "--quiet", "--prune", "--no-write-fetch-head")
+
+
+def _is_git_dir(path: Path) -> bool:
+    """Whether `path` is a whole git directory (what `git init` makes), not a half-made one."""
+    return (
+        (path / "HEAD").is_file()
+        and (path / "objects").is_dir()
+        and (path / "refs").is_dir()
+        and (path / "config").is_file()
+    )
 
 
 def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:
