@@ -21,6 +21,7 @@ import base64
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -223,12 +224,18 @@ class Repositories:
         if _is_git_dir(mirror):
             return False
         # Nothing, or what an interrupted build left: `git init` stopped half way.
-        await asyncio.to_thread(_remove, mirror)
-        staging = mirror.with_name(f".{mirror.name}.{os.getpid()}.new")
-        await asyncio.to_thread(_remove, staging)
+        await asyncio.shield(asyncio.to_thread(_remove_half_made, mirror))
         mirror.parent.mkdir(parents=True, exist_ok=True)
-        await self._git("init", "--bare", "--quiet", "--template=", str(staging), env=env)
-        staging.rename(mirror)
+        staging = tempfile.mkdtemp(dir=mirror.parent, prefix=f".{mirror.name}.", suffix=".new")
+        try:
+            await self._git("init", "--bare", "--quiet", "--template=", staging, env=env)
+            os.rename(staging, mirror)
+        except OSError:
+            if not _is_git_dir(mirror):
+                raise
+            return False  # the other daemon (blue/green) made it first
+        finally:
+            await asyncio.shield(asyncio.to_thread(_remove, Path(staging)))
         return True
 
     async def _git(
@@ -244,7 +251,7 @@ class Repositories:
         process = await spawn(("git", *where, *args), env=env)
         try:
             out, err = await process.communicate()
-        except asyncio.CancelledError:  # the build was stopped or timed out: git goes too
+        except BaseException:  # the build was stopped or timed out: git goes too
             process.kill()
             process.close_pipes()
             raise
@@ -325,6 +332,11 @@ def _tags(mirror: Path) -> list[tuple[str, str]]:
 def _origin(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _remove_half_made(mirror: Path) -> None:
+    if mirror.exists() and not _is_git_dir(mirror):
+        _remove(mirror)
 
 
 def _remove(path: Path) -> None:

@@ -84,7 +84,8 @@ async def run_make(
             await asyncio.wait_for(asyncio.shield(pump), DRAIN_TIMEOUT)
         except TimeoutError:
             pump.cancel()
-            process.close_pipes()
+        finally:
+            process.close_pipes()  # also when writing the log failed (a full disk)
         log.write(masker.flush())
     stop_reason = stop.reason if ended_early else None
     return MakeOutcome(

@@ -37,6 +37,9 @@ class PipeReader:
                 continue
             if not chunk:
                 self.close()
+            else:
+                # A child that prints without pause must not keep the loop from its webhooks.
+                await asyncio.sleep(0)
             return chunk
         return b""
 
