@@ -19,7 +19,6 @@ from runner.build.masking import SecretMasker
 from runner.build.reaper import Leftover, Marker, end_tree
 from runner.build.spawn import PipeReader, spawn
 
-READ_SIZE = 64 * 1024
 # Once the tree is ended no writer is left; this only bounds a reader stuck on a leaked pipe.
 DRAIN_TIMEOUT = 5.0
 
@@ -99,5 +98,5 @@ async def run_make(
 
 
 async def _pump(stream: PipeReader, log: BuildLog, masker: SecretMasker) -> None:
-    while chunk := await stream.read(READ_SIZE):
+    while chunk := await stream.read():
         log.write(masker.feed(chunk))
