@@ -24,9 +24,14 @@ from runner.api.problems import FieldError, ProblemError
 from runner.api.validated import Validated
 
 MAX_API_BODY = 1024 * 1024
+# No name in the API (owner, repository, secret) is longer; a longer segment names nothing.
+MAX_PATH_SEGMENT = 255
 
 
 async def validate(request: web.Request) -> Validated | None:
+    if request.match_info.http_exception is not None:
+        return None  # no route matched (404, or 405 with its Allow): the router answers
+    _refuse_hostile_segments(request)
     if (request.content_length or 0) > MAX_API_BODY:
         raise ProblemError(413, "request body larger than 1 MiB")
     body = await request.read() if request.can_read_body else None
@@ -39,6 +44,8 @@ async def validate(request: web.Request) -> Validated | None:
         return Validated(path=parameters.path, query=parameters.query, body=result.body)
     first = errors[0]
     if isinstance(first, PathNotFound):
+        if _documented_route(request):  # a route of the document, but its path no longer is
+            raise ProblemError(404, "no such resource")
         return None  # not part of the API document (openapi.json, docs): the router decides
     if isinstance(first, OperationNotFound):
         return None  # the router answers 405 with the path's real methods in Allow
@@ -114,3 +121,21 @@ def _parameter_problem(error: Exception) -> str:
 
 def _escape(part: object) -> str:
     return str(part).replace("~", "~0").replace("/", "~1")
+
+
+def _refuse_hostile_segments(request: web.Request) -> None:
+    """404 for a path segment the router decoded into something no name can be.
+
+    aiohttp decodes `%2F` inside a segment to `/` and `%00` to NUL after matching the route, so
+    `/api/repositories/octo/a%2fb` reaches the `{owner}/{name}` route with the name `a/b`; the
+    document then matches no operation and a handler would run on unvalidated input.
+    """
+    for value in request.match_info.values():
+        if "/" in value or "\0" in value or value in (".", "..") or len(value) > MAX_PATH_SEGMENT:
+            raise ProblemError(404, "no such resource")
+
+
+def _documented_route(request: web.Request) -> bool:
+    route = request.match_info.route
+    canonical = route.resource.canonical if route.resource is not None else ""
+    return canonical in spec.spec_dict().get("paths", {})
