@@ -57,6 +57,7 @@ from runner.web.live import BuildWatch, LiveLog
 from runner.web.middleware import client_middleware, error_middleware
 from runner.web.pages import PageViews
 from runner.web.rendering import Renderer
+from runner.web.sessions import load_session_key
 from runner.web.signin import SignIn
 from runner.webhooks.intake import MAX_BODY_BYTES, Intake, WebhookTarget
 
@@ -97,6 +98,7 @@ ACCESS = web.AppKey("access", Access)
 RENDERER = web.AppKey("renderer", Renderer)
 WATCH = web.AppKey("watch", BuildWatch)
 CONTROL = web.AppKey("control", BuildControl)
+SESSION_KEY = web.AppKey("session_key", bytes)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -135,7 +137,8 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app[STORE] = Store.in_data_dir(settings.data_dir)
-    app[PROJECTS] = ProjectDirectory(settings, app[STORE])
+    app[SESSION_KEY] = load_session_key(settings.data_dir)
+    app[PROJECTS] = ProjectDirectory(settings, app[STORE], own_secrets=[app[SESSION_KEY]])
     yield
     await app[STORE].close()
 
@@ -289,7 +292,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
 async def _pages(app: web.Application) -> AsyncIterator[None]:
     """The pages and what they need: the session key, the live-page watch, build control."""
     settings, store, access = app[SETTINGS], app[STORE], app[ACCESS]
-    access.load_session_key(settings.data_dir)
+    access.use_session_key(app[SESSION_KEY])
     catalog = RepositoryCatalog(settings, store, app[PROJECTS])
     watch = app[WATCH] = BuildWatch(store)
     scheduler, reporter = app[SCHEDULER], app[REPORTER]

@@ -11,8 +11,10 @@ Three kinds, looked up in this order:
   global one, so `find` (the global webhook's lookup) does not return them; `resolve` does.
 """
 
+from collections.abc import Iterable
 from pathlib import Path
 
+from runner.build.masking import Secret, SecretMasker
 from runner.names import is_repository_name
 from runner.settings import Project, Settings
 from runner.store import Store, registry
@@ -22,9 +24,26 @@ LOCAL_OWNER = "local"
 
 
 class ProjectDirectory:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store | None = None, *, own_secrets: Iterable[Secret] = ()
+    ) -> None:
         self._settings = settings
         self._store = store
+        # The daemon's own credentials: no build is given them, but one without the sandbox can
+        # read them (its daemon's environment, the session key file), so every output masks them.
+        github = settings.github
+        own: list[Secret] = [s for s in (github.token, github.webhook_secret) if s]
+        self._own_secrets = (*own, *own_secrets)
+
+    def masker(self, project: Project | None) -> SecretMasker:
+        """Masks what a build's output or a page could show: the project's secrets, its token,
+        and the daemon's own credentials."""
+        secrets: list[Secret] = list(self._own_secrets)
+        if project is not None:
+            secrets += project.secrets.values()
+            if project.token:
+                secrets.append(project.token)
+        return SecretMasker(secrets)
 
     @property
     def local_root(self) -> Path:

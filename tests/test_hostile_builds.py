@@ -7,6 +7,8 @@ output or print secrets in disguise; the checks read /proc and the files on disk
 import asyncio
 import base64
 import dataclasses
+import html
+import re
 import resource
 import subprocess
 import time
@@ -20,7 +22,7 @@ from aiohttp import web
 from runner.build.reaper import end_tree, marker_for
 from runner.build.sandbox import bubblewrap_problem
 from runner.settings import Settings
-from tests.conftest import PUBLIC_URL, DaemonFactory, SettingsFactory
+from tests.conftest import PUBLIC_URL, SECRET, TOKEN, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
 from tests.support.processes import processes_with_marker
@@ -364,3 +366,71 @@ async def test_ending_one_attempt_spares_the_next_attempt_of_the_same_build() ->
         for process in attempts.values():
             process.kill()
             process.wait()
+
+
+# Prints each secret the way an accident would: with terminal noise inside it, inside JSON and
+# TOML, and the daemon's own credentials, which a build without the sandbox can read (its
+# daemon's environment in /proc, the session key under the data directory).
+LEAKER = r"""
+import base64, json, os, re, sys
+key = os.environ["KEY"]
+print("bel:", key[:6] + "\a" + key[6:])
+print("nul:", key[:6] + "\0" + key[6:])
+print("ansi:", key[:4] + "\x1b[31m" + key[4:9] + "\x1b[0m" + key[9:])
+print("noisy:", key[:5] + "\x1b[1m\x1b[2m\x1b[3m\x1b[4m\x1b[5m\x1b[6m" + key[5:])
+print("json:", json.dumps({"key": key}))
+print("json-utf8:", json.dumps({"key": key}, ensure_ascii=False))
+print("toml: key =", re.sub(r"\\u([0-9a-f]{4})", lambda m: "\\u" + m[1].upper(), json.dumps(key)))
+print("token:", sys.argv[1])
+print("webhook secret:", sys.argv[2])
+session_key = open(sys.argv[3], "rb").read()
+print("session key:", session_key.hex(), base64.b64encode(session_key).decode())
+"""
+QUOTED_SECRET = 'pa"ss\\wörd-Ünïcode-42'
+ANSI_OR_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def as_seen(text: str) -> str:
+    """What a person sees of `text` on a terminal or a page: no escapes, no control characters,
+    no tags, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]*>", "", ANSI_OR_CONTROL.sub("", text)))
+
+
+async def test_no_surface_shows_a_secret_whatever_disguise_it_prints_in(
+    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
+) -> None:
+    settings = make_settings([{"repository": "octo/app", "secrets": {"KEY": QUOTED_SECRET}}])
+    session_key = settings.data_dir / "session.key"
+    recipe = f"@python3 leak.py '{TOKEN}' \"$$WEBHOOK\" {session_key}"
+    sha = remote.commit(
+        {
+            "Makefile": f"WEBHOOK := {SECRET}\nexport WEBHOOK\n" + makefile(test=recipe),
+            "leak.py": LEAKER,
+        },
+        branch="feature",
+    )
+    d = await daemon(settings)
+
+    _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="feature"))
+    assert (await fake_github.wait_final(sha)).state == "success"
+
+    build_id = answer["builds"][0]
+    raw = await d.log(build_id)
+    key = session_key.read_bytes()
+    record = await (await d.client.get(f"/api/builds/{build_id}")).text()
+    surfaces = {"raw log": raw, "page": await d.page(build_id), "API": record}
+    secrets = {
+        "secret": QUOTED_SECRET,
+        "token": TOKEN,
+        "webhook secret": SECRET,
+        "session key (hex)": key.hex(),
+        "session key (base64)": base64.b64encode(key).decode()[:40],
+    }
+    for surface, text in surfaces.items():
+        seen = as_seen(text)
+        for name, value in secrets.items():
+            assert value not in seen, f"{name} shown in the {surface}"
+    for label in ("bel", "nul", "ansi", "noisy", "token", "webhook secret"):
+        assert f"{label}: ***" in as_seen(surfaces["page"]), label
+    assert 'json: {"key": "***"}' in as_seen(raw)
+    assert 'toml: key = "***"' in as_seen(raw)

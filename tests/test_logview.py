@@ -1,5 +1,6 @@
 """`runner.web.logview`: numbered, masked HTML lines from a log file, whole or from an offset."""
 
+import html as html_module
 import re
 from pathlib import Path
 
@@ -94,3 +95,34 @@ def test_missing_log_and_offsets_beyond_it(tmp_path: Path) -> None:
     path.write_bytes(b"a\nb\n")
     assert line_number_at(path, 2) == 2
     assert line_number_at(path, 5) is None
+
+
+def visible(markup: str) -> str:
+    """What a reader of the page sees: the text without tags, entities decoded."""
+    return html_module.unescape(re.sub(r"<[^>]*>", "", markup))
+
+
+def test_a_secret_that_only_comes_together_on_the_page_is_hidden_there() -> None:
+    # A DCS string (sixel graphics) and a C1 control inside the secret: the byte masker does
+    # not look through them, but the page drops both, so the page must mask what it shows.
+    secret = "page-only-secret-value"
+    line = f"key={secret[:8]}\x1bPq#0;2;0;0;0\x1b\\{secret[8:12]}\u0085{secret[12:]} done\n"
+    line = line.encode()
+    masker = SecretMasker([secret])
+    assert b"***" not in masker.mask(line)  # the bytes keep it, noise and all…
+
+    markup, _ = LineRenderer(masker).render(line, final=True)
+
+    shown = visible(markup)
+    assert secret not in shown  # …and not on the page, where it comes together
+    assert shown.endswith("key=*** done"), shown
+
+
+def test_hiding_keeps_the_colours_around_the_secret() -> None:
+    masker = SecretMasker(["coloured-secret"])
+    line = b"\x1b[32mok \x1b[31mcoloured-\x1b[1msecret\x1b[0m tail\n"
+
+    markup, _ = LineRenderer(masker).render(line, final=True)
+
+    assert visible(markup).endswith("ok *** tail")
+    assert '<span class="f2">ok </span><span class="f1">***</span>' in markup

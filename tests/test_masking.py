@@ -1,7 +1,9 @@
 """`SecretMasker`: secrets and their encoded forms become `***`, however the output is chunked."""
 
 import base64
+import html
 import itertools
+import json
 import random
 from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
@@ -265,3 +267,71 @@ def test_property_chunked_masking_equals_whole_and_never_leaks(
     assert base64.b64encode(raw).rstrip(b"=")[:-1] not in whole
     if len(raw.strip()) >= len(raw) - 2:
         assert raw.strip() not in whole
+
+
+QUOTED = 'pa"ss\\wörd-Ünïcode-42'
+NOISES = [b"\x07", b"\x00", b"\x1b[31m", b"\x1b[0m\x1b[1;32m", b"\r", b"\x1b]0;title\x07"]
+
+
+@pytest.mark.parametrize("noise", NOISES, ids=repr)
+def test_terminal_noise_inside_a_secret_does_not_unmask_it(noise: bytes) -> None:
+    # A terminal, and the page, drop these: the secret would show whole.
+    secret = SECRET.encode()
+    noisy = secret[:7] + noise + secret[7:15] + noise + noise + secret[15:]
+    data = b"token: " + noisy + b" end\n"
+    for chunks in chunkings(data):
+        out = mask_chunked(SecretMasker([SECRET]), chunks)
+        assert out == b"token: *** end\n", (chunks, out)
+
+
+def test_any_amount_of_noise_inside_a_secret_is_looked_through() -> None:
+    secret = SECRET.encode()
+    noisy = secret[:5] + b"\x07\x1b[1m" * 40 + secret[5:9] + b"\x1b]8;;http://x\x1b\\" + secret[9:]
+    assert SecretMasker([SECRET]).mask(b"<" + noisy + b">") == b"<***>"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        json.dumps(QUOTED)[1:-1],  # JSON, \u escapes for non-ASCII
+        json.dumps(QUOTED, ensure_ascii=False)[1:-1],  # JSON as UTF-8
+        json.dumps(QUOTED)[1:-1]
+        .replace("\\u00f6", "\\u00F6")  # TOML writers' upper case
+        .replace("\\u00dc", "\\u00DC")
+        .replace("\\u00ef", "\\u00EF"),
+        html.escape(QUOTED),
+        quote(QUOTED, safe=""),
+    ],
+    ids=["json-ascii", "json-utf8", "toml-upper", "html", "url"],
+)
+def test_escaped_forms_of_a_secret_with_quotes_and_non_ascii_are_masked(form: str) -> None:
+    masker = SecretMasker([QUOTED])
+    line = f'{{"password": "{form}"}}\n'.encode()
+    for chunks in chunkings(line):
+        assert mask_chunked(SecretMasker([QUOTED]), chunks) == b'{"password": "***"}\n'
+    assert masker.mask_text(f"x {form} y") == "x *** y"
+
+
+def test_a_binary_secret_is_masked_raw_in_hex_and_in_base64() -> None:
+    key = bytes(range(200, 232))
+    masker = SecretMasker([key])
+    for shown in (key, key.hex().encode(), key.hex().upper().encode()):
+        assert masker.mask(b"[" + shown + b"]") == b"[***]", shown
+    # base64's last characters mix in padding bits: they stay, and say nothing of the key.
+    assert masker.mask(base64.b64encode(key)) == b"***c="
+
+
+def test_text_spans_find_plain_forms_in_visible_text() -> None:
+    masker = SecretMasker([SECRET, OTHER])
+    text = f"a {SECRET} b {OTHER}"
+    spans = masker.text_spans(text)
+    assert [text[s:e] for s, e in spans] == [SECRET, OTHER]
+    assert SecretMasker([]).text_spans(text) == []
+
+
+def test_a_binary_secret_with_a_newline_does_not_hold_back_whole_lines() -> None:
+    key = b"\x01\x02\x03\x04\x05\x06\nrandom-key-bytes\xff\xfe"
+    masker = SecretMasker([key])
+
+    assert masker.feed(b"progress line\n") == b"progress line\n"
+    assert masker.mask(key) == b"***\n***"

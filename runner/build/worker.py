@@ -18,7 +18,6 @@ from runner import statuses
 from runner.build.environment import build_environment, build_url
 from runner.build.git import Repositories, refuses_credentials
 from runner.build.logfile import BuildLog, log_path
-from runner.build.masking import SecretMasker
 from runner.build.process import MakeOutcome, StopRequest, run_make
 from runner.build.reaper import marker_for
 from runner.build.sandbox import Sandbox
@@ -92,7 +91,7 @@ class BuildWorker:
         if build.job is Job.DEPLOY and not project.deploy_enabled:
             # Deploys were turned off after this one was queued (PATCH jobs: [test]).
             return statuses.errored("Not deployed: deploys are off for this repository"), None
-        masker = SecretMasker(project.secrets.values())
+        masker = self.projects.masker(project)
         build_log = BuildLog(
             log_path(self.settings.data_dir, build.id), self.settings.builds.max_log_bytes
         )

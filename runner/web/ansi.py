@@ -17,7 +17,12 @@ appends).
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+
+# Finds the secrets in a line's visible text: (start, end) of each.
+Hidden = Callable[[str], list[tuple[int, int]]]
+MASK_TEXT = "***"
 
 _SEQUENCE = re.compile(
     r"\x1b\[(?P<params>[0-?]*)[ -/]*(?P<final>[@-~])"  # CSI, complete
@@ -77,33 +82,65 @@ class AnsiRenderer:
     def __init__(self) -> None:
         self.style = PLAIN
 
-    def render_line(self, line: str) -> str:
-        """One line of output (without its newline) as HTML."""
+    def render_line(self, line: str, hidden: Hidden | None = None) -> str:
+        """One line of output (without its newline) as HTML.
+
+        `hidden` finds the secrets in the text as it will show; each becomes `***`. It runs on
+        the visible text, after the sequences and control characters are gone, because a secret
+        with a colour code or a BEL inside it only comes together there.
+        """
         line = line.rstrip("\r")
         *overwritten, shown = line.split("\r")
         for segment in overwritten:  # their text is gone, their colours are not
             for match in _SEQUENCE.finditer(segment):
                 self._apply(match)
-        out: list[str] = []
+        pieces: list[tuple[str, str]] = []
         position = 0
         for match in _SEQUENCE.finditer(shown):
-            self._emit(out, shown[position : match.start()])
+            self._collect(pieces, shown[position : match.start()])
             self._apply(match)
             position = match.end()
-        self._emit(out, shown[position:])
-        return "".join(out)
+        self._collect(pieces, shown[position:])
+        if hidden is not None:
+            pieces = _hide(pieces, hidden("".join(text for _, text in pieces)))
+        return "".join(_html(classes, text) for classes, text in pieces)
 
-    def _emit(self, out: list[str], text: str) -> None:
+    def _collect(self, pieces: list[tuple[str, str]], text: str) -> None:
         text = _CONTROL.sub("", text)
-        if not text:
-            return
-        escaped = html.escape(text)
-        classes = self.style.classes()
-        out.append(f'<span class="{classes}">{escaped}</span>' if classes else escaped)
+        if text:
+            pieces.append((self.style.classes(), text))
 
     def _apply(self, match: re.Match[str]) -> None:
         if match.group("final") == "m":
             self.style = apply_sgr(self.style, match.group("params"))
+
+
+def _html(classes: str, text: str) -> str:
+    escaped = html.escape(text)
+    return f'<span class="{classes}">{escaped}</span>' if classes else escaped
+
+
+def _hide(pieces: list[tuple[str, str]], spans: list[tuple[int, int]]) -> list[tuple[str, str]]:
+    """`pieces` (classes, text) with the text inside `spans` replaced by one `***` per span."""
+    if not spans:
+        return pieces
+    result = []
+    start = 0
+    for classes, text in pieces:
+        end = start + len(text)
+        cursor = start
+        for span_start, span_end in spans:
+            if span_end <= cursor or span_start >= end:
+                continue
+            if span_start > cursor:
+                result.append((classes, text[cursor - start : span_start - start]))
+            if span_start >= start:  # the mask shows once, in the style where the secret began
+                result.append((classes, MASK_TEXT))
+            cursor = min(span_end, end)
+        if cursor < end:
+            result.append((classes, text[cursor - start :]))
+        start = end
+    return result
 
 
 def apply_sgr(style: Style, params: str) -> Style:

@@ -28,7 +28,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import structlog
@@ -37,7 +36,6 @@ from aiohttp import web
 from runner.passwords import PasswordHash
 from runner.settings import UiSettings
 from runner.web.sessions import COOKIE_NAME, SESSION_LIFETIME, Session, SessionSigner
-from runner.web.sessions import load_session_key as _load_session_key
 
 log = structlog.get_logger(logger_name="hobotnica.auth")
 
@@ -88,12 +86,12 @@ class Access:
     def has_users(self) -> bool:
         return bool(self._users)
 
-    def load_session_key(self, data_dir: Path) -> None:
-        self._signer = SessionSigner(_load_session_key(data_dir))
+    def use_session_key(self, key: bytes) -> None:
+        self._signer = SessionSigner(key)
 
     @property
     def signer(self) -> SessionSigner:
-        assert self._signer is not None, "load_session_key() runs at start-up"
+        assert self._signer is not None, "use_session_key() runs at start-up"
         return self._signer
 
     # -- deciding ----------------------------------------------------------------------------

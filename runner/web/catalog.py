@@ -39,8 +39,7 @@ class RepositoryCatalog:
         return next((r for r in await self.repositories() if r.lower() == wanted), None)
 
     async def masker(self, repository: str) -> SecretMasker:
-        project = await self._projects.resolve(repository)
-        return SecretMasker(project.secrets.values() if project else ())
+        return self._projects.masker(await self._projects.resolve(repository))
 
     async def default_branch(self, repository: str) -> str | None:
         project = self._projects.find(repository)

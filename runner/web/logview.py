@@ -54,7 +54,7 @@ class LineRenderer:
         number = self.next_line
         self.next_line += 1
         kind = "l note" if text.startswith(NOTE_PREFIX) else "l"
-        body = self._ansi.render_line(text)
+        body = self._ansi.render_line(text, self._masker.text_spans)
         return (
             f'<div class="{kind}" id="L{number}"><a class="n" href="#L{number}" '
             f'data-n="{number}"></a><span>{body}</span></div>'

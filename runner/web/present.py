@@ -50,7 +50,9 @@ class BuildView:
     @classmethod
     def of(cls, build: Build, masker: SecretMasker) -> "BuildView":
         def mask(text: str) -> str:
-            return _CONTROL.sub("", masker.mask_text(text))
+            # Masked again once the control characters are gone: a BEL inside a secret hides
+            # it from the first pass, not from the second.
+            return masker.mask_text(_CONTROL.sub("", masker.mask_text(text)))
 
         request = build.request
         branch = mask(request.branch)
