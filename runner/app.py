@@ -11,6 +11,7 @@ webhooks and /health are never behind the sign-in, and routes with credentials o
 (the REST API) are left alone.
 """
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from runner.build.sandbox import Bubblewrap, Sandbox
 from runner.build.worker import BuildWorker
 from runner.catchup import DeliveryCatchUp
 from runner.control import BuildControl
+from runner.disk import FreeSpace
+from runner.errors import StoreUnavailable
 from runner.github_access import GitHubAccess
 from runner.instance import is_gone, new_owner_id
 from runner.metrics import CONTENT_TYPE, Metrics
@@ -99,6 +102,10 @@ RENDERER = web.AppKey("renderer", Renderer)
 WATCH = web.AppKey("watch", BuildWatch)
 CONTROL = web.AppKey("control", BuildControl)
 SESSION_KEY = web.AppKey("session_key", bytes)
+FREE_SPACE = web.AppKey("free_space", FreeSpace)
+
+# While the store cannot write, how often a small write checks whether it can again.
+STORE_PROBE_INTERVAL = 2.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -117,7 +124,7 @@ def create_app(settings: Settings) -> web.Application:
     access = app[ACCESS] = Access(
         settings.ui, secure_cookies=settings.server.public_url.startswith("https://")
     )
-    app[RENDERER] = Renderer(access)
+    app[RENDERER] = Renderer(access, builds_paused=lambda: _builds_paused(app))
     app.cleanup_ctx.extend(
         [_store, _http_session, _reporter, _scheduler, _pages, _background_jobs, _ready]
     )
@@ -137,6 +144,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app[STORE] = Store.in_data_dir(settings.data_dir)
+    app[FREE_SPACE] = FreeSpace(settings.data_dir, settings.min_free)
     app[SESSION_KEY] = load_session_key(settings.data_dir)
     app[PROJECTS] = ProjectDirectory(settings, app[STORE], own_secrets=[app[SESSION_KEY]])
     yield
@@ -258,6 +266,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         is_gone=owner_is_gone,
         on_recovered=on_recovered,
         on_started=on_started,
+        shortage=app[FREE_SPACE].shortage,
     )
     app[SCHEDULER] = scheduler
     intake = Intake(
@@ -362,11 +371,37 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
     if GITHUB in app and settings.github.catch_up:
         app[CATCH_UP] = DeliveryCatchUp(app[STORE], app[GITHUB])
         jobs.append(Periodic("catch-up", app[CATCH_UP].run_once, settings.github.catch_up_interval))
+    jobs.append(Periodic("store-recovery", StoreRecovery(app).run_once, STORE_PROBE_INTERVAL))
     for job in jobs:
         job.start()
     yield
     for job in jobs:
         await job.close()
+
+
+class StoreRecovery:
+    """While the store cannot write (a full disk), try a small write now and then; once writes
+    succeed again (this probe's or any other), say so, start what waited, and ask GitHub for the
+    deliveries intake had to refuse meanwhile."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._failures_seen = 0
+
+    async def run_once(self) -> None:
+        app, store = self._app, self._app[STORE]
+        if not store.writable:
+            with contextlib.suppress(StoreUnavailable):
+                await store.probe_write()
+        failures = store.write_failures
+        if not store.writable or failures == self._failures_seen:
+            return
+        self._failures_seen = failures
+        log.warning("the store writes again", failed_writes=failures)
+        app[SCHEDULER].wake()
+        app[REPORTER].wake()
+        if CATCH_UP in app:
+            await app[CATCH_UP].run_once()
 
 
 async def _ready(app: web.Application) -> AsyncIterator[None]:
@@ -403,12 +438,27 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
-    lifecycle = request.app[LIFECYCLE]
+    """200 while this daemon takes webhooks; 503 when a proxy should send them elsewhere."""
+    app = request.app
+    lifecycle = app[LIFECYCLE]
     if lifecycle.draining:
         return web.json_response({"status": "draining"}, status=503)
     if not lifecycle.ready:
         return web.json_response({"status": "starting"}, status=503)
-    return web.json_response({"status": "ok"})
+    if not app[STORE].writable:
+        return web.json_response(
+            {"status": "store unavailable", "reason": "the store cannot write (disk full?)"},
+            status=503,
+        )
+    answer = {"status": "ok"}
+    if reason := app[FREE_SPACE].shortage():
+        answer["builds"] = f"paused: {reason}"  # webhooks are still taken; builds wait
+    return web.json_response(answer)
+
+
+def _builds_paused(app: web.Application) -> str | None:
+    """Why builds wait, for the banner on every page (None: they do not)."""
+    return app[FREE_SPACE].shortage() if FREE_SPACE in app else None
 
 
 def make_sandbox(settings: Settings) -> Sandbox:

@@ -47,7 +47,13 @@ class DeliveryCatchUp:
         self._forbidden: set[str] = set()
 
     async def run_once(self) -> int:
-        """Check every known hook once; returns how many redeliveries were asked for."""
+        """Check every known hook once; returns how many redeliveries were asked for.
+
+        Not while the store cannot write: a redelivery would be refused again, and each
+        delivery is asked for only a few times.
+        """
+        if not self._store.writable:
+            return 0
         asked = 0
         for hook in await self._store.hooks():
             if hook.repository in self._forbidden:

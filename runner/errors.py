@@ -11,3 +11,8 @@ class ConfigError(HobotnicaError):
 
 class CheckoutError(HobotnicaError):
     """The commit could not be fetched or checked out; the build ends `error`."""
+
+
+class StoreUnavailable(HobotnicaError):
+    """The store cannot write now (a full disk, an I/O error, a lock held too long); the
+    transaction changed nothing. Intake answers 503; a build's result is written again later."""

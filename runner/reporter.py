@@ -29,6 +29,7 @@ import structlog
 from gidgethub.aiohttp import GitHubAPI
 
 from runner.build.environment import build_url
+from runner.errors import StoreUnavailable
 from runner.metrics import Metrics
 from runner.store import OutboxItem, Store
 
@@ -254,6 +255,9 @@ class StatusReporter:
                     continue
             except _Waiting:
                 pass
+            except StoreUnavailable as error:  # a full disk: /health says so; try again soon
+                log.warning("status reporter waits for the store", error=str(error))
+                retry_at = time.time() + 5
             except Exception:
                 log.exception("status reporter failed; retrying")
                 retry_at = time.time() + 5

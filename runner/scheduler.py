@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from runner.build.process import StopRequest
+from runner.errors import StoreUnavailable
 from runner.models import Build
 from runner.store import RecoveredBuild, Store
 
@@ -48,6 +49,7 @@ class Scheduler:
         is_gone: Callable[[str | None], bool],
         on_recovered: OnRecovered,
         on_started: Callable[[], None] = lambda: None,
+        shortage: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._store = store
         self._run_build = run_build
@@ -56,6 +58,8 @@ class Scheduler:
         self._is_gone = is_gone
         self._on_recovered = on_recovered
         self._on_started = on_started
+        self._shortage = shortage  # why no build may start now (runner.disk), or None
+        self._paused: str | None = None
         self._running: dict[int, asyncio.Task[None]] = {}
         self._stops: dict[int, StopRequest] = {}
         self._wake = asyncio.Event()
@@ -94,7 +98,7 @@ class Scheduler:
             self._wake.clear()
             wait = POLL_SECONDS
             free = self._concurrency - len(self._running)
-            if free > 0:
+            if free > 0 and self._may_start():
                 try:
                     claimed = await self._store.claim_builds(free, self._owner, LEASE_SECONDS)
                     for build in claimed:
@@ -103,10 +107,22 @@ class Scheduler:
                         self._on_started()
                     if len(claimed) < free and (settled := await self._store.settling_until()):
                         wait = min(wait, max(0.0, settled - time.time()))
+                except StoreUnavailable as error:
+                    log.warning("cannot claim builds: the store cannot write", error=str(error))
                 except Exception:
                     log.exception("claiming builds failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _may_start(self) -> bool:
+        paused = self._shortage()
+        if paused != self._paused:
+            if paused:
+                log.warning("not starting builds", reason=paused)
+            else:
+                log.info("starting builds again")
+            self._paused = paused
+        return paused is None
 
     def _start(self, build: Build) -> None:
         stop = self._stops[build.id] = StopRequest()
@@ -128,6 +144,8 @@ class Scheduler:
                 if recovered:
                     await self._on_recovered(recovered)
                     self._wake.set()
+            except StoreUnavailable as error:  # leases are renewed at the next beat that writes
+                log.warning("heartbeat cannot write", error=str(error))
             except Exception:
                 log.exception("heartbeat failed")
 

@@ -6,6 +6,7 @@ the part of the daemon's environment that builds inherit is captured here.
 """
 
 import ipaddress
+import pwd
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ INHERITED_ENV_PREFIXES = ("LC_",)
 
 # Shorter secrets would mask innocent text all over a log (think "1" or "yes").
 MIN_SECRET_LENGTH = 6
+# Lower limits would not let `make` itself start.
+MIN_MEMORY_MAX = 16 * 1024 * 1024
+MIN_TASKS_MAX = 4
 
 ForkPolicy = Literal["never", "without-secrets"]
 SandboxKind = Literal["none", "bubblewrap"]
@@ -74,6 +78,16 @@ class GitHubSettings:
 
 
 @dataclass(frozen=True)
+class BuildUser:
+    """The account builds run as (`builds.user`), looked up once at start."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
 class BuildSettings:
     concurrency: int = 2
     timeout: float = 3600.0
@@ -85,6 +99,10 @@ class BuildSettings:
     cancel_running: bool = True
     keep_days: float = 90.0
     keep_per_repository: int = 1000
+    # One build's whole process tree: bytes of memory, and processes and threads (None: no limit).
+    memory_max: int | None = None
+    tasks_max: int | None = None
+    user: BuildUser | None = None  # None: builds run as the daemon's own user
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,8 @@ class Project:
 class Settings:
     github: GitHubSettings
     data_dir: Path
+    # Below this much free space under data_dir no new build starts (runner.disk).
+    min_free: int = 1024**3
     server: ServerSettings = ServerSettings()
     builds: BuildSettings = BuildSettings()
     pull_requests: PullRequestSettings = PullRequestSettings()
@@ -228,7 +248,7 @@ def parse_settings(
             "access_check_interval",
         },
     )
-    _reject_unknown(storage, "storage.", {"data_dir"})
+    _reject_unknown(storage, "storage.", {"data_dir", "min_free"})
     _reject_unknown(
         builds,
         "builds.",
@@ -243,6 +263,9 @@ def parse_settings(
             "cancel_running",
             "keep_days",
             "keep_per_repository",
+            "memory_max",
+            "tasks_max",
+            "user",
         },
     )
     _reject_unknown(pulls, "pull_requests.", {"forks"})
@@ -294,7 +317,13 @@ def parse_settings(
         keep_per_repository=_positive(
             _get(builds, "builds.keep_per_repository", int, 1000), "builds.keep_per_repository"
         ),
+        memory_max=_optional_limit(builds, "builds.memory_max", MIN_MEMORY_MAX),
+        tasks_max=_optional_limit(builds, "builds.tasks_max", MIN_TASKS_MAX),
+        user=_build_user(_get(builds, "builds.user", str, "")),
     )
+    min_free = _get(storage, "storage.min_free", int, 1024**3)
+    if min_free < 0:
+        raise ConfigError("storage.min_free must be 0 or more (bytes)")
     forks = _choice(pulls, "pull_requests.forks", ("never", "without-secrets"), "never")
 
     if forks == "without-secrets" and build_settings.sandbox != "bubblewrap":
@@ -347,6 +376,7 @@ def parse_settings(
             ),
         ),
         data_dir=data_dir,
+        min_free=min_free,
         builds=build_settings,
         pull_requests=PullRequestSettings(forks=forks),
         deploy=deploy,
@@ -542,6 +572,25 @@ def _kind_name(kind: Any) -> str:
 
 
 _Number = TypeVar("_Number", int, float)
+
+
+def _optional_limit(table: Mapping[str, Any], name: str, minimum: int) -> int | None:
+    value: int | None = _get(table, name, (int, type(None)), None)
+    if value is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum} (or absent: no limit)")
+    return value
+
+
+def _build_user(name: str) -> BuildUser | None:
+    if not name:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigError(f"builds.user: there is no user {name!r} on this host") from None
+    if entry.pw_uid == 0:
+        raise ConfigError("builds.user must not be root: builds would own the host")
+    return BuildUser(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
 def _positive(value: _Number, name: str) -> _Number:

@@ -4,8 +4,12 @@ The first half of the cap is written straight to the log. What comes after goes 
 of the other half, so the end of the output (where the error usually is) survives however much a
 build prints. On close the ring is appended in order, after a marker saying how much was cut.
 Nothing is held in memory but one chunk; readers (the page, the API) read the file as it grows.
+
+A full disk does not end the build: output that cannot be written is counted and dropped, and
+the log says how much was lost once it can (make's result is what the status reports).
 """
 
+import errno
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,12 +32,23 @@ class BuildLog:
         self._ring_path = ring_path(path)
         self._ring: BinaryIO | None = None
         self._ring_written = 0  # bytes ever written to the ring; position = written % size
+        self.lost_bytes = 0  # output dropped because the disk would not take it
 
     @property
     def cut_bytes(self) -> int:
         return max(0, self._ring_written - self._ring_size)
 
     def write(self, data: bytes) -> None:
+        try:
+            self._write(data)
+        except OSError as error:
+            if error.errno not in _DISK_FULL:
+                raise
+            self.lost_bytes += len(data)
+
+    def _write(self, data: bytes) -> None:
+        if self.lost_bytes:
+            self._say_what_was_lost()
         if self._head_room > 0:
             head, data = data[: self._head_room], data[self._head_room :]
             self._file.write(head)
@@ -58,16 +73,32 @@ class BuildLog:
 
     def note(self, line: str) -> None:
         """A line from Hobotnica itself (not from make). Written in order once output is capped."""
-        text = f"[hobotnica] {line}\n".encode()
-        if self._ring is None:
-            self._file.write(text)
-        else:
-            self._write_ring(text)
+        self.write(f"[hobotnica] {line}\n".encode())
+
+    def _say_what_was_lost(self) -> None:
+        lost, self.lost_bytes = self.lost_bytes, 0
+        try:
+            self._write(
+                f"\n[hobotnica] … {lost} bytes of output lost: the disk was full …\n".encode()
+            )
+        except OSError:
+            self.lost_bytes = lost
+            raise
 
     def close(self) -> None:
-        if self._ring is not None:
-            self._append_ring()
-        self._file.close()
+        try:
+            if self.lost_bytes:
+                self._say_what_was_lost()
+            if self._ring is not None:
+                self._append_ring()
+        except OSError as error:
+            if error.errno not in _DISK_FULL:
+                raise
+        finally:
+            if self._ring is not None:
+                self._ring.close()
+                self._ring_path.unlink(missing_ok=True)
+            self._file.close()
 
     def _append_ring(self) -> None:
         assert self._ring is not None
@@ -88,5 +119,6 @@ class BuildLog:
                     break
                 self._file.write(chunk)
                 length -= len(chunk)
-        self._ring.close()
-        self._ring_path.unlink(missing_ok=True)
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -21,7 +21,7 @@ from runner.build.logfile import BuildLog, log_path
 from runner.build.process import MakeOutcome, StopRequest, run_make
 from runner.build.reaper import marker_for
 from runner.build.sandbox import Sandbox
-from runner.errors import CheckoutError
+from runner.errors import CheckoutError, StoreUnavailable
 from runner.metrics import Metrics
 from runner.models import Build, Job
 from runner.projects import ProjectDirectory
@@ -31,6 +31,10 @@ from runner.store import Store
 from runner.webhooks.plan import has_skip_marker
 
 log = structlog.get_logger(logger_name="hobotnica.build")
+
+# Backoff while a build's result cannot be written (seconds).
+RESULT_RETRY_FIRST = 0.5
+RESULT_RETRY_MAX = 30.0
 
 
 @dataclass
@@ -62,7 +66,7 @@ class BuildWorker:
             except Exception:
                 log.exception("build crashed")
                 status, exit_code = statuses.errored("Internal error; see the daemon log"), None
-            deploy_id = await self.store.finish_build(build.id, status, exit_code, self.owner)
+            deploy_id = await self._record_result(build, status, exit_code)
             self.metrics.builds.labels(build.job.value, status.state.value).inc()
             self.on_finished()
             # The canonical line of a build: one per finished build, everything an operator
@@ -154,6 +158,29 @@ class BuildWorker:
             return self._status(build, project, outcome, build_log), outcome.exit_code
         finally:
             build_log.close()
+
+    async def _record_result(
+        self, build: Build, status: Status, exit_code: int | None
+    ) -> int | None:
+        """Write the build's result, however long the store cannot write (a full disk).
+
+        The build keeps its lease meanwhile (the scheduler's heartbeat renews it once the store
+        writes again), so its result is the one make gave, never a re-run because the daemon
+        seemed to have lost it.
+        """
+        delay = RESULT_RETRY_FIRST
+        while True:
+            try:
+                return await self.store.finish_build(build.id, status, exit_code, self.owner)
+            except StoreUnavailable as error:
+                log.warning(
+                    "cannot record the build's result yet; retrying",
+                    state=status.state.value,
+                    error=str(error),
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESULT_RETRY_MAX)
 
     def _timeout(self, project: Project) -> float:
         """A registration may shorten the operator's timeout, never lengthen it."""

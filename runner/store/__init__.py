@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+from runner.errors import StoreUnavailable
 from runner.models import Build, BuildState
 from runner.statuses import Status
 from runner.store.sqlite import (
@@ -27,6 +28,7 @@ from runner.store.sqlite import (
     Rerun,
     SQLiteStore,
     database_path,
+    is_unavailable,
 )
 
 __all__ = [
@@ -56,7 +58,25 @@ class Store:
 
     async def _run(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: function(*args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._thread, lambda: function(*args, **kwargs))
+        except Exception as error:
+            if is_unavailable(error):
+                raise StoreUnavailable(f"the store cannot write now: {error}") from error
+            raise
+
+    @property
+    def writable(self) -> bool:
+        """False from a write that failed for want of space (or I/O) until one succeeds."""
+        return not self._backend.write_failing
+
+    @property
+    def write_failures(self) -> int:
+        """How many write transactions failed for want of space (or I/O) since start."""
+        return self._backend.write_failures
+
+    async def probe_write(self) -> None:
+        await self._run(self._backend.probe_write)
 
     async def close(self) -> None:
         if self._intake_writer is not None:

@@ -46,6 +46,18 @@ def database_path(data_dir: Path) -> Path:
     return data_dir / "hobotnica.sqlite3"
 
 
+# Result codes that say "cannot write now", not "this is wrong": a full disk, an I/O error, a
+# lock held past the busy timeout. Extended codes carry the primary one in their low byte.
+_UNAVAILABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY}
+_UNAVAILABLE |= {sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN}
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` is the store being unable to write now (retry later), not a bug."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE
+
+
 @dataclass(frozen=True)
 class DeliveryOutcome:
     duplicate: bool
@@ -99,6 +111,9 @@ class SQLiteStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # Hook ids already written, so intake does not rewrite the same row per delivery.
         self._hooks_seen: dict[str, str] = {}
+        # Whether the last write transaction failed for want of space (or I/O): /health says so.
+        self.write_failing = False
+        self.write_failures = 0  # how many have, ever: deliveries refused meanwhile to catch up
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file only
@@ -116,16 +131,29 @@ class SQLiteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._db.execute("BEGIN IMMEDIATE")
             yield self._db
             self._db.execute("COMMIT")
-        except BaseException:
+        except BaseException as error:
             # Also when COMMIT itself failed (disk full): never stay inside a transaction.
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._hooks_seen.clear()  # it may remember a hook id that was rolled back
+            if is_unavailable(error):
+                self.write_failing = True
+                self.write_failures += 1
             raise
+        self.write_failing = False
+
+    def probe_write(self) -> None:
+        """One small write, to learn whether the store can write again."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO leases (name, owner, expires) VALUES ('store-probe', '', ?)"
+                " ON CONFLICT (name) DO UPDATE SET expires = excluded.expires",
+                (time.time(),),
+            )
 
     def transact(
         self,

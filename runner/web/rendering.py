@@ -9,6 +9,7 @@ except HTML that `runner.web.logview` rendered from escaped text.
 """
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -50,8 +51,11 @@ def load_assets() -> dict[str, Asset]:
 
 
 class Renderer:
-    def __init__(self, access: Access) -> None:
+    def __init__(
+        self, access: Access, *, builds_paused: Callable[[], str | None] = lambda: None
+    ) -> None:
         self._access = access
+        self._builds_paused = builds_paused
         self._assets = load_assets()
         self._templates = jinja2.Environment(
             loader=jinja2.PackageLoader("runner.web", "templates"),
@@ -72,6 +76,7 @@ class Renderer:
             public=self._access.public,
             can_sign_in=self._access.has_users,
             here=request.rel_url.path_qs,
+            builds_paused=self._builds_paused(),
             **context,
         )
         return web.Response(

@@ -17,6 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from runner.errors import StoreUnavailable
 from runner.metrics import Metrics
 from runner.names import is_delivery_id, is_event_name
 from runner.settings import Settings
@@ -31,6 +32,12 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 # A sender that trickles its body is not GitHub either; do not let it hold a connection forever.
 BODY_READ_TIMEOUT = 30.0
 JSON_ONLY = "body is not a JSON object; set the webhook's content type to application/json"
+# Shown by GitHub beside a delivery refused because the store could not write it.
+CANNOT_STORE = (
+    "Hobotnica cannot store deliveries right now (its data directory is full or failing); "
+    "this one changed nothing, and Hobotnica asks GitHub to redeliver it once it can"
+)
+STORE_RETRY_AFTER = "60"
 
 log = structlog.get_logger(logger_name="hobotnica.intake")
 
@@ -156,18 +163,23 @@ class Intake:
                 return _error(400, str(error)), {**fields, "outcome": "rejected"}
             requests = plan.requests
             outcome = "accepted" if requests else f"ignored: {plan.ignored}"
-        recorded = await self.record(
-            Delivery(
-                id=delivery_id,
-                event=event,
-                hook_id=hook_id,
-                received_at=received_at,
-                outcome=outcome,
-                requests=requests,
-                hook_repository=requests[0].repository if requests else None,
-                stop_running=self.settings.builds.cancel_running,
-            )
+        delivery = Delivery(
+            id=delivery_id,
+            event=event,
+            hook_id=hook_id,
+            received_at=received_at,
+            outcome=outcome,
+            requests=requests,
+            hook_repository=requests[0].repository if requests else None,
+            stop_running=self.settings.builds.cancel_running,
         )
+        try:
+            recorded = await self.record(delivery)
+        except StoreUnavailable:
+            # Never 500: GitHub shows this text, and catch-up asks for the delivery again.
+            response = _error(503, CANNOT_STORE)
+            response.headers["Retry-After"] = STORE_RETRY_AFTER
+            return response, {**fields, "outcome": "refused: store unavailable"}
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}

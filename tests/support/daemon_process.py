@@ -179,7 +179,7 @@ def write_config(
             "webhook_secret": SECRET,
             "token": TOKEN,
         },
-        "storage": {"data_dir": str(data_dir)},
+        "storage": {"data_dir": str(data_dir), "min_free": 0},
         "builds": {"concurrency": 2, "kill_grace": 2, "drain_timeout": 60, **(builds or {})},
         "ui": {"public": True},  # these tests read builds through /api/builds/{id}
     }
