@@ -254,6 +254,39 @@ async def test_newer_push_supersedes_queued_builds_of_the_branch(
     assert (await d.build(ids[3]))["state"] == "success"
 
 
+async def test_a_build_superseded_while_github_is_being_told_it_is_queued_still_ends(
+    tmp_path: Path,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+) -> None:
+    """Its `pending` post is in flight when a newer push supersedes the build: GitHub shows
+    that `pending` once the post lands, so it must then be told how the build ended."""
+    release = tmp_path / "release"
+    blocker = remote.commit({"Makefile": makefile(test=wait_for_file(release))}, branch="blocker")
+    first = remote.commit({"Makefile": PASSING, "n": "1"}, branch="feature")
+    newest = remote.commit({"Makefile": PASSING, "n": "2"}, branch="feature")
+    d = await daemon(make_settings())
+    await d.deliver("push", push_payload("octo/app", blocker, branch="blocker"))
+    await fake_github.wait_running(blocker)  # the repository's builds wait behind this one
+    held = fake_github.hold(first)
+
+    _, answer = await d.deliver("push", push_payload("octo/app", first, branch="feature"))
+    in_flight = await fake_github.wait_held(held)
+    await d.deliver("push", push_payload("octo/app", newest, branch="feature"))
+    build = await d.build(answer["builds"][0])
+    assert (build["state"], build["description"]) == ("error", f"Superseded by {newest[:7]}")
+    held.release()
+    release.touch()
+
+    assert (in_flight["state"], in_flight["description"]) == ("pending", "Queued")
+    final = await fake_github.wait_final(first)
+    assert (final.state, final.description) == ("error", f"Superseded by {newest[:7]}")
+    assert [s.state for s in fake_github.for_commit(first)] == ["pending", "error"]
+    assert (await fake_github.wait_final(newest)).state == "success"
+
+
 async def test_repositories_build_in_parallel_and_one_repository_in_order(
     tmp_path: Path,
     daemon: DaemonFactory,

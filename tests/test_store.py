@@ -506,6 +506,30 @@ def test_superseded_build_already_announced_gets_its_error(store: SQLiteStore, p
     ]
 
 
+def test_a_build_superseded_while_its_pending_is_in_flight_gets_its_error(
+    store: SQLiteStore, path: Path
+) -> None:
+    """The reporter is posting "Queued" when a newer push supersedes the build: GitHub will
+    have heard of it, so it must hear how it ended, or the commit stays `pending` for ever."""
+    [old] = deliver(store, "d-1", request(1))
+    in_flight, _ = store.next_status(NOW)
+    assert in_flight is not None and in_flight.build_id == old
+
+    [new] = deliver(store, "d-2", request(2))
+    store.status_done(in_flight.id, "sent")  # GitHub answers the post in flight
+
+    assert state(store, old) == (BuildState.ERROR, f"Superseded by {sha(2)[:7]}")
+    sent = drain(store)
+    assert sorted((item.build_id, item.status) for item in sent) == [
+        (old, Status(StatusState.ERROR, f"Superseded by {sha(2)[:7]}")),
+        (new, statuses.queued(Job.TEST)),
+    ]
+    assert outbox(path, old) == [
+        ("pending", "Queued", "sent"),
+        ("error", f"Superseded by {sha(2)[:7]}", "sent"),
+    ]
+
+
 def test_status_retry_waits_until_its_time(store: SQLiteStore) -> None:
     [build_id] = deliver(store, "d-1", request(1))
     item, retry_at = store.next_status(NOW)
