@@ -10,9 +10,23 @@ from typing import Any
 import pytest
 
 from runner.build.sandbox import bubblewrap_problem
-from tests.conftest import PUBLIC_URL, SECRET, TOKEN, DaemonFactory, SettingsFactory
+from tests.conftest import (
+    DAEMON_ENVIRONMENT,
+    PUBLIC_URL,
+    SECRET,
+    TOKEN,
+    DaemonFactory,
+    SettingsFactory,
+)
 from tests.support.fake_github import FakeGitHub
-from tests.support.gitrepo import Remote, git, make_remote, makefile
+from tests.support.gitrepo import (
+    PRINT_MAKES_ENVIRONMENT,
+    Remote,
+    environment_in_log,
+    git,
+    make_remote,
+    makefile,
+)
 from tests.support.processes import processes_with_marker
 from tests.support.webhooks import pull_request_payload, push_payload
 
@@ -320,7 +334,7 @@ async def test_repositories_build_in_parallel_and_one_repository_in_order(
 async def test_build_environment_is_an_allowlist_plus_hobotnica_and_project_values(
     daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
 ) -> None:
-    sha = remote.commit({"Makefile": makefile(test="@env")}, branch="feature")
+    sha = remote.commit({"Makefile": makefile(test=PRINT_MAKES_ENVIRONMENT)}, branch="feature")
     project = {
         "repository": "octo/app",
         "env": {"LEVEL": "production"},
@@ -332,7 +346,7 @@ async def test_build_environment_is_an_allowlist_plus_hobotnica_and_project_valu
     await fake_github.wait_final(sha)
 
     build_id = answer["builds"][0]
-    env = dict(line.split("=", 1) for line in (await d.log(build_id)).splitlines() if "=" in line)
+    env = environment_in_log(await d.log(build_id))
     expected = {
         "CI": "true",
         "HOBOTNICA": "1",
@@ -352,6 +366,14 @@ async def test_build_environment_is_an_allowlist_plus_hobotnica_and_project_valu
     assert "PATH" in env and "HOME" in env
     for leaked in ("VIRTUAL_ENV", "PYTHONPATH", "POETRY_HOME", "AWS_SECRET_ACCESS_KEY"):
         assert leaked not in env
+    # Nothing else: the allowlist of the daemon's environment, Hobotnica's, the project's.
+    assert env == {
+        **expected,
+        "PATH": DAEMON_ENVIRONMENT["PATH"],
+        "HOME": DAEMON_ENVIRONMENT["HOME"],
+        "HOBOTNICA_JOB": "test",
+        "HOBOTNICA_ATTEMPT": "1",
+    }
     log = await d.log(build_id)
     assert TOKEN not in log and SECRET not in log and "coveralls-secret-value" not in log
 
