@@ -7,9 +7,6 @@ real bare repositories served as file:// URLs, and reads what the fake GitHub wa
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from runner.build.sandbox import bubblewrap_problem
 from tests.conftest import (
     DAEMON_ENVIRONMENT,
     PUBLIC_URL,
@@ -18,6 +15,7 @@ from tests.conftest import (
     DaemonFactory,
     SettingsFactory,
 )
+from tests.support.bubblewrap import require_bubblewrap
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import (
     PRINT_MAKES_ENVIRONMENT,
@@ -149,10 +147,10 @@ async def test_pull_request_from_the_same_repository_tests_its_head(
     assert fake_github.for_commit(sha, "hobotnica/deploy") == []
 
 
-@pytest.mark.skipif(bubblewrap_problem() is not None, reason="forks build only in bubblewrap")
 async def test_pull_requests_from_forks(
     daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
 ) -> None:
+    require_bubblewrap()  # forks build only in the sandbox
     sha = remote.commit(
         {"Makefile": makefile(test="@echo key=[$$DEPLOY_KEY]", deploy="@echo no")}, branch="main"
     )
