@@ -120,8 +120,8 @@ def test_a_pull_request_from_a_fork_gets_the_project_env_but_no_secret() -> None
     }
 
 
-def test_project_values_cannot_replace_hobotnicas_but_come_after_the_inherited_ones() -> None:
-    """The order DESIGN.md gives: inherited, then Hobotnica's, then the project's env."""
+def test_the_projects_env_comes_after_the_inherited_allowlist() -> None:
+    """DESIGN.md's order: the inherited allowlist, Hobotnica's variables, the project's env."""
     project = Project(repository="octo/app", env={"LANG": "de_DE.UTF-8", "TZ": "Europe/Berlin"})
     push = BuildRequest("octo/app", SHA, "refs/heads/main", "main")
 
