@@ -2,7 +2,7 @@
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,12 @@ DAEMON_ENVIRONMENT = {
 
 
 @pytest.fixture
-async def fake_github(aiohttp_server: Any) -> FakeGitHub:
+async def fake_github(aiohttp_server: Any) -> AsyncIterator[FakeGitHub]:
     fake = FakeGitHub()
     server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("")).rstrip("/")
-    return fake
+    yield fake
+    fake.release_all()  # a test that failed while holding posts must not stall the server's end
 
 
 @pytest.fixture

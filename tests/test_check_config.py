@@ -13,6 +13,7 @@ EXAMPLE_CONFIG = REPO_ROOT / "config" / "hobotnica.example.toml"
 
 SECRET = "check-config-webhook-secret-0123"
 TOKEN = "ghp_checkconfigtoken0123456789"
+DEPLOY_KEY = "deploy-key-0123456789"
 
 
 def hobotnica_script() -> str:
@@ -74,7 +75,7 @@ data_dir = "state"
 
 [[projects]]
 repository = "Codertocat/Hello-World"
-secrets = {{ DEPLOY_KEY = "deploy-key-0123456789" }}
+secrets = {{ DEPLOY_KEY = "{DEPLOY_KEY}" }}
 
 [[projects]]
 repository = "octo/app"
@@ -124,7 +125,55 @@ def test_check_config_never_prints_credentials(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
-    for credential in (SECRET, TOKEN, "deploy-key-0123456789"):
+    for credential in (SECRET, TOKEN, DEPLOY_KEY):
+        assert credential not in output
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param(
+            ("[github]\n", f'[github]\ngit_url = "https://x-access-token:{TOKEN}@github.com"\n'),
+            "github.git_url must not carry credentials",
+            id="token-in-git-url",
+        ),
+        pytest.param(
+            ("[github]\n", f'[github]\napi_url = "ftp://x-access-token:{TOKEN}@ghe.example"\n'),
+            "github.api_url must not carry credentials",
+            id="token-in-a-url-that-is-wrong-twice",
+        ),
+        pytest.param(
+            ("token =", "tokne ="), "unknown key github.tokne", id="token-under-a-misspelt-key"
+        ),
+        pytest.param(
+            (f'webhook_secret = "{SECRET}"', f'webhook_secret = ["{SECRET}"]'),
+            "github.webhook_secret must be a string",
+            id="secret-of-the-wrong-type",
+        ),
+        pytest.param(
+            ("DEPLOY_KEY =", '"deploy-key" ='),
+            "projects[0].secrets.deploy-key is not a valid environment variable name",
+            id="project-secret-under-a-bad-name",
+        ),
+        pytest.param(
+            (f'token = "{TOKEN}"', f'token = "{TOKEN}'),
+            "TOML",
+            id="toml-error-on-the-token-line",
+        ),
+    ],
+)
+def test_a_refused_config_never_prints_its_credentials(
+    tmp_path: Path, change: tuple[str, str], named: str
+) -> None:
+    old, new = change
+    assert old in GOOD_CONFIG
+    config = write_config(tmp_path, GOOD_CONFIG.replace(old, new, 1))
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert_refused(result, named)
+    output = result.stdout + result.stderr
+    for credential in (SECRET, TOKEN, DEPLOY_KEY):
         assert credential not in output
 
 

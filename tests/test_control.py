@@ -12,6 +12,7 @@ from runner.store import Store
 from runner.store.sqlite import SQLiteStore
 from tests.test_store import (
     LEASE,
+    NOW,
     OWNER,
     SUCCESS,
     assert_integrity,
@@ -64,6 +65,27 @@ def test_a_queued_build_github_never_heard_of_ends_silently(store: SQLiteStore, 
 
     assert state(store, build_id) == (BuildState.ERROR, "Cancelled")
     assert [outcome for *_, outcome in outbox(path, build_id)] == ["dropped"]
+
+
+def test_a_build_cancelled_while_its_pending_is_in_flight_tells_github(
+    store: SQLiteStore, path: Path
+) -> None:
+    """ "Queued" is being posted when the build is cancelled: GitHub will have heard of it, so
+    it must hear that it ended, or the commit shows `pending` for ever."""
+    (build_id,) = deliver(store, "d1", request(1))
+    in_flight, _ = store.next_status(NOW)
+    assert in_flight is not None and in_flight.build_id == build_id
+
+    store.cancel_build(build_id, CANCELLED)
+    store.status_done(in_flight.id, "sent")  # GitHub answers the post in flight
+
+    assert [(item.build_id, item.status) for item in drain(store)] == [
+        (build_id, statuses.errored("Cancelled"))
+    ]
+    assert outbox(path, build_id) == [
+        ("pending", "Queued", "sent"),
+        ("error", "Cancelled", "sent"),
+    ]
 
 
 def test_cancelling_a_running_build_asks_its_daemon_to_stop(store: SQLiteStore) -> None:

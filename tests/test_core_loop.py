@@ -7,12 +7,24 @@ real bare repositories served as file:// URLs, and reads what the fake GitHub wa
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from runner.build.sandbox import bubblewrap_problem
-from tests.conftest import PUBLIC_URL, SECRET, TOKEN, DaemonFactory, SettingsFactory
+from tests.conftest import (
+    DAEMON_ENVIRONMENT,
+    PUBLIC_URL,
+    SECRET,
+    TOKEN,
+    DaemonFactory,
+    SettingsFactory,
+)
+from tests.support.bubblewrap import require_bubblewrap
 from tests.support.fake_github import FakeGitHub
-from tests.support.gitrepo import Remote, git, make_remote, makefile
+from tests.support.gitrepo import (
+    PRINT_MAKES_ENVIRONMENT,
+    Remote,
+    environment_in_log,
+    git,
+    make_remote,
+    makefile,
+)
 from tests.support.processes import processes_with_marker
 from tests.support.webhooks import pull_request_payload, push_payload
 
@@ -135,10 +147,10 @@ async def test_pull_request_from_the_same_repository_tests_its_head(
     assert fake_github.for_commit(sha, "hobotnica/deploy") == []
 
 
-@pytest.mark.skipif(bubblewrap_problem() is not None, reason="forks build only in bubblewrap")
 async def test_pull_requests_from_forks(
     daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
 ) -> None:
+    require_bubblewrap()  # forks build only in the sandbox
     sha = remote.commit(
         {"Makefile": makefile(test="@echo key=[$$DEPLOY_KEY]", deploy="@echo no")}, branch="main"
     )
@@ -254,6 +266,39 @@ async def test_newer_push_supersedes_queued_builds_of_the_branch(
     assert (await d.build(ids[3]))["state"] == "success"
 
 
+async def test_a_build_superseded_while_github_is_being_told_it_is_queued_still_ends(
+    tmp_path: Path,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+) -> None:
+    """Its `pending` post is in flight when a newer push supersedes the build: GitHub shows
+    that `pending` once the post lands, so it must then be told how the build ended."""
+    release = tmp_path / "release"
+    blocker = remote.commit({"Makefile": makefile(test=wait_for_file(release))}, branch="blocker")
+    first = remote.commit({"Makefile": PASSING, "n": "1"}, branch="feature")
+    newest = remote.commit({"Makefile": PASSING, "n": "2"}, branch="feature")
+    d = await daemon(make_settings())
+    await d.deliver("push", push_payload("octo/app", blocker, branch="blocker"))
+    await fake_github.wait_running(blocker)  # the repository's builds wait behind this one
+    held = fake_github.hold(first)
+
+    _, answer = await d.deliver("push", push_payload("octo/app", first, branch="feature"))
+    in_flight = await fake_github.wait_held(held)
+    await d.deliver("push", push_payload("octo/app", newest, branch="feature"))
+    build = await d.build(answer["builds"][0])
+    assert (build["state"], build["description"]) == ("error", f"Superseded by {newest[:7]}")
+    held.release()
+    release.touch()
+
+    assert (in_flight["state"], in_flight["description"]) == ("pending", "Queued")
+    final = await fake_github.wait_final(first)
+    assert (final.state, final.description) == ("error", f"Superseded by {newest[:7]}")
+    assert [s.state for s in fake_github.for_commit(first)] == ["pending", "error"]
+    assert (await fake_github.wait_final(newest)).state == "success"
+
+
 async def test_repositories_build_in_parallel_and_one_repository_in_order(
     tmp_path: Path,
     daemon: DaemonFactory,
@@ -287,7 +332,7 @@ async def test_repositories_build_in_parallel_and_one_repository_in_order(
 async def test_build_environment_is_an_allowlist_plus_hobotnica_and_project_values(
     daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
 ) -> None:
-    sha = remote.commit({"Makefile": makefile(test="@env")}, branch="feature")
+    sha = remote.commit({"Makefile": makefile(test=PRINT_MAKES_ENVIRONMENT)}, branch="feature")
     project = {
         "repository": "octo/app",
         "env": {"LEVEL": "production"},
@@ -299,7 +344,7 @@ async def test_build_environment_is_an_allowlist_plus_hobotnica_and_project_valu
     await fake_github.wait_final(sha)
 
     build_id = answer["builds"][0]
-    env = dict(line.split("=", 1) for line in (await d.log(build_id)).splitlines() if "=" in line)
+    env = environment_in_log(await d.log(build_id))
     expected = {
         "CI": "true",
         "HOBOTNICA": "1",
@@ -319,6 +364,14 @@ async def test_build_environment_is_an_allowlist_plus_hobotnica_and_project_valu
     assert "PATH" in env and "HOME" in env
     for leaked in ("VIRTUAL_ENV", "PYTHONPATH", "POETRY_HOME", "AWS_SECRET_ACCESS_KEY"):
         assert leaked not in env
+    # Nothing else: the allowlist of the daemon's environment, Hobotnica's, the project's.
+    assert env == {
+        **expected,
+        "PATH": DAEMON_ENVIRONMENT["PATH"],
+        "HOME": DAEMON_ENVIRONMENT["HOME"],
+        "HOBOTNICA_JOB": "test",
+        "HOBOTNICA_ATTEMPT": "1",
+    }
     log = await d.log(build_id)
     assert TOKEN not in log and SECRET not in log and "coveralls-secret-value" not in log
 

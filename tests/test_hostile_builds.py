@@ -20,25 +20,16 @@ import pytest
 from aiohttp import web
 
 from runner.build.reaper import end_tree, marker_for
-from runner.build.sandbox import bubblewrap_problem
 from runner.settings import Settings
 from tests.conftest import PUBLIC_URL, SECRET, TOKEN, DaemonFactory, SettingsFactory
+from tests.support.bubblewrap import require_bubblewrap
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
 from tests.support.processes import processes_with_marker
 from tests.support.webhooks import push_payload
 from tests.test_core_loop import PASSING, wait_for_file
 
-BWRAP_PROBLEM = bubblewrap_problem()
-SANDBOXES = [
-    "none",
-    pytest.param(
-        "bubblewrap",
-        marks=pytest.mark.skipif(
-            BWRAP_PROBLEM is not None, reason=f"bubblewrap unusable here: {BWRAP_PROBLEM}"
-        ),
-    ),
-]
+SANDBOXES = ["none", "bubblewrap"]  # tests with "bubblewrap" call require_bubblewrap()
 
 # Leaves three kinds of process behind: one in a new session, one double-forked, and one that
 # ignores SIGTERM, so the grace period and SIGKILL are needed too.
@@ -64,6 +55,8 @@ async def test_timeout_ends_every_process_the_build_started(
     fake_github: FakeGitHub,
     remote: Remote,
 ) -> None:
+    if sandbox == "bubblewrap":
+        require_bubblewrap()
     sha = remote.commit({"Makefile": makefile(test=ESCAPING)}, branch="feature")
     d = await daemon(make_settings(builds={"timeout": 2, "kill_grace": 1, "sandbox": sandbox}))
 
@@ -83,7 +76,6 @@ async def test_timeout_ends_every_process_the_build_started(
     print(f"\nsandbox={sandbox}: status final {kill_time:.2f} s after the timeout")
 
 
-@pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=f"bubblewrap unusable: {BWRAP_PROBLEM}")
 async def test_the_sandbox_hides_the_daemon_and_other_repositories(
     tmp_path: Path,
     daemon: DaemonFactory,
@@ -92,6 +84,7 @@ async def test_the_sandbox_hides_the_daemon_and_other_repositories(
     remote_root: Path,
     remote: Remote,
 ) -> None:
+    require_bubblewrap()
     other = make_remote(remote_root, "octo/lib")
     other_sha = other.commit({"Makefile": makefile(test="@echo lib-private > private.txt")})
     config = tmp_path / "hobotnica.toml"
@@ -434,3 +427,49 @@ async def test_no_surface_shows_a_secret_whatever_disguise_it_prints_in(
         assert f"{label}: ***" in as_seen(surfaces["page"]), label
     assert 'json: {"key": "***"}' in as_seen(raw)
     assert 'toml: key = "***"' in as_seen(raw)
+
+
+# -- whether the sandbox tests run ---------------------------------------------------------
+
+UNUSABLE_BWRAP = """#!/bin/sh
+echo 'bwrap: No permissions to create a new namespace, likely because the kernel does not' \
+  'allow non-privileged user namespaces.' >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("installed", "ci", "outcome"),
+    [
+        (True, "true", pytest.fail.Exception),
+        (False, "true", pytest.fail.Exception),
+        (True, None, pytest.skip.Exception),
+        (False, None, pytest.skip.Exception),
+    ],
+)
+def test_the_sandbox_tests_fail_in_ci_when_bubblewrap_cannot_run_and_skip_elsewhere(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    installed: bool,
+    ci: str | None,
+    outcome: type[BaseException],
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if installed:  # installed, but this machine gives it no namespaces (as in many containers)
+        (bin_dir / "bwrap").write_text(UNUSABLE_BWRAP)
+        (bin_dir / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+
+    with pytest.raises(outcome) as raised:
+        require_bubblewrap()
+
+    reason = str(raised.value)
+    if installed:
+        assert "bwrap cannot create a sandbox here: bwrap: No permissions" in reason
+    else:
+        assert "bwrap is not installed" in reason

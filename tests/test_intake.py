@@ -11,6 +11,7 @@ import copy
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,6 +45,16 @@ async def assert_no_build(d: Any, build_id: int = 1) -> None:
     assert d.client is not None
     response = await d.client.get(f"/api/builds/{build_id}")
     assert response.status == 404
+
+
+async def assert_rejected(
+    d: Any, fake_github: FakeGitHub, answer: tuple[int, Any], expected: int
+) -> None:
+    """Answered `expected`, and nothing changed: no build, no status posted."""
+    status, content = answer
+    assert status == expected, content
+    await assert_no_build(d)
+    assert fake_github.statuses == []
 
 
 async def assert_next_build_is_first(d: Any, fake_github: FakeGitHub, remote: Remote) -> None:
@@ -168,94 +179,81 @@ async def test_chunked_body_over_25_mib_is_413(
 
 # --- 401 ----------------------------------------------------------------------------------------
 
-
-async def test_missing_signature_is_401_and_creates_nothing(
-    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
-) -> None:
-    d = await daemon(make_settings())
-    sha = commit(remote)
-    body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    hdrs = signed(body)
-    del hdrs["X-Hub-Signature-256"]
-    status, _ = await d.post_raw(body, hdrs)
-    assert status == 401
-    await assert_no_build(d)
-    assert fake_github.statuses == []
+# How a signed push's headers are spoiled: (body, its good headers) -> the headers sent.
+HeaderChange = Callable[[bytes, dict[str, str]], dict[str, str]]
 
 
-async def test_sha1_only_signature_is_401(
-    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
-) -> None:
-    d = await daemon(make_settings())
-    sha = commit(remote)
-    body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    hdrs = signed(body)
-    del hdrs["X-Hub-Signature-256"]
-    hdrs["X-Hub-Signature"] = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
-    status, _ = await d.post_raw(body, hdrs)
-    assert status == 401
-    await assert_no_build(d)
-    assert fake_github.statuses == []
+def without_signature(body: bytes, hdrs: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in hdrs.items() if name != "X-Hub-Signature-256"}
 
 
-@pytest.mark.parametrize(
-    "signature",
-    [
-        "",
-        "sha256=",
-        "sha256=nothex",
-        "sha256=" + "0" * 64,
-        "sha1=" + "0" * 40,
-        "SHA256=VALID",
-        "sha256=TRUNCATED",
-        "sha256=UPPERCASE",
-        "sha256=VALID,sha256=VALID",
-    ],
-)
-async def test_malformed_signature_is_401(
+def sha1_only(body: bytes, hdrs: dict[str, str]) -> dict[str, str]:
+    sha1 = hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+    return {**without_signature(body, hdrs), "X-Hub-Signature": f"sha1={sha1}"}
+
+
+def signature(template: str) -> HeaderChange:
+    """The signature header as `template`: VALID is the good header, TRUNCATED its digest less
+    the last digit, UPPERCASE its digest in capitals."""
+
+    def change(body: bytes, hdrs: dict[str, str]) -> dict[str, str]:
+        digest = hdrs["X-Hub-Signature-256"].removeprefix("sha256=")
+        value = (
+            template.replace("VALID", f"sha256={digest}")
+            .replace("TRUNCATED", digest[:-1])
+            .replace("UPPERCASE", digest.upper())
+        )
+        return {**hdrs, "X-Hub-Signature-256": value}
+
+    return change
+
+
+def signed_with_another_secret(body: bytes, hdrs: dict[str, str]) -> dict[str, str]:
+    return headers(body, "It's a Secret to Nobody")
+
+
+def signature_of_another_body(body: bytes, hdrs: dict[str, str]) -> dict[str, str]:
+    return {**hdrs, "X-Hub-Signature-256": signed(body + b" ")["X-Hub-Signature-256"]}
+
+
+MALFORMED_SIGNATURES = [
+    "",
+    "sha256=",
+    "sha256=nothex",
+    "sha256=" + "0" * 64,
+    "sha1=" + "0" * 40,
+    "SHA256=VALID",
+    "sha256=TRUNCATED",
+    "sha256=UPPERCASE",
+    "sha256=VALID,sha256=VALID",
+]
+NOT_SIGNED: list[Any] = [
+    pytest.param(without_signature, id="missing"),
+    pytest.param(sha1_only, id="sha1-only"),
+    *(pytest.param(signature(t), id=f"malformed:{t or 'empty'}") for t in MALFORMED_SIGNATURES),
+    pytest.param(signed_with_another_secret, id="another-secret"),
+    pytest.param(signature_of_another_body, id="another-body"),
+    *(
+        pytest.param(signature("sha256=TRUNCATED" + c), id=f"non-ascii-U+{ord(c):04X}")
+        for c in ["é", "٣", "\uff10", "🐙"]
+    ),
+]
+
+
+@pytest.mark.parametrize("change", NOT_SIGNED)
+async def test_a_push_without_a_valid_signature_is_401_and_changes_nothing(
     daemon: DaemonFactory,
     make_settings: SettingsFactory,
     fake_github: FakeGitHub,
     remote: Remote,
-    signature: str,
+    change: HeaderChange,
 ) -> None:
     d = await daemon(make_settings())
-    sha = commit(remote)
-    body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    hdrs = signed(body)
-    digest = hdrs["X-Hub-Signature-256"].removeprefix("sha256=")
-    hdrs["X-Hub-Signature-256"] = (
-        signature.replace("VALID", f"sha256={digest}")
-        .replace("TRUNCATED", digest[:-1])
-        .replace("UPPERCASE", digest.upper())
-    )
-    status, _ = await d.post_raw(body, hdrs)
-    assert status == 401
-    await assert_no_build(d)
-    assert fake_github.statuses == []
+    body = encode(push_payload(REPOSITORY, commit(remote), branch=BRANCH))
 
+    answer = await d.post_raw(body, change(body, signed(body)))
 
-async def test_signature_made_with_another_secret_is_401(
-    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
-) -> None:
-    d = await daemon(make_settings())
-    sha = commit(remote)
-    body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    status, _ = await d.post_raw(body, headers(body, "It's a Secret to Nobody"))
-    assert status == 401
-    await assert_no_build(d)
-    assert fake_github.statuses == []
-
-
-async def test_signature_of_another_body_is_401(
-    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
-) -> None:
-    d = await daemon(make_settings())
-    sha = commit(remote)
-    body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    status, _ = await d.post_raw(body + b" ", signed(body))
-    assert status == 401
-    await assert_no_build(d)
+    await assert_rejected(d, fake_github, answer, 401)
 
 
 async def test_non_ascii_signature_header_bytes_are_401(
@@ -267,30 +265,9 @@ async def test_non_ascii_signature_header_bytes_are_401(
     good = raw_headers(body)
     digest = good[4].removeprefix(b"X-Hub-Signature-256: sha256=")
     lines = [line for line in good if not line.startswith(b"X-Hub-Signature-256")]
-    for signature in (b"sha256=\xff" + digest[1:], b"sha256=" + digest + b"\xff", b"\xff" * 71):
-        status, _ = await raw_post(d, [*lines, b"X-Hub-Signature-256: " + signature], body)
-        assert status == 401
-    await assert_no_build(d)
-    assert fake_github.statuses == []
-
-
-@pytest.mark.parametrize("character", ["é", "٣", "\uff10", "🐙"])
-async def test_non_ascii_signature_header_text_is_401(
-    daemon: DaemonFactory,
-    make_settings: SettingsFactory,
-    fake_github: FakeGitHub,
-    remote: Remote,
-    character: str,
-) -> None:
-    d = await daemon(make_settings())
-    sha = commit(remote)
-    body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    hdrs = signed(body)
-    hdrs["X-Hub-Signature-256"] = hdrs["X-Hub-Signature-256"][:-1] + character
-    status, _ = await d.post_raw(body, hdrs)
-    assert status == 401
-    await assert_no_build(d)
-    assert fake_github.statuses == []
+    for spoilt in (b"sha256=\xff" + digest[1:], b"sha256=" + digest + b"\xff", b"\xff" * 71):
+        answer = await raw_post(d, [*lines, b"X-Hub-Signature-256: " + spoilt], body)
+        await assert_rejected(d, fake_github, answer, 401)
 
 
 async def test_bad_signature_comes_before_missing_headers_and_bad_json(
@@ -311,10 +288,8 @@ async def test_rejected_delivery_creates_no_build(
     d = await daemon(make_settings())
     sha = commit(remote)
     body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    status, _ = await d.post_raw(body, headers(body, "wrong secret", "push", "rejected-1"))
-    assert status == 401
-    await assert_no_build(d)
-    assert fake_github.statuses == []
+    answer = await d.post_raw(body, headers(body, "wrong secret", "push", "rejected-1"))
+    await assert_rejected(d, fake_github, answer, 401)
     # A good, different delivery is build 1: the rejected one took no id and posted nothing.
     await assert_next_build_is_first(d, fake_github, remote)
     assert fake_github.for_commit(sha) == []
@@ -337,35 +312,36 @@ async def test_rejected_delivery_id_is_not_remembered(
 # --- 400 ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("missing", ["X-GitHub-Event", "X-GitHub-Delivery"])
-async def test_missing_github_header_is_400(
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        pytest.param("X-GitHub-Event", None, id="missing-event"),
+        pytest.param("X-GitHub-Delivery", None, id="missing-delivery"),
+        pytest.param("X-GitHub-Event", "", id="empty-event"),
+        pytest.param("X-GitHub-Delivery", "", id="empty-delivery"),
+    ],
+)
+async def test_a_signed_delivery_without_a_github_header_is_400_and_changes_nothing(
     daemon: DaemonFactory,
     make_settings: SettingsFactory,
     fake_github: FakeGitHub,
     remote: Remote,
-    missing: str,
+    header: str,
+    value: str | None,
 ) -> None:
     d = await daemon(make_settings())
-    sha = commit(remote)
-    body = encode(push_payload(REPOSITORY, sha, branch=BRANCH))
-    hdrs = signed(body)
-    del hdrs[missing]
-    status, _ = await d.post_raw(body, hdrs)
-    assert status == 400
-    await assert_no_build(d)
-    assert fake_github.statuses == []
+    for event, payload in (
+        ("push", push_payload(REPOSITORY, commit(remote), branch=BRANCH)),
+        ("ping", example("ping")),
+    ):
+        body = encode(payload)
+        hdrs = signed(body, event)
+        if value is None:
+            del hdrs[header]
+        else:
+            hdrs[header] = value
 
-
-@pytest.mark.parametrize("empty", ["X-GitHub-Event", "X-GitHub-Delivery"])
-async def test_empty_github_header_is_400(
-    daemon: DaemonFactory, make_settings: SettingsFactory, empty: str
-) -> None:
-    d = await daemon(make_settings())
-    body = encode(example("ping"))
-    hdrs = signed(body, "ping")
-    hdrs[empty] = ""
-    status, _ = await d.post_raw(body, hdrs)
-    assert status == 400
+        await assert_rejected(d, fake_github, await d.post_raw(body, hdrs), 400)
 
 
 @pytest.mark.parametrize(
@@ -391,10 +367,7 @@ async def test_signed_body_that_is_not_a_json_object_is_400(
 ) -> None:
     d = await daemon(make_settings())
     for event in ("push", "ping"):
-        status, _ = await d.post_raw(body, signed(body, event))
-        assert status == 400
-    await assert_no_build(d)
-    assert fake_github.statuses == []
+        await assert_rejected(d, fake_github, await d.post_raw(body, signed(body, event)), 400)
 
 
 async def test_signed_json_with_an_over_long_integer_is_400(

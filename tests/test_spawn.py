@@ -38,6 +38,15 @@ def open_fds() -> set[int]:
     return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
+async def turns_until(condition: Callable[[], bool], turns: int = 1000) -> None:
+    """Give the loop's other tasks turns until `condition` holds (counted, never timed)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not so after {turns} turns of the loop")
+
+
 async def shell(script: str, **options: Any) -> Child:
     return await spawn(["/bin/sh", "-c", script], env=ENV, **options)
 
@@ -99,7 +108,8 @@ def test_closing_the_pipes_ends_a_waiting_read_and_leaves_no_descriptor(
     async def scenario() -> bytes:
         child = await shell(f"while [ ! -e {release} ]; do sleep 0.01; done", merge_stderr=True)
         reading = asyncio.ensure_future(child.stdout.read())
-        await asyncio.sleep(0)  # the read is waiting for the pipe
+        await turns_until(lambda: child.stdout._readable is not None)  # waiting for the pipe
+        assert not reading.done()
         child.close_pipes()
         chunk = await asyncio.wait_for(reading, 10)
         release.touch()

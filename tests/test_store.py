@@ -275,6 +275,33 @@ def test_a_push_costs_the_same_however_long_its_branchs_history(store: SQLiteSto
     assert long_history < short_history * 1.5, (short_history, long_history)
 
 
+def pushed(n: int, at: float, **kw: Any) -> BuildRequest:
+    """A push GitHub made at `at` (`repository.pushed_at`): redeliveries keep that time."""
+    return replace(request(n, **kw), pushed_at=at)
+
+
+def test_a_late_redelivery_of_an_older_push_never_supersedes_the_branchs_head(
+    store: SQLiteStore, path: Path
+) -> None:
+    """GitHub redelivers push 1 after push 2 arrived: push 2 is the branch's head and builds."""
+    [head] = deliver(store, "d-2", pushed(2, 1_700_000_002.0))
+    [other_branch] = deliver(store, "d-9", pushed(9, 1_700_000_009.0, branch="feature"))
+
+    [late] = deliver(store, "d-1", pushed(1, 1_700_000_001.0))
+
+    assert state(store, head) == (BuildState.QUEUED, "Queued")
+    assert state(store, late) == (BuildState.ERROR, f"Superseded by {sha(2)[:7]}")
+    assert state(store, other_branch) == (BuildState.QUEUED, "Queued")  # a newer push elsewhere
+    assert outbox(path, late) == [("pending", "Queued", "dropped")]  # GitHub never hears of it
+    assert [build.id for build in store.claim_builds(5, OWNER, LEASE)] == [head]
+    # A push that really is newer still supersedes the head.
+    [newest] = deliver(store, "d-3", pushed(3, 1_700_000_003.0))
+    assert state(store, head) == (BuildState.ERROR, f"Superseded by {sha(3)[:7]}") or state(
+        store, head
+    ) == (BuildState.RUNNING, "Running make test")
+    assert state(store, newest) == (BuildState.QUEUED, "Queued")
+
+
 def test_running_builds_are_not_superseded(store: SQLiteStore) -> None:
     [running] = deliver(store, "d-1", request(1))
     [claimed] = store.claim_builds(1, OWNER, LEASE)
@@ -495,6 +522,30 @@ def test_superseded_build_already_announced_gets_its_error(store: SQLiteStore, p
     store.status_done(item.id, "sent")
 
     [new] = deliver(store, "d-2", request(2))
+    sent = drain(store)
+    assert sorted((item.build_id, item.status) for item in sent) == [
+        (old, Status(StatusState.ERROR, f"Superseded by {sha(2)[:7]}")),
+        (new, statuses.queued(Job.TEST)),
+    ]
+    assert outbox(path, old) == [
+        ("pending", "Queued", "sent"),
+        ("error", f"Superseded by {sha(2)[:7]}", "sent"),
+    ]
+
+
+def test_a_build_superseded_while_its_pending_is_in_flight_gets_its_error(
+    store: SQLiteStore, path: Path
+) -> None:
+    """The reporter is posting "Queued" when a newer push supersedes the build: GitHub will
+    have heard of it, so it must hear how it ended, or the commit stays `pending` for ever."""
+    [old] = deliver(store, "d-1", request(1))
+    in_flight, _ = store.next_status(NOW)
+    assert in_flight is not None and in_flight.build_id == old
+
+    [new] = deliver(store, "d-2", request(2))
+    store.status_done(in_flight.id, "sent")  # GitHub answers the post in flight
+
+    assert state(store, old) == (BuildState.ERROR, f"Superseded by {sha(2)[:7]}")
     sent = drain(store)
     assert sorted((item.build_id, item.status) for item in sent) == [
         (old, Status(StatusState.ERROR, f"Superseded by {sha(2)[:7]}")),

@@ -5,8 +5,9 @@
   `x-ratelimit-reset` is "now + 2" at answer time, not at scripting time).
 - `serve_fake_github`: that fake on a loopback port, served inside the test's own event loop.
 - `DaemonProcess`: writes a config TOML, starts the console script next to `sys.executable`
-  with stdout and stderr appended to a log file, waits (bounded) for `/health`, sends signed
-  pushes, signals the process, and reads builds through `/api/builds/{id}`.
+  (in a small environment of its own, plus any variables the test gives it) with stdout and
+  stderr appended to a log file, waits (bounded) for `/health`, sends signed pushes, signals the
+  process, and reads builds and their logs through `/api/builds/{id}`.
 
 Everything here is async and never blocks the loop: the fake GitHub answers from the same loop.
 """
@@ -212,6 +213,7 @@ class DaemonProcess:
         projects: list[dict[str, Any]],
         public_url: str | None = None,
         builds: Mapping[str, Any] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -222,6 +224,13 @@ class DaemonProcess:
         self.log_path = workdir / f"{name}.log"
         self.home = workdir / f"{name}-home"
         self.home.mkdir(parents=True, exist_ok=True)
+        # The process's whole environment: a small base, plus what the test adds or replaces.
+        self.environment = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            **(environment or {}),
+        }
         write_config(
             self.config,
             port=self.port,
@@ -240,11 +249,6 @@ class DaemonProcess:
 
     async def start(self) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": str(self.home),
-            "LANG": "C.UTF-8",
-        }
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             self.process = subprocess.Popen(
@@ -252,7 +256,7 @@ class DaemonProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=self.environment,
             )
         await self.wait_healthy()
 
@@ -380,6 +384,15 @@ class DaemonProcess:
                 assert response.status == 200, await response.text()
                 data: dict[str, Any] = await response.json()
                 return data
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise self.unreachable(error) from error
+
+    async def log(self, build_id: int) -> str:
+        """The build's log as the API serves it (secrets masked)."""
+        try:
+            async with self.session.get(f"{self.base}/api/builds/{build_id}/log") as response:
+                assert response.status == 200, await response.text()
+                return await response.text()
         except (aiohttp.ClientError, TimeoutError) as error:
             raise self.unreachable(error) from error
 

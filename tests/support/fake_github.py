@@ -2,7 +2,9 @@
 
 It answers `POST /repos/{owner}/{repo}/statuses/{sha}` like GitHub (201 and the status back), and
 can be told to answer the next posts with other codes. Tests wait on conditions over what it
-recorded, with a deadline, instead of sleeping.
+recorded, with a deadline, instead of sleeping. `hold(sha)` keeps the status posts for one commit
+in flight (arrived, not answered) until the test releases them: the moment a daemon has sent a
+status and not yet heard back.
 
 For the REST API it also knows users: `add_user(token, login)` and `grant(login, repository,
 permission)` make `POST /graphql` answer `viewer`, `repository { viewerPermission }` and
@@ -31,6 +33,19 @@ class StatusPost:
     description: str
     target_url: str
     authorization: str
+
+
+@dataclass
+class HeldPosts:
+    """Status posts for one commit that arrived and wait, unanswered, until `release()`."""
+
+    sha: str
+    arrived: list[dict[str, Any]] = field(default_factory=list)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Answer the waiting posts, and let later ones through at once."""
+        self.released.set()
 
 
 @dataclass
@@ -86,6 +101,7 @@ class FakeGitHub:
     hooks: dict[int, "CreatedHook"] = field(default_factory=dict)
     graphql_calls: int = 0
     graphql_down: bool = False
+    holds: dict[str, HeldPosts] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def add_user(self, token: str, login: str) -> None:
@@ -99,6 +115,20 @@ class FakeGitHub:
 
     def revoke(self, login: str, repository: str) -> None:
         self.permissions.pop((login, repository), None)
+
+    def hold(self, sha: str) -> HeldPosts:
+        """Keep the next status posts for `sha` in flight until the test releases them."""
+        held = self.holds[sha] = HeldPosts(sha)
+        return held
+
+    async def wait_held(self, held: HeldPosts, timeout: float = WAIT_TIMEOUT) -> dict[str, Any]:
+        """Until a post for `held.sha` is in flight; its body."""
+        await self.wait_until(lambda: bool(held.arrived), timeout)
+        return held.arrived[0]
+
+    def release_all(self) -> None:
+        for held in self.holds.values():
+            held.release()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -230,6 +260,12 @@ class FakeGitHub:
             status, headers = self.scripted.pop(0)
             return web.json_response({"message": "scripted"}, status=status, headers=headers)
         body: dict[str, Any] = await request.json()
+        held = self.holds.get(request.match_info["sha"])
+        if held is not None and not held.released.is_set():
+            async with self._changed:
+                held.arrived.append(body)
+                self._changed.notify_all()
+            await held.released.wait()
         post = StatusPost(
             repository=f"{request.match_info['owner']}/{request.match_info['repo']}",
             sha=request.match_info["sha"],
@@ -271,9 +307,15 @@ class FakeGitHub:
         self, sha: str, context: str = "hobotnica/test", timeout: float = WAIT_TIMEOUT
     ) -> StatusPost:
         """The first final (non-pending) status posted for the commit and context."""
-        await self.wait_until(
-            lambda: any(s.state != "pending" for s in self.for_commit(sha, context)), timeout
-        )
+        try:
+            await self.wait_until(
+                lambda: any(s.state != "pending" for s in self.for_commit(sha, context)), timeout
+            )
+        except TimeoutError:
+            posted = [(s.state, s.description) for s in self.for_commit(sha, context)]
+            raise AssertionError(
+                f"no final {context} status for {sha[:7]} in {timeout} s; posted: {posted}"
+            ) from None
         return next(s for s in self.for_commit(sha, context) if s.state != "pending")
 
 

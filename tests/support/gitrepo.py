@@ -68,3 +68,14 @@ def makefile(**targets: str) -> str:
         lines.append(f"{target}:")
         lines += [f"\t{line}" for line in recipe.split("\n")]
     return "\n".join(lines) + "\n"
+
+
+# A recipe: make prints the environment it was started with, the build's, before make or a shell
+# add anything of their own (MAKELEVEL, PWD, SHLVL, ...).
+PRINT_MAKES_ENVIRONMENT = "@echo ENV-BEGIN\n@tr '\\0' '\\n' < /proc/$$PPID/environ\n@echo ENV-END"
+
+
+def environment_in_log(log: str) -> dict[str, str]:
+    """The variables `PRINT_MAKES_ENVIRONMENT` printed into a build's log."""
+    printed = log.split("ENV-BEGIN\n", 1)[1].split("ENV-END", 1)[0]
+    return dict(line.split("=", 1) for line in printed.splitlines())
