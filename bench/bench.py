@@ -158,7 +158,14 @@ class FakeGitHub:
 class Daemon:
     event_loop = "uvloop"  # the daemon's default; `--event-loop asyncio` compares
 
-    def __init__(self, root: Path, fake_url: str, projects: list[str], sandbox: str = "none"):
+    def __init__(
+        self,
+        root: Path,
+        fake_url: str,
+        projects: list[str],
+        sandbox: str = "none",
+        builds: str = "",
+    ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = root / "hobotnica.toml"
@@ -169,8 +176,10 @@ class Daemon:
             f'[github]\napi_url = "{fake_url}"\ngit_url = "{(root / "remotes").as_uri()}"\n'
             f'webhook_secret = "{SECRET}"\ntoken = "{TOKEN}"\ncatch_up = false\n'
             f'[storage]\ndata_dir = "var"\n[builds]\nsandbox = "{sandbox}"\nconcurrency = 2\n'
+            + builds
             # The benchmark reads builds through /api/builds/{id}, without signing in.
-            "[ui]\npublic = true\n" + project_tables
+            + "[ui]\npublic = true\n"
+            + project_tables
         )
         self.process: subprocess.Popen[bytes] | None = None
 

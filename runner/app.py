@@ -11,7 +11,9 @@ webhooks and /health are never behind the sign-in, and routes with credentials o
 (the REST API) are left alone.
 """
 
+import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from runner.api.context import ApiContext
 from runner.api.middleware import api_middleware
 from runner.api.repositories import RepositoryHandlers
 from runner.api.variables import VariableHandlers
+from runner.build.account import BuildAccount, tighten_data_dir
+from runner.build.cgroups import build_cgroup_name, end_now, find_cgroup_tree
 from runner.build.environment import build_url
 from runner.build.git import Repositories
 from runner.build.reaper import end_tree, marker_for
@@ -211,12 +215,31 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     def owner_is_gone(other: str | None) -> bool:
         return is_gone(other, me=owner)
 
+    cgroups, where = await asyncio.to_thread(find_cgroup_tree, settings.server.public_url)
+    if cgroups is None:
+        log.warning(
+            "builds get no cgroup of their own: no memory or process limits; a build is ended "
+            "by its process group, its marker and the sandbox",
+            reason=where,
+        )
+    else:
+        log.info("builds run in cgroups of their own", where=where)
+    account = None
+    if settings.builds.user is not None:
+        account = BuildAccount(settings.builds.user, setpriv=shutil.which("setpriv") or "setpriv")
+        await asyncio.to_thread(tighten_data_dir, settings.data_dir)
+        log.info("builds run as another user", user=settings.builds.user.name)
+
     async def on_recovered(recovered: list[RecoveredBuild]) -> None:
         for build in recovered:
             log.warning(
                 "recovered an interrupted build", build_id=build.id, requeued=build.requeued
             )
             # Its processes may have outlived the daemon that started them.
+            if cgroups is not None:
+                left = cgroups.existing(build_cgroup_name(build.id, build.attempt))
+                if left is not None:
+                    await asyncio.to_thread(end_now, left)
             marker = marker_for(build_url(settings.server.public_url, build.id), build.attempt)
             for process in await end_tree(None, marker, settings.builds.kill_grace):
                 log.warning(
@@ -257,6 +280,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         metrics=app[METRICS],
         on_finished=on_finished,
         on_credentials_refused=lambda repository: app[REGISTRATIONS].token_rejected(repository),
+        cgroups=cgroups,
+        account=account,
     )
     scheduler = Scheduler(
         store,
@@ -296,6 +321,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     await app[REGISTRATIONS].close()
     drain_timeout = 0.0 if app[LIFECYCLE].drain_done else settings.builds.drain_timeout
     await scheduler.close(timeout=drain_timeout)
+    if cgroups is not None:
+        await asyncio.to_thread(cgroups.release)
 
 
 async def _pages(app: web.Application) -> AsyncIterator[None]:

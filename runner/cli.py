@@ -10,6 +10,7 @@ from pathlib import Path
 
 from runner.errors import ConfigError
 from runner.settings import Settings, load_settings
+from runner.statuses import format_bytes
 
 DEFAULT_CONFIG = Path("config/hobotnica.toml")
 # What `make run` falls back to when there is no config of one's own yet.
@@ -69,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         if args.command != "try":
             _check_sandbox(settings)
+            containment = _check_containment(settings)
     except ConfigError as error:
         print(f"hobotnica: config error: {error}", file=sys.stderr)
         return 1
 
     if args.command == "check-config":
-        return _check_config(settings)
+        return _check_config(settings, containment)
     if args.command == "switch":
         from runner.switch import switch as switch_instances
 
@@ -115,14 +117,46 @@ def _check_sandbox(settings: Settings) -> None:
             raise ConfigError(f'builds.sandbox = "bubblewrap", but {problem}')
 
 
-def _check_config(settings: Settings) -> int:
+def _check_containment(settings: Settings) -> str:
+    """Fail closed: limits or a build user that were asked for and cannot be had stop start-up.
+
+    Returns where builds will be contained, in words.
+    """
+    from runner.build.account import check_account
+    from runner.build.cgroups import find_cgroup_tree
+
+    builds = settings.builds
+    tree, where = find_cgroup_tree(settings.server.public_url, make=False)
+    limited = [name for name in ("memory_max", "tasks_max") if getattr(builds, name) is not None]
+    if limited and (tree is None or not tree.limits):
+        keys = " and ".join(f"builds.{name}" for name in limited)
+        raise ConfigError(
+            f"{keys} need cgroups with the memory and pids controllers, and here: {where}"
+        )
+    if builds.user is not None:
+        problem = check_account(builds.user, settings.data_dir, settings.config_path)
+        if problem:
+            raise ConfigError(f"builds.user = {builds.user.name!r}, but {problem}")
+    if tree is None:
+        return f"no cgroup ({where}): builds are ended by process group, marker and sandbox"
+    return f"each in a cgroup of its own: {where}"
+
+
+def _check_config(settings: Settings, containment: str) -> int:
     print(f"config OK: {settings.config_path}")
     print(
         f"  listens on {settings.server.host}:{settings.server.port}, "
         f"public URL {settings.server.public_url}"
     )
     print(f"  data directory {settings.data_dir}")
-    print(f"  builds: {settings.builds.concurrency} at once, sandbox {settings.builds.sandbox}")
+    builds = settings.builds
+    print(f"  builds: {builds.concurrency} at once, sandbox {builds.sandbox}")
+    print(f"  builds run {containment}")
+    if builds.memory_max is not None or builds.tasks_max is not None:
+        memory = format_bytes(builds.memory_max) if builds.memory_max else "no limit"
+        print(f"  one build may use: memory {memory}, tasks {builds.tasks_max or 'no limit'}")
+    if builds.user is not None:
+        print(f"  builds run as {builds.user.name} (uid {builds.user.uid})")
     print(
         f"  {len(settings.projects)} project(s): "
         + (", ".join(p.repository for p in settings.projects) or "none")

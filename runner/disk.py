@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-GIB = 1024**3
+from runner.statuses import format_bytes
 
 
 @dataclass
@@ -35,14 +35,7 @@ class FreeSpace:
             self.shortage_reason = None
         else:
             self.shortage_reason = (
-                f"{human_bytes(free)} free under the data directory, below "
-                f"storage.min_free ({human_bytes(self.minimum)})"
+                f"{format_bytes(free)} free under the data directory, below "
+                f"storage.min_free ({format_bytes(self.minimum)})"
             )
         return self.shortage_reason
-
-
-def human_bytes(count: int) -> str:
-    for unit, size in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} bytes"

@@ -81,6 +81,18 @@ def timed_out(seconds: float) -> str:
     return f"Timed out after {seconds:g} s"
 
 
+def out_of_memory(limit_bytes: int) -> str:
+    return f"Out of memory (limit {format_bytes(limit_bytes)})"
+
+
+def format_bytes(count: int) -> str:
+    """2 GiB, 512 MiB, 1.5 GiB: a limit as people write it."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= size:
+            return f"{count / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count} bytes"
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 10:
         return f"{seconds:.2f} s"

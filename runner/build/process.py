@@ -4,20 +4,30 @@
 list, never a shell. Whatever way the target ends — exit, timeout, a stop request (a newer push
 superseded it), or cancellation of the task (daemon shutdown) — the whole tree is ended before
 this returns, so a `some-daemon &` left behind never outlives its build.
+
+With a cgroup, the tree starts inside it: the first process is util-linux's `flock`, which waits
+for a lock the daemon holds on the cgroup's directory while the daemon moves it into the cgroup,
+then runs the command. So not one instruction of the build runs outside its cgroup, and the
+daemon keeps starting children with vfork (a child cannot be placed before it execs otherwise).
 """
 
 import asyncio
 import contextlib
+import fcntl
+import functools
+import os
+import shutil
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.build.cgroups import BuildCgroup
 from runner.build.logfile import BuildLog
 from runner.build.masking import SecretMasker
 from runner.build.reaper import Leftover, Marker, end_tree
-from runner.build.spawn import PipeReader, spawn
+from runner.build.spawn import Child, PipeReader, spawn
 
 # Once the tree is ended no writer is left; this only bounds a reader stuck on a leaked pipe.
 DRAIN_TIMEOUT = 5.0
@@ -60,10 +70,14 @@ async def run_make(
     masker: SecretMasker,
     marker: Marker,
     stop: StopRequest,
+    cgroup: BuildCgroup | None = None,
 ) -> MakeOutcome:
     started_at = time.time()
     started = time.monotonic()
-    process = await spawn(argv, cwd=workspace, env=env, merge_stderr=True, new_session=True)
+    if cgroup is None:
+        process = await spawn(argv, cwd=workspace, env=env, merge_stderr=True, new_session=True)
+    else:
+        process = await _spawn_in(cgroup, argv, workspace=workspace, env=env)
     pump = asyncio.create_task(_pump(process.stdout, log, masker))
     # make's own exit ends the build, not its pipe's end, which a `server &` left behind holds.
     exited = asyncio.ensure_future(process.wait())
@@ -75,7 +89,7 @@ async def run_make(
         stopped.cancel()
         ended_early = not exited.done()
         exited.cancel()
-        leftovers = await asyncio.shield(end_tree(process.pid, marker, kill_grace))
+        leftovers = await asyncio.shield(end_tree(process.pid, marker, kill_grace, cgroup))
         with contextlib.suppress(TimeoutError):
             # Bounded: a process that escaped group and marker could hold the pipe for ever.
             await asyncio.wait_for(asyncio.shield(process.wait()), DRAIN_TIMEOUT)
@@ -95,6 +109,36 @@ async def run_make(
         duration=time.monotonic() - started,
         leftovers=[p for p in leftovers if p.pid != process.pid],
     )
+
+
+async def _spawn_in(
+    cgroup: BuildCgroup, argv: Sequence[str], *, workspace: Path, env: Mapping[str, str]
+) -> Child:
+    lock = os.open(cgroup.lock_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # nobody else ever takes it: no wait
+        # -o: the lock's descriptor is not passed on to the build.
+        trampoline = [_flock(), "-o", "-s", str(cgroup.lock_path), *argv]
+        process = await spawn(
+            trampoline, cwd=workspace, env=env, merge_stderr=True, new_session=True
+        )
+        try:
+            cgroup.place(process.pid)
+        except BaseException:
+            process.kill()
+            process.close_pipes()
+            raise
+    finally:
+        os.close(lock)  # the trampoline takes its shared lock and runs the command, placed
+    return process
+
+
+@functools.cache
+def _flock() -> str:
+    found = shutil.which("flock")
+    if found is None:
+        raise FileNotFoundError("flock (util-linux) is needed to start builds in their cgroups")
+    return found
 
 
 async def _pump(stream: PipeReader, log: BuildLog, masker: SecretMasker) -> None:

@@ -1,7 +1,9 @@
 """End a build's whole process tree: SIGTERM, a grace period, then SIGKILL.
 
-Two nets catch the tree. The process group (make runs in a session of its own) catches the
-ordinary children. The marker catches those that left the group with `setsid` or a double fork:
+Three nets catch the tree. The build's cgroup, where the host gives one (`runner.build.cgroups`),
+holds everything the build started, whatever it did to its session, group or environment. The
+process group (make runs in a session of its own) catches the ordinary children. The marker
+catches those that left the group with `setsid` or a double fork:
 every process a build starts inherits `HOBOTNICA_BUILD_URL`, which holds this installation's
 public URL and the build id, so it is unique on the host (two installations never end each
 other's builds). Reading `/proc/*/environ` for it is the approach of Jenkins' process-tree killer.
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from runner.build.cgroups import BuildCgroup
 
 POLL_INTERVAL = 0.05
 KILL_WAIT = 5.0
@@ -62,9 +66,23 @@ def find_tree(process_group: int | None, marker: Marker) -> list[Leftover]:
     return found
 
 
-async def end_tree(process_group: int | None, marker: Marker, grace: float) -> list[Leftover]:
-    """End every process of the tree; returns those that were still alive when asked to stop."""
-    alive = await asyncio.to_thread(find_tree, process_group, marker)
+async def end_tree(
+    process_group: int | None, marker: Marker, grace: float, cgroup: BuildCgroup | None = None
+) -> list[Leftover]:
+    """End every process of the tree; returns those that were still alive when asked to stop.
+
+    With a cgroup, whatever is in it belongs to the tree too, however it left the group and
+    dropped the marker, and the last word is the cgroup's own kill.
+    """
+
+    def find() -> list[Leftover]:
+        found = find_tree(process_group, marker)
+        if cgroup is not None:
+            known = {process.pid for process in found}
+            found += [_leftover(pid) for pid in cgroup.pids() if pid not in known]
+        return found
+
+    alive = await asyncio.to_thread(find)
     if not alive:
         return []
     _signal_all(alive, process_group, signal.SIGTERM)
@@ -72,15 +90,25 @@ async def end_tree(process_group: int | None, marker: Marker, grace: float) -> l
     remaining = alive
     while remaining and time.monotonic() < deadline:
         await asyncio.sleep(POLL_INTERVAL)
-        remaining = await asyncio.to_thread(find_tree, process_group, marker)
+        remaining = await asyncio.to_thread(find)
     kill_deadline = time.monotonic() + KILL_WAIT
     while remaining and time.monotonic() < kill_deadline:
+        if cgroup is not None:
+            await asyncio.to_thread(cgroup.kill_all)
         _signal_all(remaining, process_group, signal.SIGKILL)
         await asyncio.sleep(POLL_INTERVAL)
-        remaining = await asyncio.to_thread(find_tree, process_group, marker)
+        remaining = await asyncio.to_thread(find)
     if remaining:  # not ours to kill (another user's) or stuck in the kernel
         log.error("processes of a build survived SIGKILL", processes=[p.pid for p in remaining])
     return alive
+
+
+def _leftover(pid: int) -> Leftover:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Leftover(pid, stat.split("(", 1)[1].rsplit(")", 1)[0])
+    except (OSError, IndexError):
+        return Leftover(pid, "?")
 
 
 def _signal_all(processes: list[Leftover], process_group: int | None, signum: int) -> None:

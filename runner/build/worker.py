@@ -8,13 +8,15 @@ import asyncio
 import contextlib
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from runner import statuses
+from runner.build.account import BuildAccount
+from runner.build.cgroups import BuildCgroup, CgroupTree, build_cgroup_name
 from runner.build.environment import build_environment, build_url
 from runner.build.git import Repositories, refuses_credentials
 from runner.build.logfile import BuildLog, log_path
@@ -32,6 +34,8 @@ from runner.webhooks.plan import has_skip_marker
 
 log = structlog.get_logger(logger_name="hobotnica.build")
 
+# How often a running build's cgroup is asked whether the kernel ended a process for memory.
+OUT_OF_MEMORY_POLL = 0.25
 # Backoff while a build's result cannot be written (seconds).
 RESULT_RETRY_FIRST = 0.5
 RESULT_RETRY_MAX = 30.0
@@ -54,6 +58,9 @@ class BuildWorker:
     on_finished: Callable[[], None]
     # A registration's own token was refused by the git server: its access is to be checked.
     on_credentials_refused: Callable[[str], None] = lambda _repository: None
+    # Where builds get their cgroups (None: the host gives none) and the user they run as.
+    cgroups: CgroupTree | None = None
+    account: BuildAccount | None = None
 
     async def run(self, build: Build, stop: StopRequest) -> None:
         started = time.monotonic()
@@ -136,28 +143,68 @@ class BuildWorker:
                 build_log.note(f"not started: {stop.reason}")
                 return statuses.errored(stop.reason), None
             build_log.note(f"checked out {request.sha}; running make {build.job.value}")
+            mirror = self.repositories.mirror_path(build.repository)
             argv = self.sandbox.command(
-                ["make", build.job.value],
-                workspace=workspace,
-                mirror_objects=self.repositories.mirror_path(build.repository) / "objects",
+                ["make", build.job.value], workspace=workspace, mirror_objects=mirror / "objects"
             )
-            outcome = await run_make(
-                argv,
-                workspace=workspace,
-                env=env,
-                timeout=self._timeout(project),
-                kill_grace=self.settings.builds.kill_grace,
-                log=build_log,
-                masker=masker,
-                marker=marker_for(url, build.attempt),
-                stop=stop,
-            )
+            if self.account is not None:
+                argv, env = self.account.command(argv), self.account.environment(env)
+            async with self._contained(build, workspace, mirror, stop) as cgroup:
+                outcome = await run_make(
+                    argv,
+                    workspace=workspace,
+                    env=env,
+                    timeout=self._timeout(project),
+                    kill_grace=self.settings.builds.kill_grace,
+                    log=build_log,
+                    masker=masker,
+                    marker=marker_for(url, build.attempt),
+                    stop=stop,
+                    cgroup=cgroup,
+                )
+                out_of_memory = cgroup is not None and cgroup.oom_kills() > 0
             timing.make_started_at = outcome.started_at
             self._report_leftovers(build_log, outcome)
             self._measure(build, outcome)
+            if out_of_memory:
+                limit = self.settings.builds.memory_max or 0
+                reason = statuses.out_of_memory(limit)
+                build_log.note(f"{reason}: the kernel ended a process of the build")
+                return statuses.errored(reason), outcome.exit_code
             return self._status(build, project, outcome, build_log), outcome.exit_code
         finally:
             build_log.close()
+
+    @contextlib.asynccontextmanager
+    async def _contained(
+        self, build: Build, workspace: Path, mirror: Path, stop: StopRequest
+    ) -> AsyncIterator[BuildCgroup | None]:
+        """The build's cgroup (if the host has one) and the workspace lent to the build user,
+        for the time make runs; a build over its memory is stopped at once."""
+        limits = self.settings.builds
+        cgroup = None
+        if self.cgroups is not None:
+            name = build_cgroup_name(build.id, build.attempt)
+            cgroup = await asyncio.to_thread(
+                self.cgroups.create, name, memory_max=limits.memory_max, tasks_max=limits.tasks_max
+            )
+        watch = None
+        if cgroup is not None and limits.memory_max is not None:
+            watch = asyncio.create_task(_stop_when_out_of_memory(cgroup, stop, limits.memory_max))
+        lent = False
+        try:
+            if self.account is not None:
+                await asyncio.to_thread(self.account.lend, workspace, mirror)
+                lent = True
+            yield cgroup
+        finally:
+            if watch is not None:
+                watch.cancel()
+            # run_make has ended every process of the build by now.
+            if cgroup is not None:
+                await asyncio.shield(asyncio.to_thread(cgroup.remove))
+            if lent and self.account is not None:
+                await asyncio.shield(asyncio.to_thread(self.account.take_back, workspace, mirror))
 
     async def _record_result(
         self, build: Build, status: Status, exit_code: int | None
@@ -238,3 +285,10 @@ class BuildWorker:
         names = ", ".join(f"{p.command} (pid {p.pid})" for p in outcome.leftovers)
         build_log.note(f"ended processes the build left running: {names}")
         log.warning("build left processes behind", processes=names)
+
+
+async def _stop_when_out_of_memory(cgroup: BuildCgroup, stop: StopRequest, limit: int) -> None:
+    """The kernel ended a process of the build for its memory: the whole build ends now."""
+    while not cgroup.oom_kills():  # noqa: ASYNC110 - the count is a file, nothing to wait on
+        await asyncio.sleep(OUT_OF_MEMORY_POLL)
+    stop.stop(statuses.out_of_memory(limit))
