@@ -143,9 +143,7 @@ async def test_a_build_over_its_memory_ends_error_and_the_others_carry_on(
             'print("touched 512 MiB without a limit")',
         ]
     )
-    sha = remote.commit(
-        {"Makefile": makefile(test="@python3 hog.py"), "hog.py": hog}, branch="hog"
-    )
+    sha = remote.commit({"Makefile": makefile(test="@python3 hog.py"), "hog.py": hog}, branch="hog")
     other = make_remote(remote_root, "octo/lib")
     other_sha = other.commit({"Makefile": PASSING})
     projects = [{"repository": "octo/app"}, {"repository": "octo/lib"}]
