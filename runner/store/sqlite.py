@@ -9,7 +9,6 @@ UPDATEs inside `BEGIN IMMEDIATE`, which is the same protocol as `SELECT … FOR 
 on PostgreSQL.
 """
 
-import dataclasses
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,6 +20,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from runner import statuses
 from runner.models import Build, BuildRequest, BuildState, Job
+from runner.scheduling import rules
 from runner.statuses import Status
 from runner.store import listing, outbox
 from runner.store.outbox import OutboxItem
@@ -34,8 +34,6 @@ __all__ = [
     "SQLiteStore",
 ]
 
-# A push that supersedes another is built once its branch has had no newer push for this long.
-SETTLE_SECONDS = 0.25
 GITHUB_REDELIVERY_SECONDS = 3 * 24 * 3600
 
 _P = ParamSpec("_P")
@@ -240,27 +238,36 @@ class SQLiteStore:
         build_ids: list[int] = []
         superseded: list[int] = []
         running: list[tuple[int, str]] = []
+        now = time.time()
         for request in requests:
-            newer = self._pushed_later(db, request)
-            if newer is not None:
-                # An old push arriving late (a redelivery): it would supersede the branch's head.
-                build_id = self._insert_build(db, request, delivery_id, received_at, None)
-                self._end_superseded(db, self._row(db, build_id), newer, heard=False)
-                build_ids.append(build_id)
-                continue
-            older = self._queued_before(db, request)
-            stopped = []
-            if request.job is Job.TEST and delivery.stop_running:
-                stopped = self._stop_running(db, request)
-            # Part of a burst: wait for the branch to settle, so one build runs, not many.
-            not_before = time.time() + SETTLE_SECONDS if older or stopped else None
-            build_ids.append(
-                self._insert_build(db, request, delivery_id, received_at, None, not_before)
+            later = self._pushed_later(db, request)
+            waiting = () if later else self._facts(db, request.repository, "queued")
+            busy = () if later or not delivery.stop_running else self._running_tests(db, request)
+            arrival = rules.arrive(
+                request,
+                later_push=later,
+                queued=waiting,
+                running=busy,
+                stop_running=delivery.stop_running,
+                now=now,
             )
-            for row in older:
-                self._end_superseded(db, row, request.sha, bool(row["heard"]))
-            superseded += [row["id"] for row in older]
-            running += stopped
+            for build_id, reason in arrival.stop_running:
+                db.execute(
+                    "UPDATE builds SET stop_reason = ? WHERE id = ? AND stop_reason IS NULL",
+                    (reason, build_id),
+                )
+            build_id = self._insert_build(
+                db, request, delivery_id, received_at, None, arrival.not_before
+            )
+            build_ids.append(build_id)
+            if arrival.born_superseded_by is not None:
+                # An old push arriving late (a redelivery): it would supersede the branch's head.
+                reason = statuses.superseded_by(arrival.born_superseded_by)
+                end_queued(db, self._row(db, build_id), reason, heard=False)
+                continue
+            self._supersede(db, arrival.supersede)
+            superseded += [ended.build_id for ended in arrival.supersede]
+            running += [(build_id, request.sha) for build_id, _ in arrival.stop_running]
         return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
 
     def _insert_build(
@@ -303,29 +310,6 @@ class SQLiteStore:
         outbox.enqueue(db, build_id, request, statuses.queued(request.job))
         return build_id
 
-    def _queued_before(self, db: sqlite3.Connection, newer: BuildRequest) -> list[sqlite3.Row]:
-        """The queued builds that `newer` (not inserted yet) makes pointless, and whether GitHub
-        heard of each (`heard`).
-
-        Tests: the same repository, ref and job. Deploys: any older queued deploy of the
-        repository, since deploying an older commit after a newer one would go backwards.
-        """
-        heard = (
-            "EXISTS (SELECT 1 FROM outbox AS o WHERE o.build_id = b.id"
-            " AND o.outcome IN ('sent', 'sending')) AS heard"
-        )
-        if newer.job is Job.DEPLOY:
-            return db.execute(
-                f"SELECT b.*, {heard} FROM builds AS b"  # noqa: S608 - a constant
-                " WHERE repository = ? AND job = 'deploy' AND state = 'queued'",
-                (newer.repository,),
-            ).fetchall()
-        return db.execute(
-            f"SELECT b.*, {heard} FROM builds AS b"  # noqa: S608 - a constant
-            " WHERE repository = ? AND ref = ? AND job = ? AND state = 'queued'",
-            (newer.repository, newer.ref, newer.job.value),
-        ).fetchall()
-
     def _pushed_later(self, db: sqlite3.Connection, request: BuildRequest) -> str | None:
         """The sha of a build in `request`'s lane pushed after it, if GitHub says so."""
         if request.pushed_at is None:
@@ -341,30 +325,33 @@ class SQLiteStore:
         row: sqlite3.Row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
         return row
 
-    def _supersede_queued(self, db: sqlite3.Connection, newer: BuildRequest, newer_id: int) -> None:
-        """End the queued builds older than `newer_id` that `newer` makes pointless."""
-        for row in self._queued_before(db, newer):
-            if row["id"] < newer_id:
-                self._end_superseded(db, row, newer.sha, bool(row["heard"]))
+    def _facts(
+        self, db: sqlite3.Connection, repository: str, state: str, job: Job | None = None
+    ) -> list[rules.BuildFacts]:
+        """The repository's builds in `state` (of `job`), as the rules see them."""
+        query = (
+            "SELECT b.*, EXISTS (SELECT 1 FROM outbox AS o WHERE o.build_id = b.id"
+            " AND o.outcome IN ('sent', 'sending')) AS heard FROM builds AS b"
+            " WHERE b.state = ? AND b.repository = ?"
+        )
+        arguments: tuple[object, ...] = (state, repository)
+        if job is not None:
+            query += " AND b.job = ?"
+            arguments += (job.value,)
+        return [facts_of(row) for row in db.execute(query, arguments)]
 
-    def _stop_running(self, db: sqlite3.Connection, newer: BuildRequest) -> list[tuple[int, str]]:
-        reason = statuses.superseded_by(newer.sha)
-        rows = db.execute(
-            "SELECT id FROM builds WHERE repository = ? AND ref = ? AND job = 'test'"
-            " AND state = 'running'",
-            (newer.repository, newer.ref),
-        ).fetchall()
-        for row in rows:
-            db.execute(
-                "UPDATE builds SET stop_reason = ? WHERE id = ? AND stop_reason IS NULL",
-                (reason, row["id"]),
+    def _running_tests(
+        self, db: sqlite3.Connection, request: BuildRequest
+    ) -> list[rules.BuildFacts]:
+        if request.job is not Job.TEST:
+            return []
+        return self._facts(db, request.repository, "running", Job.TEST)
+
+    def _supersede(self, db: sqlite3.Connection, ended: Iterable[rules.Supersede]) -> None:
+        for supersede in ended:
+            end_queued(
+                db, self._row(db, supersede.build_id), supersede.reason, supersede.tell_github
             )
-        return [(row["id"], newer.sha) for row in rows]
-
-    def _end_superseded(
-        self, db: sqlite3.Connection, row: sqlite3.Row, newer_sha: str, heard: bool | None = None
-    ) -> None:
-        end_queued(db, row, statuses.superseded_by(newer_sha), heard)
 
     # -- scheduling --------------------------------------------------------------------------
 
@@ -377,31 +364,42 @@ class SQLiteStore:
             return []
         with self._transaction() as db:
             now = time.time()
-            rows = db.execute(
-                "SELECT * FROM builds AS b WHERE b.state = 'queued'"
-                " AND (b.not_before IS NULL OR b.not_before <= ?)"
-                " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
-                "             WHERE q.repository = b.repository AND q.state = 'queued')"
-                " AND NOT EXISTS (SELECT 1 FROM builds AS r"
-                "                 WHERE r.repository = b.repository AND r.state = 'running')"
-                " ORDER BY b.id LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            claimed = []
-            for row in rows:
-                if row["job"] == Job.DEPLOY and self._deployed_newer(db, row):
-                    continue
+            # The oldest queued build of each repository: the only ones that may start.
+            heads = [
+                facts_of(row)
+                for row in db.execute(
+                    "SELECT b.*, 0 AS heard FROM builds AS b WHERE b.state = 'queued'"
+                    " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
+                    "             WHERE q.repository = b.repository AND q.state = 'queued')"
+                )
+            ]
+            busy = [
+                row[0]
+                for row in db.execute(
+                    "SELECT DISTINCT repository FROM builds WHERE state = 'running'"
+                )
+            ]
+            deployed = [
+                later
+                for head in heads
+                if head.job is Job.DEPLOY
+                for later in self._deploys_maybe_later(db, head)
+            ]
+            decision = rules.claim(heads, busy, deployed, limit=limit, now=now)
+            for supersede in decision.supersede:
+                end_queued(db, self._row(db, supersede.build_id), supersede.reason)
+            for build_id in decision.start:
+                row = self._row(db, build_id)
                 running = statuses.running(Job(row["job"]))
                 db.execute(
                     "UPDATE builds SET state = 'running', description = ?, started_at = ?,"
                     " finished_at = NULL, exit_code = NULL, attempt = attempt + 1,"
                     " lease_owner = ?, lease_expires = ?, stop_reason = NULL"
                     " WHERE id = ? AND state = 'queued'",
-                    (running.description, now, owner, now + lease_seconds, row["id"]),
+                    (running.description, now, owner, now + lease_seconds, build_id),
                 )
-                outbox.enqueue(db, row["id"], _request(row), running)
-                claimed.append(row["id"])
-            return [self._build(db, build_id) for build_id in claimed]
+                outbox.enqueue(db, build_id, _request(row), running)
+            return [self._build(db, build_id) for build_id in decision.start]
 
     def settling_until(self) -> float | None:
         """When the earliest settling build becomes claimable, if any build is settling."""
@@ -411,22 +409,17 @@ class SQLiteStore:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def _deployed_newer(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
-        """End a deploy that would go backwards: a later push was already deployed.
-
-        "Later" is push order when GitHub told us (pushed_at), else arrival order.
-        """
-        newer = db.execute(
-            "SELECT sha FROM builds WHERE repository = ? AND job = 'deploy' AND state = 'success'"
-            " AND (CASE WHEN ? IS NOT NULL AND pushed_at IS NOT NULL THEN pushed_at > ?"
-            "           ELSE id > ? END)"
-            " ORDER BY id DESC LIMIT 1",
-            (row["repository"], row["pushed_at"], row["pushed_at"], row["id"]),
-        ).fetchone()
-        if newer is None:
-            return False
-        self._end_superseded(db, row, newer["sha"])
-        return True
+    def _deploys_maybe_later(
+        self, db: sqlite3.Connection, build: rules.BuildFacts
+    ) -> list[rules.BuildFacts]:
+        """Successful deploys of `build`'s repository that may have been pushed after it (the
+        rules decide which were)."""
+        rows = db.execute(
+            "SELECT *, 0 AS heard FROM builds WHERE repository = ? AND job = 'deploy'"
+            " AND state = 'success' AND (pushed_at > ? OR id > ?)",
+            (build.repository, build.request.pushed_at, build.id),
+        )
+        return [facts_of(row) for row in rows]
 
     def heartbeat(
         self, owner: str, build_ids: Iterable[int], lease_seconds: float
@@ -469,24 +462,13 @@ class SQLiteStore:
                 return None
             state = BuildState(status.state.value)
             _end(db, build_id, state, status.description, exit_code)
-            request = _request(row)
-            outbox.enqueue(db, build_id, request, status)
-            if not (state is BuildState.SUCCESS and request.job is Job.TEST):
+            outbox.enqueue(db, build_id, _request(row), status)
+            deploy = rules.deploy_after(facts_of(row), state)
+            if deploy is None:
                 return None
-            if not request.deploy_after_test or request.from_fork:
-                return None
-            deploy = BuildRequest(
-                repository=request.repository,
-                sha=request.sha,
-                ref=request.ref,
-                branch=request.branch,
-                job=Job.DEPLOY,
-                message=request.message,
-                author=request.author,
-                pushed_at=request.pushed_at,
-            )
             deploy_id = self._insert_build(db, deploy, row["delivery_id"], time.time(), build_id)
-            self._supersede_queued(db, deploy, deploy_id)
+            waiting = self._facts(db, deploy.repository, "queued", Job.DEPLOY)
+            self._supersede(db, rules.superseded_by_deploy(deploy_id, deploy, waiting))
             return deploy_id
 
     def set_commit_info(self, build_id: int, message: str, author: str) -> None:
@@ -534,14 +516,9 @@ class SQLiteStore:
         could do harm: it ends `error` and a person re-runs it.
         """
         request = _request(row)
-        newer = db.execute(
-            "SELECT sha FROM builds WHERE repository = ? AND ref = ? AND job = ?"
-            " AND state = 'queued' AND id > ? ORDER BY id DESC LIMIT 1",
-            (request.repository, request.ref, request.job.value, row["id"]),
-        ).fetchone()
-        if request.job is Job.TEST and newer is not None:
-            reason = statuses.superseded_by(newer["sha"])
-        elif request.job is Job.TEST and row["attempt"] < 2:
+        waiting = self._facts(db, request.repository, "queued", request.job)
+        recovery = rules.recover(facts_of(row), waiting)
+        if recovery.requeue:
             db.execute(
                 "UPDATE builds SET state = 'queued', description = 'Queued', lease_owner = NULL,"
                 " lease_expires = NULL, stop_reason = NULL WHERE id = ?",
@@ -549,8 +526,7 @@ class SQLiteStore:
             )
             outbox.enqueue(db, row["id"], request, statuses.queued(request.job))
             return RecoveredBuild(row["id"], requeued=True, attempt=row["attempt"])
-        else:
-            reason = "Interrupted: daemon restarted"
+        reason = recovery.reason or rules.INTERRUPTED
         _end(db, row["id"], BuildState.ERROR, reason, None)
         outbox.enqueue(db, row["id"], request, statuses.errored(reason))
         return RecoveredBuild(row["id"], requeued=False, attempt=row["attempt"])
@@ -599,31 +575,16 @@ class SQLiteStore:
             row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
             if row is None:
                 return Rerun(None, "no such build")
-            if not BuildState(row["state"]).is_final:
-                return Rerun(None, "the build has not finished")
-            request = _request(row)
-            deploy_after_test = (request.job is Job.DEPLOY or request.deploy_after_test) and (
-                not request.from_fork
+            later = db.execute(
+                "SELECT *, 0 AS heard FROM builds WHERE repository = ? AND sha != ?"
+                " AND state IN ('queued', 'running', 'success')"
+                " AND (pushed_at > ? OR id > ?)",
+                (row["repository"], row["sha"], row["pushed_at"], row["id"]),
             )
-            if deploy_after_test and self._later_deploy(db, row):
-                if request.job is Job.DEPLOY:
-                    return Rerun(None, "a later push of this repository is deployed or on its way")
-                deploy_after_test = False
-            again = dataclasses.replace(request, job=Job.TEST, deploy_after_test=deploy_after_test)
-            return Rerun(self._insert_build(db, again, None, time.time(), None))
-
-    def _later_deploy(self, db: sqlite3.Connection, row: sqlite3.Row) -> bool:
-        """Whether a push after `row`'s (push order, else arrival order) is deployed or headed
-        there; ties with `row`'s own commit do not count."""
-        later = db.execute(
-            "SELECT 1 FROM builds WHERE repository = ? AND sha != ?"
-            " AND ((job = 'deploy' AND state IN ('queued', 'running', 'success'))"
-            "   OR (job = 'test' AND deploy_after_test = 1 AND state IN ('queued', 'running')))"
-            " AND (CASE WHEN ? IS NOT NULL AND pushed_at IS NOT NULL THEN pushed_at > ?"
-            "           ELSE id > ? END) LIMIT 1",
-            (row["repository"], row["sha"], row["pushed_at"], row["pushed_at"], row["id"]),
-        ).fetchone()
-        return later is not None
+            plan = rules.rerun(facts_of(row), [facts_of(other) for other in later])
+            if plan.request is None:
+                return Rerun(None, plan.refused)
+            return Rerun(self._insert_build(db, plan.request, None, time.time(), None))
 
     # -- leases on named work ----------------------------------------------------------------
 
@@ -859,4 +820,17 @@ def build_of(row: sqlite3.Row) -> Build:
         finished_at=row["finished_at"],
         attempt=row["attempt"],
         exit_code=row["exit_code"],
+    )
+
+
+def facts_of(row: sqlite3.Row) -> rules.BuildFacts:
+    """A row as the queue's rules see it; `heard` only where the query asked for it."""
+    return rules.BuildFacts(
+        id=row["id"],
+        request=_request(row),
+        state=BuildState(row["state"]),
+        attempt=row["attempt"],
+        not_before=row["not_before"],
+        # sqlite3.Row: `in` looks at the values; the keys are the columns.
+        heard=bool(row["heard"]) if "heard" in row.keys() else False,  # noqa: SIM118
     )
