@@ -25,7 +25,7 @@ from runner.api import spec as api_spec
 from runner.api.auth import Authenticator
 from runner.api.builds import BuildHandlers
 from runner.api.context import ApiContext
-from runner.api.middleware import api_middleware
+from runner.api.middleware import api_error, api_middleware
 from runner.api.repositories import RepositoryHandlers
 from runner.api.variables import VariableHandlers
 from runner.build.environment import build_url
@@ -103,8 +103,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
-            error_middleware(),
             client_middleware(trusted_proxies=settings.server.trusted_proxies),
+            error_middleware(api_errors=api_error),
             api_middleware(),
         ],
     )
