@@ -54,7 +54,12 @@ from runner.web.badge import BadgeView
 from runner.web.builds import BuildViews
 from runner.web.catalog import RepositoryCatalog
 from runner.web.live import BuildWatch, LiveLog
-from runner.web.middleware import client_middleware, error_middleware
+from runner.web.middleware import (
+    client_middleware,
+    error_middleware,
+    outlived_middleware,
+    shield_middleware,
+)
 from runner.web.pages import PageViews
 from runner.web.rendering import Renderer
 from runner.web.signin import SignIn
@@ -105,6 +110,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             client_middleware(trusted_proxies=settings.server.trusted_proxies),
             error_middleware(api_errors=api_error),
+            shield_middleware(),
+            outlived_middleware(),
             api_middleware(),
         ],
     )

@@ -29,6 +29,9 @@ async def serve(settings: Settings, notifier: Notifier) -> int:
     runner = web.AppRunner(
         app,
         handle_signals=False,
+        # A gone client's handler is cancelled (as aiohttp's test server does): reads stop at
+        # once, and changes are shielded from it (`runner.web.middleware.shield_middleware`).
+        handler_cancellation=True,
         access_log_class=access_logger(settings.server.trusted_proxies),
         access_log=stdlib_access_logger(),
     )

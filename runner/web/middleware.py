@@ -7,22 +7,35 @@
   aiohttp's own HTTP errors through and answers an unexpected exception 500 with a generic
   JSON body — never exception text, which could carry request data or a secret — and a logged
   traceback.
+- `shield_middleware` (aiohttp-middlewares, for POST, PUT, PATCH and DELETE): a change runs
+  to its end once its handler started, even when the client disconnects (the server cancels
+  the handlers of a gone client: `handler_cancellation`) or its time runs out and it was
+  answered 504 already. A registration, a secret, a cancel or a re-run, a webhook: made whole or
+  not at all, never cut off between two of its steps.
+- `outlived_middleware`, inside the shield: a change that ended after its client stopped
+  waiting says so in the log, with the status it ended with (2xx: made; otherwise: not made).
 - `client_middleware`: binds `client` (the caller's address) into the log context. Behind nginx
   the peer is nginx, so `X-Forwarded-For` is read, but only when the peer is a trusted proxy:
   anyone else could write any address into that header.
 """
 
 import re
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiohttp_middlewares.constants import NON_IDEMPOTENT_METHODS
 from aiohttp_middlewares.error import error_context
 from aiohttp_middlewares.error import error_middleware as family_error_middleware
+from aiohttp_middlewares.shield import shield_middleware as non_idempotent_shield
 
 log = structlog.get_logger(logger_name="hobotnica.http")
+
+# The status the client was answered with, when an error handler answered it.
+ANSWERED = web.RequestKey("answered", int)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,8 +49,18 @@ def error_middleware(*, api_errors: Handler) -> Middleware:
         "ignore", category=web.NotAppKeyWarning, module=r"aiohttp_middlewares\.error"
     )
     return family_error_middleware(
-        default_handler=_page_error, config={API: api_errors, WEBHOOKS: _webhook_error}
+        default_handler=_noting_answer(_page_error),
+        config={API: _noting_answer(api_errors), WEBHOOKS: _noting_answer(_webhook_error)},
     )
+
+
+def _noting_answer(family_error: Handler) -> Handler:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = await family_error(request)
+        request[ANSWERED] = response.status
+        return response
+
+    return answer
 
 
 async def _page_error(request: web.Request) -> web.StreamResponse:
@@ -56,6 +79,39 @@ async def _webhook_error(request: web.Request) -> web.StreamResponse:
         raise error
     log.error("unhandled webhook error", method=request.method, path=request.path, exc_info=error)
     return web.json_response({"error": "internal error"}, status=500)
+
+
+def shield_middleware() -> Middleware:
+    return non_idempotent_shield(methods=NON_IDEMPOTENT_METHODS)
+
+
+def outlived_middleware() -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in NON_IDEMPOTENT_METHODS:
+            return await handler(request)
+        started = time.monotonic()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except Exception as error:
+            status = getattr(error, "status", 500)
+            raise
+        finally:
+            answered = request.get(ANSWERED)
+            if answered is not None or request.transport is None:
+                log.warning(
+                    "request outlived its client",
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    client_was="disconnected" if answered is None else f"answered {answered}",
+                    duration_ms=round((time.monotonic() - started) * 1000, 2),
+                )
+
+    return middleware
 
 
 def client_middleware(*, trusted_proxies: tuple[str, ...]) -> Middleware:
