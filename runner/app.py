@@ -59,6 +59,7 @@ from runner.web.middleware import (
     error_middleware,
     outlived_middleware,
     shield_middleware,
+    timeout_middlewares,
 )
 from runner.web.pages import PageViews
 from runner.web.rendering import Renderer
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             client_middleware(trusted_proxies=settings.server.trusted_proxies),
             error_middleware(api_errors=api_error),
+            *timeout_middlewares(),
             shield_middleware(),
             outlived_middleware(),
             api_middleware(),

@@ -7,6 +7,13 @@
   aiohttp's own HTTP errors through and answers an unexpected exception 500 with a generic
   JSON body — never exception text, which could carry request data or a secret — and a logged
   traceback.
+- `timeout_middlewares`: aiohttp-middlewares' `timeout_middleware`, once per route family, so a
+  handler's time stays under nginx's `proxy_read_timeout` (60 s, nginx/hobotnica.conf) and the
+  answer is the daemon's, not nginx's: webhooks `WEBHOOK_SECONDS`, well inside the 10 seconds
+  GitHub waits (answered 503 with a body GitHub shows on the delivery's page); the API
+  `API_SECONDS` (above one GitHub call's 30 s client timeout) and pages `PAGE_SECONDS`, both
+  answered 504. The live log stream is exempt: it ends by itself (`runner.web.live`). A file
+  (a build's log) is sent after its handler returned, so its download is not cut either.
 - `shield_middleware` (aiohttp-middlewares, for POST, PUT, PATCH and DELETE): a change runs
   to its end once its handler started, even when the client disconnects (the server cancels
   the handlers of a gone client: `handler_cancellation`) or its time runs out and it was
@@ -31,6 +38,7 @@ from aiohttp_middlewares.constants import NON_IDEMPOTENT_METHODS
 from aiohttp_middlewares.error import error_context
 from aiohttp_middlewares.error import error_middleware as family_error_middleware
 from aiohttp_middlewares.shield import shield_middleware as non_idempotent_shield
+from aiohttp_middlewares.timeout import timeout_middleware
 
 log = structlog.get_logger(logger_name="hobotnica.http")
 
@@ -41,6 +49,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API = re.compile(r"/api/")
 WEBHOOKS = re.compile(r"/webhooks/")
+# What each family's timeout leaves alone (`re.match`: anchored at the path's start).
+NOT_API = re.compile(r"(?!/api/)")
+NOT_WEBHOOKS = re.compile(r"(?!/webhooks/)")
+NOT_PAGES = re.compile(r"/api/|/webhooks/|/builds/[0-9]+/events$")
+
+WEBHOOK_SECONDS = 8.0
+API_SECONDS = 50.0
+PAGE_SECONDS = 30.0
 
 
 def error_middleware(*, api_errors: Handler) -> Middleware:
@@ -68,6 +84,8 @@ async def _page_error(request: web.Request) -> web.StreamResponse:
         error = context.err
     if isinstance(error, web.HTTPException):
         raise error
+    if isinstance(error, TimeoutError):
+        return web.Response(status=504, text="this took too long; try again in a moment\n")
     log.error("unhandled error", method=request.method, path=request.path, exc_info=error)
     return web.json_response({"error": "internal error"}, status=500)
 
@@ -77,8 +95,30 @@ async def _webhook_error(request: web.Request) -> web.StreamResponse:
         error = context.err
     if isinstance(error, web.HTTPException):
         raise error
+    if isinstance(error, TimeoutError):
+        # GitHub shows this body on the delivery's page. The delivery goes on being stored (or
+        # fails whole): one transaction, shielded. Redelivering it is safe either way.
+        log.warning(
+            "webhook not answered in time",
+            delivery_id=request.headers.get("X-GitHub-Delivery", "")[:100],
+            seconds=WEBHOOK_SECONDS,
+        )
+        message = (
+            f"not answered within {WEBHOOK_SECONDS:g} s; the delivery is stored whole or not at "
+            "all: redeliver it (one already stored is answered 200, duplicate)"
+        )
+        return web.json_response({"error": message}, status=503)
     log.error("unhandled webhook error", method=request.method, path=request.path, exc_info=error)
     return web.json_response({"error": "internal error"}, status=500)
+
+
+def timeout_middlewares() -> list[Middleware]:
+    """One per route family; the seconds are read when the app is made (tests shorten them)."""
+    return [
+        timeout_middleware(WEBHOOK_SECONDS, ignore={NOT_WEBHOOKS}),
+        timeout_middleware(API_SECONDS, ignore={NOT_API}),
+        timeout_middleware(PAGE_SECONDS, ignore={NOT_PAGES}),
+    ]
 
 
 def shield_middleware() -> Middleware:
