@@ -21,11 +21,20 @@
   not at all, never cut off between two of its steps.
 - `outlived_middleware`, inside the shield: a change that ended after its client stopped
   waiting says so in the log, with the status it ended with (2xx: made; otherwise: not made).
-- `client_middleware`: binds `client` (the caller's address) into the log context. Behind nginx
-  the peer is nginx, so `X-Forwarded-For` is read, but only when the peer is a trusted proxy:
-  anyone else could write any address into that header.
+- `client_middleware`: who is asking, and how. Behind nginx the peer is nginx, so the
+  `X-Forwarded-For`, `-Proto` and `-Host` headers are read — but only when the peer is one of
+  `server.trusted_proxies`: anyone else could write anything into them. aiohttp-remotes'
+  `XForwardedFiltered` reads them: the client is the nearest address in `X-Forwarded-For` that
+  is not a trusted proxy (so several nginx hops in front of several nodes give the browser's
+  address, and an address the client wrote itself is never taken), and the request's scheme
+  and host become the ones the browser used (`request.secure` for `Secure` cookies,
+  `request.host` for the same-origin check). Headers it cannot read (a proxy on the client's
+  side that writes `unknown`) leave the request as it came, with a warning; they are not
+  refused. The client is bound as `client` into the log context and kept for the access log
+  (`CLIENT`).
 """
 
+import ipaddress
 import re
 import time
 import warnings
@@ -39,9 +48,13 @@ from aiohttp_middlewares.error import error_context
 from aiohttp_middlewares.error import error_middleware as family_error_middleware
 from aiohttp_middlewares.shield import shield_middleware as non_idempotent_shield
 from aiohttp_middlewares.timeout import timeout_middleware
+from aiohttp_remotes import XForwardedFiltered
+from aiohttp_remotes.exceptions import IPAddress
 
 log = structlog.get_logger(logger_name="hobotnica.http")
 
+# The caller's address as `client_middleware` decided (the access log reads it).
+CLIENT = web.RequestKey("client", str)
 # The status the client was answered with, when an error handler answered it.
 ANSWERED = web.RequestKey("answered", int)
 
@@ -155,20 +168,35 @@ def outlived_middleware() -> Middleware:
 
 
 def client_middleware(*, trusted_proxies: tuple[str, ...]) -> Middleware:
-    trusted = frozenset(trusted_proxies)
+    trusted = frozenset(ipaddress.ip_address(address) for address in trusted_proxies)
+    forwarded = XForwardedFiltered(trusted)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        with structlog.contextvars.bound_contextvars(client=client_address(request, trusted)):
-            return await handler(request)
+        async def as_seen(seen: web.Request) -> web.StreamResponse:
+            client = request[CLIENT] = (seen.remote or "")[:64]
+            with structlog.contextvars.bound_contextvars(client=client):
+                return await handler(seen)
+
+        if not _is_trusted(request.remote, trusted):
+            return await as_seen(request)
+        try:
+            return await forwarded.middleware(request, as_seen)
+        except web.HTTPBadRequest:
+            if CLIENT in request:  # the handler's own answer, not the headers'
+                raise
+            log.warning(
+                "unreadable X-Forwarded headers from a trusted proxy; the proxy stands for the "
+                "client",
+                proxy=request.remote,
+            )
+            return await as_seen(request)
 
     return middleware
 
 
-def client_address(request: web.BaseRequest, trusted: frozenset[str]) -> str:
-    """The caller: the peer, or the last `X-Forwarded-For` hop when the peer is a trusted proxy."""
-    client = request.remote or ""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    if client in trusted and forwarded:
-        client = forwarded.rsplit(",", 1)[-1].strip()[:64]
-    return client
+def _is_trusted(peer: str | None, trusted: frozenset[IPAddress]) -> bool:
+    try:
+        return peer is not None and ipaddress.ip_address(peer) in trusted
+    except ValueError:
+        return False
