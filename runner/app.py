@@ -28,7 +28,7 @@ from runner.api import spec as api_spec
 from runner.api.auth import Authenticator
 from runner.api.builds import BuildHandlers
 from runner.api.context import ApiContext
-from runner.api.middleware import api_middleware
+from runner.api.middleware import api_error, api_middleware
 from runner.api.repositories import RepositoryHandlers
 from runner.api.variables import VariableHandlers
 from runner.build.account import BuildAccount, tighten_data_dir
@@ -61,7 +61,13 @@ from runner.web.badge import BadgeView
 from runner.web.builds import BuildViews
 from runner.web.catalog import RepositoryCatalog
 from runner.web.live import BuildWatch, LiveLog
-from runner.web.middleware import client_middleware, error_middleware
+from runner.web.middleware import (
+    client_middleware,
+    error_middleware,
+    outlived_middleware,
+    shield_middleware,
+    timeout_middlewares,
+)
 from runner.web.pages import PageViews
 from runner.web.rendering import Renderer
 from runner.web.sessions import load_session_key
@@ -116,8 +122,11 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
-            error_middleware(),
             client_middleware(trusted_proxies=settings.server.trusted_proxies),
+            error_middleware(api_errors=api_error),
+            *timeout_middlewares(),
+            shield_middleware(),
+            outlived_middleware(),
             api_middleware(),
         ],
     )

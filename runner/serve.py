@@ -29,7 +29,10 @@ async def serve(settings: Settings, notifier: Notifier) -> int:
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log_class=access_logger(settings.server.trusted_proxies),
+        # A gone client's handler is cancelled (as aiohttp's test server does): reads stop at
+        # once, and changes are shielded from it (`runner.web.middleware.shield_middleware`).
+        handler_cancellation=True,
+        access_log_class=access_logger(),
         access_log=stdlib_access_logger(),
     )
     await runner.setup()

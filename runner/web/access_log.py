@@ -1,8 +1,9 @@
 """aiohttp's access log through structlog: one `request` line per HTTP request.
 
 Each line has the method, the path (percent-encoded as sent, without the query string, which
-may carry tokens; at most 200 characters), the status, the duration and the client (the
-`X-Forwarded-For` hop when the peer is a trusted proxy, as `client_middleware` decides).
+may carry tokens; at most 200 characters), the status, the duration and the client (as
+`client_middleware` decided from a trusted proxy's `X-Forwarded-For`; the peer for a request
+no middleware saw, such as one aiohttp could not parse).
 Webhook deliveries are left out: intake writes one canonical `delivery` line for each, with
 more in it. Successful health checks, metric scrapes and static files are logged at debug
 level, so a load balancer or Prometheus polling every few seconds does not drown the log.
@@ -14,7 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from runner.web.middleware import client_address
+from runner.web.middleware import CLIENT
 
 log = structlog.get_logger(logger_name="hobotnica.access")
 
@@ -22,9 +23,7 @@ MAX_PATH = 200
 QUIET_PATHS = ("/health", "/metrics")
 
 
-def access_logger(trusted_proxies: tuple[str, ...]) -> type[AbstractAccessLogger]:
-    trusted = frozenset(trusted_proxies)
-
+def access_logger() -> type[AbstractAccessLogger]:
     class AccessLogger(AbstractAccessLogger):
         def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
             path = request.raw_path.partition("?")[0]  # as sent: percent-encoded, no query
@@ -37,7 +36,7 @@ def access_logger(trusted_proxies: tuple[str, ...]) -> type[AbstractAccessLogger
                 path=path[:MAX_PATH],
                 status=response.status,
                 duration_ms=round(time * 1000, 2),
-                client=client_address(request, trusted),
+                client=request.get(CLIENT) or request.remote or "",
             )
 
     return AccessLogger

@@ -181,7 +181,8 @@ class Access:
 
     # -- the session cookie ------------------------------------------------------------------
 
-    def start_session(self, response: web.StreamResponse, user: str) -> None:
+    def start_session(self, response: web.StreamResponse, user: str, *, https: bool) -> None:
+        """`https`: the browser's request came over HTTPS (through a trusted proxy, maybe)."""
         cookie, _ = self.signer.issue(user, self._users[user], time.time())
         response.set_cookie(
             COOKIE_NAME,
@@ -189,7 +190,7 @@ class Access:
             max_age=SESSION_LIFETIME,
             path="/",
             httponly=True,
-            secure=self._secure,
+            secure=self._secure or https,
             samesite="Lax",  # Strict would drop it on the way in from GitHub's "Details" link
         )
 

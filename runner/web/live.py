@@ -18,8 +18,11 @@ state seen before reading the file to its end means the log is complete.
 
 Streams are bounded: at most `MAX_STREAMS` at once (503 beyond, and the page says so), each
 for at most `STREAM_SECONDS` (the browser reconnects and resumes, which also re-checks the
-sign-in), and all end when the daemon shuts down. A comment line every `KEEPALIVE_SECONDS`
-keeps proxies from timing the stream out (nginx: `proxy_buffering off` for `/builds/`).
+sign-in), and all end when the daemon shuts down. The protocol is aiohttp-sse's
+`EventSourceResponse`: events written whole, a ping comment every `KEEPALIVE_SECONDS` that
+keeps proxies from timing the stream out (nginx: `proxy_buffering off` for `/builds/`), and a
+reader that stops reading is cut off after its send timeout instead of holding a stream.
+The event ids, and resuming from them, are this module's own.
 """
 
 import asyncio
@@ -33,6 +36,7 @@ from pathlib import Path
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp_sse import EventSourceResponse
 
 from runner.build.logfile import log_path, ring_path
 from runner.models import Build
@@ -154,62 +158,56 @@ class LiveLog:
         path = log_path(self._data_dir, watched.build.id)
         masker = await self._catalog.masker(watched.build.repository)
         offset, line = await _resume_point(request, path)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache, no-store",
-                "X-Accel-Buffering": "no",  # nginx: pass each event on at once
-                "X-Content-Type-Options": "nosniff",
-            }
+        response = EventSourceResponse(
+            sep="\n", ping_interval=KEEPALIVE_SECONDS, headers={"X-Content-Type-Options": "nosniff"}
         )
+        response.headers["Cache-Control"] = "no-cache, no-store"
         await response.prepare(request)
         renderer = LineRenderer(masker, line)
         sent_state: Build | None = None
         capped_said = False
         deadline = time.monotonic() + STREAM_SECONDS
-        last_write = time.monotonic()
         try:
-            await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
-            if offset < 0:  # the page's log is not this file's any more
-                offset, renderer = 0, LineRenderer(masker, 1)
-                await response.write(_event("reset", {}))
-            while not self._watch.closing and not watched.gone:
-                build = watched.build  # the state first, then the file: see the module doc
-                watched.changed.clear()
-                if build != sent_state and not build.state.is_final:  # `end` carries the last
-                    await response.write(_event("state", BuildView.of(build, masker).live_state()))
-                sent_state = build
-                size = _size(path)
-                if size < offset:
+            async with response:
+                await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
+                if offset < 0:  # the page's log is not this file's any more
                     offset, renderer = 0, LineRenderer(masker, 1)
-                    await response.write(_event("reset", {}))
-                if size > offset:
-                    final = build.state.is_final
-                    html, used = await asyncio.to_thread(
-                        _read_and_render, path, offset, renderer, final
-                    )
-                    if used:
-                        offset += used
-                        await response.write(
-                            _event("lines", {"html": html}, f"{offset}.{renderer.next_line}")
+                    await _send(response, "reset", {})
+                while not self._watch.closing and not watched.gone:
+                    build = watched.build  # the state first, then the file: see the module doc
+                    watched.changed.clear()
+                    if build != sent_state and not build.state.is_final:  # `end` has the last
+                        await _send(response, "state", BuildView.of(build, masker).live_state())
+                    sent_state = build
+                    size = _size(path)
+                    if size < offset:
+                        offset, renderer = 0, LineRenderer(masker, 1)
+                        await _send(response, "reset", {})
+                    if size > offset:
+                        final = build.state.is_final
+                        html, used = await asyncio.to_thread(
+                            _read_and_render, path, offset, renderer, final
                         )
-                        last_write = time.monotonic()
-                        continue
-                if build.state.is_final and size <= offset:
-                    await response.write(_event("end", BuildView.of(build, masker).live_state()))
-                    break
-                if not capped_said and ring_path(path).exists():
-                    capped_said = True
-                    await response.write(_event("capped", {}))
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                if now - last_write >= KEEPALIVE_SECONDS:
-                    await response.write(b": keep-alive\n\n")
-                    last_write = now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(watched.changed.wait(), FILE_POLL_SECONDS)
-        except ConnectionResetError:  # the page was closed
+                        if used:
+                            offset += used
+                            await _send(
+                                response,
+                                "lines",
+                                {"html": html},
+                                f"{offset}.{renderer.next_line}",
+                            )
+                            continue
+                    if build.state.is_final and size <= offset:
+                        await _send(response, "end", BuildView.of(build, masker).live_state())
+                        break
+                    if not capped_said and ring_path(path).exists():
+                        capped_said = True
+                        await _send(response, "capped", {})
+                    if time.monotonic() >= deadline:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(watched.changed.wait(), FILE_POLL_SECONDS)
+        except (ConnectionResetError, TimeoutError):  # the page was closed, or stopped reading
             pass
         return response
 
@@ -246,6 +244,7 @@ def _read_and_render(
     return renderer.render(data, final=final and at_end)
 
 
-def _event(name: str, data: object, event_id: str | None = None) -> bytes:
-    head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id else "")
-    return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+async def _send(
+    response: EventSourceResponse, name: str, data: object, event_id: str | None = None
+) -> None:
+    await response.send(orjson.dumps(data).decode(), id=event_id, event=name)

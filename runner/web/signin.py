@@ -48,7 +48,7 @@ class SignIn:
         target = safe_next(_field(form.get("next")))
         if username and password and await self._access.check_password(username, password):
             response = web.Response(status=303, headers={"Location": target})
-            self._access.start_session(response, username)
+            self._access.start_session(response, username, https=request.secure)
             log.info("signed in", user=username)
             return response
         known = self._access.is_user(username)

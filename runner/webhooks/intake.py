@@ -30,7 +30,9 @@ from runner.webhooks.signature import is_valid_signature
 # GitHub caps payloads at 25 MB; anything larger is not GitHub.
 MAX_BODY_BYTES = 25 * 1024 * 1024
 # A sender that trickles its body is not GitHub either; do not let it hold a connection forever.
-BODY_READ_TIMEOUT = 30.0
+# Inside the webhook's own handler timeout (`runner.web.middleware.WEBHOOK_SECONDS`), so a slow
+# body is answered 408 before the handler's time is up.
+BODY_READ_TIMEOUT = 5.0
 JSON_ONLY = "body is not a JSON object; set the webhook's content type to application/json"
 # Shown by GitHub beside a delivery refused because the store could not write it.
 CANNOT_STORE = (

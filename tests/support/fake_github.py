@@ -103,6 +103,24 @@ class FakeGitHub:
     graphql_down: bool = False
     holds: dict[str, HeldPosts] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # Kinds of request ("graphql", "hooks") whose answers wait until a test lets them go.
+    _held: dict[str, asyncio.Event] = field(default_factory=dict)
+    _arrived: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def hold_answers(self, kind: str) -> asyncio.Event:
+        """From now on, answers to `kind` wait until the event returned is set."""
+        self._arrived[kind] = asyncio.Event()
+        gate = self._held[kind] = asyncio.Event()
+        return gate
+
+    async def arrived(self, kind: str) -> None:
+        """Until a request of a held `kind` has arrived (and is being held)."""
+        await self._arrived[kind].wait()
+
+    async def _held_back(self, kind: str) -> None:
+        if kind in self._held:
+            self._arrived[kind].set()
+            await self._held[kind].wait()
 
     def add_user(self, token: str, login: str) -> None:
         self.users[token] = login
@@ -147,6 +165,7 @@ class FakeGitHub:
 
     async def _graphql(self, request: web.Request) -> web.Response:
         self.graphql_calls += 1
+        await self._held_back("graphql")
         if self.graphql_down:
             return web.json_response({"message": "Server Error"}, status=502)
         login = self._login(request)
@@ -222,6 +241,7 @@ class FakeGitHub:
         )
         if permission != "ADMIN":
             return web.json_response({"message": "Not Found"}, status=404)
+        await self._held_back("hooks")
         body = await request.json()
         hook = CreatedHook(
             id=len(self.hooks) + 1,
