@@ -422,7 +422,7 @@ async def s3(
 
 
 async def run(scenarios: list[str]) -> dict[str, dict[str, float]]:
-    from runner.build.sandbox import bubblewrap_problem
+    from runner.executor.sandbox import bubblewrap_problem
 
     fake = FakeGitHub()
     app = web.Application()

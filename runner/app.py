@@ -31,31 +31,32 @@ from runner.api.context import ApiContext
 from runner.api.middleware import api_error, api_middleware
 from runner.api.repositories import RepositoryHandlers
 from runner.api.variables import VariableHandlers
-from runner.build.account import BuildAccount, tighten_data_dir
-from runner.build.cgroups import build_cgroup_name, end_now, find_cgroup_tree
-from runner.build.environment import build_url
-from runner.build.git import Repositories
-from runner.build.reaper import end_tree, marker_for
-from runner.build.sandbox import Bubblewrap, Sandbox
-from runner.build.worker import BuildWorker
-from runner.catchup import DeliveryCatchUp
-from runner.control import BuildControl
-from runner.disk import FreeSpace
-from runner.errors import StoreUnavailable
-from runner.github_access import GitHubAccess
-from runner.instance import is_gone, new_owner_id
-from runner.metrics import CONTENT_TYPE, Metrics
-from runner.models import Build
-from runner.periodic import Periodic
-from runner.projects import ProjectDirectory
-from runner.registrations import Registrations
-from runner.reporter import GitHubStatuses, LoggedStatuses, StatusReporter, StatusRouter
-from runner.retention import INTERVAL as RETENTION_INTERVAL
-from runner.retention import Retention
-from runner.scheduler import Scheduler
-from runner.settings import Project, Settings
+from runner.core.errors import StoreUnavailable
+from runner.core.git import Repositories
+from runner.core.instance import is_gone, new_owner_id
+from runner.core.links import build_url
+from runner.core.metrics import CONTENT_TYPE, Metrics
+from runner.core.models import Build
+from runner.core.periodic import Periodic
+from runner.core.settings import Project, Settings
+from runner.executor.account import BuildAccount, tighten_data_dir
+from runner.executor.cgroups import build_cgroup_name, end_now, find_cgroup_tree
+from runner.executor.reaper import end_tree, marker_for
+from runner.executor.sandbox import Bubblewrap, Sandbox
+from runner.executor.worker import BuildWorker
+from runner.intake.catchup import DeliveryCatchUp
+from runner.intake.handler import MAX_BODY_BYTES, Intake, WebhookTarget
+from runner.registrations.github_access import GitHubAccess
+from runner.registrations.registrations import Registrations
+from runner.reporting.reporter import GitHubStatuses, LoggedStatuses, StatusReporter, StatusRouter
+from runner.scheduling.control import BuildControl
+from runner.scheduling.free_space import FreeSpace
+from runner.scheduling.scheduler import Scheduler
 from runner.store import RecoveredBuild, Store, registry
 from runner.store.outbox import PENDING_HOLD
+from runner.store.projects import ProjectDirectory
+from runner.store.retention import INTERVAL as RETENTION_INTERVAL
+from runner.store.retention import Retention
 from runner.web.auth import Access
 from runner.web.badge import BadgeView
 from runner.web.builds import BuildViews
@@ -72,7 +73,6 @@ from runner.web.pages import PageViews
 from runner.web.rendering import Renderer
 from runner.web.sessions import load_session_key
 from runner.web.signin import SignIn
-from runner.webhooks.intake import MAX_BODY_BYTES, Intake, WebhookTarget
 
 log = structlog.get_logger(logger_name="hobotnica")
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from runner.app import create_app
-from runner.settings import Settings, parse_settings
+from runner.core.settings import Settings, parse_settings
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote
 from tests.support.webhooks import headers

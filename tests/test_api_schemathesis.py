@@ -32,7 +32,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 
 from runner.api import spec
-from runner.settings import Settings, parse_settings
+from runner.core.settings import Settings, parse_settings
 from tests.conftest import DAEMON_ENVIRONMENT, SECRET, TOKEN
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import make_remote, makefile

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from runner.settings import Settings
+from runner.core.settings import Settings
 from tests.conftest import Daemon, DaemonFactory, SettingsFactory
 from tests.support.logcapture import daemon_log
 from tests.test_blue_green import NGINX, nginx, nginx_conf

@@ -11,9 +11,9 @@ the build is a fork's pull request, its secrets. Nothing else.
 
 from pathlib import Path
 
-from runner.build.environment import build_environment
-from runner.models import Build, BuildRequest, BuildState, Job
-from runner.settings import Project
+from runner.core.models import Build, BuildRequest, BuildState, Job
+from runner.core.settings import Project
+from runner.executor.environment import build_environment
 from tests.conftest import SECRET
 from tests.support.daemon_process import DaemonProcess, serve_fake_github
 from tests.support.gitrepo import (

@@ -4,8 +4,8 @@ import datetime
 import json
 
 from runner.app import RETENTION
-from runner.build.logfile import log_path
-from runner.catchup import missed_deliveries
+from runner.core.links import log_path
+from runner.intake.catchup import missed_deliveries
 from tests.conftest import SECRET, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub, HookDelivery
 from tests.support.gitrepo import Remote

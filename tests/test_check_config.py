@@ -279,7 +279,7 @@ def test_without_a_config_of_ones_own_the_commands_use_the_example(
 ) -> None:
     # The README's quickstart: `make run` (the example config), then `hobotnica try` with no
     # --config must reach the same daemon.
-    from runner.cli import default_config
+    from runner.cli.main import default_config
 
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "hobotnica.example.toml").write_text("")

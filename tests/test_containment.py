@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import runner.app
-from runner.build.cgroups import CgroupTree, UnifiedTree, find_cgroup_tree
-from runner.settings import BuildUser, Settings
+from runner.core.settings import BuildUser, Settings
+from runner.executor.cgroups import CgroupTree, UnifiedTree, find_cgroup_tree
 from tests.conftest import PUBLIC_URL, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile

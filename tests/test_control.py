@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import statuses
-from runner.control import CANCELLED, BuildControl, Cancelled
-from runner.models import BuildState, Job
+from runner.core import statuses
+from runner.core.models import BuildState, Job
+from runner.scheduling.control import CANCELLED, BuildControl, Cancelled
 from runner.store import Store
 from runner.store.sqlite import SQLiteStore
 from tests.test_store import (

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import ConfigError
-from runner.passwords import DEFAULT_N, PasswordHash, hash_password, is_password_hash
+from runner.core.errors import ConfigError
+from runner.core.passwords import DEFAULT_N, PasswordHash, hash_password, is_password_hash
 from runner.web.sessions import SESSION_LIFETIME, SessionSigner, load_session_key
 
 HOBOTNICA = str(Path(sys.executable).parent / "hobotnica")

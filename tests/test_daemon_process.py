@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from runner.settings import DEVELOPMENT_WEBHOOK_SECRET as DEVELOPMENT_SECRET
+from runner.core.settings import DEVELOPMENT_WEBHOOK_SECRET as DEVELOPMENT_SECRET
 from tests.support.gitrepo import git, make_remote, makefile
 from tests.support.processes import processes_with_marker
 from tests.support.webhooks import headers, push_payload

@@ -1,4 +1,4 @@
-"""`runner.github_access` against GitHub's HTTP answers, mocked with aioresponses.
+"""`runner.registrations.github_access` against GitHub's HTTP answers, mocked with aioresponses.
 
 What GitHub says about a token (whose it is, its permission on a repository, whether it
 administers an owner) and hook creation, including every failure GitHub can answer with; where
@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from runner.github_access import (
+from runner.registrations.github_access import (
     PERMISSIONS,
     GitHubAccess,
     GitHubUnavailable,

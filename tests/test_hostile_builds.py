@@ -19,8 +19,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-from runner.build.reaper import end_tree, marker_for
-from runner.settings import Settings
+from runner.core.settings import Settings
+from runner.executor.reaper import end_tree, marker_for
 from tests.conftest import PUBLIC_URL, SECRET, TOKEN, DaemonFactory, SettingsFactory
 from tests.support.bubblewrap import require_bubblewrap
 from tests.support.fake_github import FakeGitHub

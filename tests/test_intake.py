@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from runner.webhooks.intake import MAX_BODY_BYTES
+from runner.intake.handler import MAX_BODY_BYTES
 from tests.conftest import SECRET, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, makefile

@@ -4,7 +4,7 @@ import html as html_module
 import re
 from pathlib import Path
 
-from runner.build.masking import SecretMasker
+from runner.core.masking import SecretMasker
 from runner.web.logview import MAX_LINE_BYTES, LineRenderer, line_number_at, read_tail
 
 NO_SECRETS = SecretMasker(())

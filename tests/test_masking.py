@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.build.masking import MASK, SecretMasker
+from runner.core.masking import MASK, SecretMasker
 
 SECRET = "s3cr3t-T0ken/with+odd=chars @:x"
 OTHER = "another-deploy-key-98765"

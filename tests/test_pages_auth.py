@@ -12,7 +12,7 @@ import pytest
 from aiohttp import ClientResponse
 from structlog.testing import capture_logs
 
-from runner.passwords import hash_password
+from runner.core.passwords import hash_password
 from runner.web import auth
 from tests.conftest import Daemon, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub

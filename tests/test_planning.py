@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from runner.models import BuildRequest, Job
-from runner.settings import BuildSettings, Project, PullRequestSettings
-from runner.webhooks.plan import PayloadError, Plan
-from runner.webhooks.pull_request import plan_pull_request
-from runner.webhooks.push import plan_push
+from runner.core.models import BuildRequest, Job
+from runner.core.settings import BuildSettings, Project, PullRequestSettings
+from runner.intake.plan import PayloadError, Plan
+from runner.intake.pull_request import plan_pull_request
+from runner.intake.push import plan_push
 from tests.support.webhooks import example, pull_request_payload, push_payload
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

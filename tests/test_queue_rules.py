@@ -20,7 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from runner.models import BuildRequest, BuildState, Job
+from runner.core.models import BuildRequest, BuildState, Job
 from runner.scheduling import rules
 from runner.scheduling.rules import BuildFacts
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from gidgethub.aiohttp import GitHubAPI
 
-from runner.reporter import (
+from runner.reporting.reporter import (
     BAD_TOKEN_WAIT,
     SECONDARY_LIMIT_WAIT,
     GitHubStatuses,

@@ -1,4 +1,4 @@
-"""Unit tests of `runner.settings`: the config file and the environment as the daemon reads them."""
+"""Unit tests of `runner.core.settings`: the config file and the environment, as read."""
 
 import dataclasses
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import ConfigError
-from runner.passwords import hash_password
-from runner.settings import (
+from runner.core.errors import ConfigError
+from runner.core.passwords import hash_password
+from runner.core.settings import (
     DEVELOPMENT_PASSWORD_HASH,
     DEVELOPMENT_WEBHOOK_SECRET,
     BuildSettings,

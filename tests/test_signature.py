@@ -10,7 +10,7 @@ import hmac
 
 import pytest
 
-from runner.webhooks.signature import is_valid_signature
+from runner.intake.signature import is_valid_signature
 
 SECRET = "It's a Secret to Everybody"
 BODY = b"Hello, World!"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from runner.build.spawn import Child, spawn
+from runner.core.spawn import Child, spawn
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {

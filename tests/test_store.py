@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from runner import statuses
-from runner.models import BuildRequest, BuildState, Job
-from runner.statuses import Status, StatusState
+from runner.core import statuses
+from runner.core.models import BuildRequest, BuildState, Job
+from runner.core.statuses import Status, StatusState
 from runner.store.sqlite import Delivery, OutboxItem, RecoveredBuild, SQLiteStore
 
 REPO = "octo/app"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from runner.api.problems import ProblemError, not_found
-from runner.github_access import (
+from runner.registrations.github_access import (
     GitHubAccess,
     GitHubUnavailable,
     RepositoryAccess,

@@ -17,11 +17,11 @@ from aiohttp import web
 
 from runner.api.context import ApiContext, body, path_repository, unprocessable, validated
 from runner.api.problems import ProblemError, not_found
-from runner.control import Cancelled
-from runner.github_access import RepositoryAccess
-from runner.models import BuildRequest
-from runner.names import is_branch_name
-from runner.settings import Project
+from runner.core.models import BuildRequest
+from runner.core.names import is_branch_name
+from runner.core.settings import Project
+from runner.registrations.github_access import RepositoryAccess
+from runner.scheduling.control import Cancelled
 from runner.store import Delivery, registry
 
 BRANCH_FETCH_TIMEOUT = 60.0

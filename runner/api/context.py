@@ -11,15 +11,15 @@ from runner.api.auth import Authenticator
 from runner.api.middleware import VALIDATED
 from runner.api.problems import ProblemError, not_found
 from runner.api.validated import Validated
-from runner.build.git import Repositories
-from runner.control import BuildControl
-from runner.github_access import GitHubAccess
-from runner.models import Build
-from runner.names import is_repository_name
-from runner.projects import ProjectDirectory
-from runner.registrations import Registrations
-from runner.settings import Settings
+from runner.core.git import Repositories
+from runner.core.models import Build
+from runner.core.names import is_repository_name
+from runner.core.settings import Settings
+from runner.registrations.github_access import GitHubAccess
+from runner.registrations.registrations import Registrations
+from runner.scheduling.control import BuildControl
 from runner.store import Delivery, DeliveryOutcome, Store, registry
+from runner.store.projects import ProjectDirectory
 from runner.store.registry import RegisteredRepository
 
 LAST_BUILDS = 5

@@ -17,7 +17,7 @@ from aiohttp_middlewares.error import error_context
 
 from runner.api.problems import ProblemError, problem
 from runner.api.validated import Validated
-from runner.errors import StoreUnavailable
+from runner.core.errors import StoreUnavailable
 
 log = structlog.get_logger(logger_name="hobotnica.api")
 

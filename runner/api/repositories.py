@@ -8,8 +8,8 @@ from aiohttp import web
 from runner.api.auth import github_unavailable, token_rejected
 from runner.api.context import ApiContext, body, unprocessable
 from runner.api.problems import ProblemError, not_found
-from runner.github_access import GitHubUnavailable, TokenRejected
-from runner.names import is_branch_name, is_repository_name
+from runner.core.names import is_branch_name, is_repository_name
+from runner.registrations.github_access import GitHubUnavailable, TokenRejected
 from runner.store import registry
 from runner.store.registry import Registration
 

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from runner.api.context import ApiContext, body, validated
 from runner.api.problems import FieldError, ProblemError, not_found
-from runner.names import is_env_name
-from runner.settings import MIN_SECRET_LENGTH
+from runner.core.names import is_env_name
+from runner.core.settings import MIN_SECRET_LENGTH
 from runner.store import registry
 
 

@@ -24,8 +24,8 @@ without a store (`tests/test_queue_rules.py`, with a stateful hypothesis model o
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from runner.models import BuildRequest, BuildState, Job
-from runner.statuses import superseded_by
+from runner.core.models import BuildRequest, BuildState, Job
+from runner.core.statuses import superseded_by
 
 # A push that supersedes another is built once its branch has had no newer push for this long.
 SETTLE_SECONDS = 0.25

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from runner.errors import StoreUnavailable
-from runner.models import Build, BuildState
-from runner.statuses import Status
+from runner.core.errors import StoreUnavailable
+from runner.core.models import Build, BuildState
+from runner.core.statuses import Status
 from runner.store.sqlite import (
     Delivery,
     DeliveryOutcome,

@@ -7,7 +7,7 @@ with ten builds or the `builds.keep_per_repository` thousand.
 
 import sqlite3
 
-# Builds that ended "Superseded by …" (`runner.statuses.superseded_by`) never ran for their
+# Builds that ended "Superseded by …" (`runner.core.statuses.superseded_by`) never ran for their
 # commit: a branch's badge and latest state look past them.
 _NOT_SUPERSEDED = "NOT (state = 'error' AND description LIKE 'Superseded by %')"
 

@@ -21,8 +21,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from runner.models import BuildRequest
-from runner.statuses import Status, StatusState
+from runner.core.models import BuildRequest
+from runner.core.statuses import Status, StatusState
 
 GITHUB_STATUS_LIMIT = 1000
 FINAL_ONLY_AFTER = 990

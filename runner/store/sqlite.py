@@ -18,10 +18,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from runner import statuses
-from runner.models import Build, BuildRequest, BuildState, Job
+from runner.core import statuses
+from runner.core.models import Build, BuildRequest, BuildState, Job
+from runner.core.statuses import Status
 from runner.scheduling import rules
-from runner.statuses import Status
 from runner.store import listing, outbox
 from runner.store.outbox import OutboxItem
 
@@ -537,7 +537,7 @@ class SQLiteStore:
         ).fetchall()
         return {row[0] for row in rows if row[0]}
 
-    # -- what people ask for (runner.control) ------------------------------------------------
+    # -- what people ask for (runner.scheduling.control) ---------------------------------
 
     def cancel_build(self, build_id: int, reason: str) -> BuildState | None:
         """Cancel a build; returns the state it was in (None: no such build).

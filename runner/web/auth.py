@@ -33,8 +33,8 @@ from urllib.parse import quote, urlsplit
 import structlog
 from aiohttp import web
 
-from runner.passwords import PasswordHash
-from runner.settings import UiSettings
+from runner.core.passwords import PasswordHash
+from runner.core.settings import UiSettings
 from runner.web.sessions import COOKIE_NAME, SESSION_LIFETIME, Session, SessionSigner
 
 log = structlog.get_logger(logger_name="hobotnica.auth")

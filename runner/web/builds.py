@@ -15,12 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from runner.build.environment import build_url
-from runner.build.logfile import log_path
-from runner.build.masking import SecretMasker
-from runner.control import BuildControl, Cancelled
-from runner.models import Build
-from runner.settings import Settings
+from runner.core.links import build_url, log_path
+from runner.core.masking import SecretMasker
+from runner.core.models import Build
+from runner.core.settings import Settings
+from runner.scheduling.control import BuildControl, Cancelled
 from runner.store import Store
 from runner.web.auth import Access, viewer_of
 from runner.web.catalog import RepositoryCatalog

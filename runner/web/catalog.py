@@ -12,10 +12,10 @@ making the project lookup asynchronous changes this class and nothing that uses 
   deploy-bound push went to (the repository's default branch as GitHub reported it), else None.
 """
 
-from runner.build.masking import SecretMasker
-from runner.projects import ProjectDirectory
-from runner.settings import Settings
+from runner.core.masking import SecretMasker
+from runner.core.settings import Settings
 from runner.store import Store, registry
+from runner.store.projects import ProjectDirectory
 
 
 class RepositoryCatalog:

@@ -38,8 +38,8 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from runner.build.logfile import log_path, ring_path
-from runner.models import Build
+from runner.core.links import log_path, ring_path
+from runner.core.models import Build
 from runner.store import Store
 from runner.web.catalog import RepositoryCatalog
 from runner.web.logview import LineRenderer, line_number_at

@@ -1,7 +1,7 @@
 """The build log as pages show it: numbered, masked, coloured HTML lines read from the file.
 
 The log file only grows while its build runs (the worker writes the head, and appends the cut
-marker and the kept tail when it closes the log; see `runner.build.logfile`), so a byte offset
+marker and the kept tail when it closes the log; see `runner.executor.logfile`), so a byte offset
 is a stable position in it, and the live stream resumes from one. A build that runs again after
 a daemon was lost starts its log over: readers notice the file got shorter.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from runner.build.masking import SecretMasker
+from runner.core.masking import SecretMasker
 from runner.web.ansi import AnsiRenderer
 
 MAX_LINE_BYTES = 64 * 1024

@@ -51,7 +51,7 @@ from aiohttp_middlewares.timeout import timeout_middleware
 from aiohttp_remotes import XForwardedFiltered
 from aiohttp_remotes.exceptions import IPAddress
 
-from runner.errors import StoreUnavailable
+from runner.core.errors import StoreUnavailable
 
 log = structlog.get_logger(logger_name="hobotnica.http")
 

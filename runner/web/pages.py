@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from runner.models import Build, BuildState, Job
-from runner.names import is_branch_name, is_repository_name
+from runner.core.models import Build, BuildState, Job
+from runner.core.names import is_branch_name, is_repository_name
 from runner.store import Store
 from runner.web.auth import Access
 from runner.web.catalog import RepositoryCatalog

@@ -9,10 +9,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runner.build.masking import SecretMasker
-from runner.models import Build
-from runner.names import short_sha
-from runner.statuses import format_duration
+from runner.core.masking import SecretMasker
+from runner.core.models import Build
+from runner.core.names import short_sha
+from runner.core.statuses import format_duration
 
 # Control characters in commit messages and names (terminal escapes, BEL) are not shown.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

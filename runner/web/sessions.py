@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import ConfigError
-from runner.names import is_user_name
+from runner.core.errors import ConfigError
+from runner.core.names import is_user_name
 
 COOKIE_NAME = "hobotnica_session"
 SESSION_LIFETIME = 12 * 3600

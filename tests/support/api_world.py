@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.settings import Settings
+from runner.core.settings import Settings
 from tests.conftest import Daemon, DaemonFactory
 from tests.support.api import Answer, ApiClient
 from tests.support.fake_github import FakeGitHub

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from runner.build.sandbox import bubblewrap_problem
+from runner.executor.sandbox import bubblewrap_problem
 
 
 def running_in_ci() -> bool:

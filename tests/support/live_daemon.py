@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from runner.app import create_app
-from runner.settings import Settings
+from runner.core.settings import Settings
 from tests.support.fake_github import FakeGitHub
 
 T = TypeVar("T")

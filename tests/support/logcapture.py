@@ -1,6 +1,6 @@
 """The daemon's log as production writes it, captured for a test to search.
 
-Tests do not call `runner.logs.configure_logging` (it caches loggers for good), so structlog
+Tests do not call `runner.cli.logs.configure_logging` (it caches loggers for good), so structlog
 writes to the `sys.stdout` it saw at import and the standard library's records go to pytest's
 handlers. `daemon_log()` renders both, for the span of a `with`, into one buffer the way
 production does: JSON lines, exceptions with their tracebacks. The previous configuration is

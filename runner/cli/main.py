@@ -1,0 +1,184 @@
+"""The `hobotnica` command: `serve`, `check-config`, `try`, `switch` and `hash-password`."""
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from runner.core.errors import ConfigError
+from runner.core.settings import Settings, load_settings
+from runner.core.statuses import format_bytes
+
+DEFAULT_CONFIG = Path("config/hobotnica.toml")
+# What `make run` falls back to when there is no config of one's own yet.
+EXAMPLE_CONFIG = Path("config/hobotnica.example.toml")
+
+
+def default_config() -> Path:
+    """`config/hobotnica.toml`, else the example: the same choice `make run` makes."""
+    if DEFAULT_CONFIG.exists() or not EXAMPLE_CONFIG.exists():
+        return DEFAULT_CONFIG
+    return EXAMPLE_CONFIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hobotnica", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the daemon in the foreground")
+    check = commands.add_parser("check-config", help="validate a config file and exit 0 or 1")
+    try_ = commands.add_parser(
+        "try", help="build a local repository's HEAD on the running daemon, without GitHub"
+    )
+    switch = commands.add_parser(
+        "switch", help="blue/green: start the other instance, point nginx at it, drain the old"
+    )
+    commands.add_parser(
+        "hash-password",
+        help="print a password hash for [ui] users (asks on the terminal, or reads stdin)",
+    )
+    for command in (serve, check, try_, switch):
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=default_config(),
+            help=f"default: {DEFAULT_CONFIG}, else {EXAMPLE_CONFIG} (as `make run`)",
+        )
+    serve.add_argument(
+        "--port", type=int, help="listen on this port instead of server.port (blue/green)"
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=os.environ.get("HOBOTNICA_LOG_FORMAT", "auto"),
+        help="auto: readable on a terminal, JSON lines otherwise (systemd); "
+        "default from HOBOTNICA_LOG_FORMAT",
+    )
+    try_.add_argument("path", type=Path, help="a local git repository with a Makefile")
+    try_.add_argument("--deploy", action="store_true", help="also run make deploy if tests pass")
+    try_.add_argument("--wait", action="store_true", help="wait for the build and print its result")
+    args = parser.parse_args(argv)
+    if args.command == "hash-password":
+        from runner.cli.hash_password import hash_password_command
+
+        return hash_password_command(sys.stdin, sys.stdout, sys.stderr)
+
+    try:
+        settings = load_settings(args.config, os.environ)
+        if args.command != "try":
+            _check_sandbox(settings)
+            containment = _check_containment(settings)
+    except ConfigError as error:
+        print(f"hobotnica: config error: {error}", file=sys.stderr)
+        return 1
+
+    if args.command == "check-config":
+        return _check_config(settings, containment)
+    if args.command == "switch":
+        from runner.cli.switch import switch as switch_instances
+
+        return switch_instances(settings)
+    if args.command == "try":
+        from runner.cli.try_build import try_build
+
+        return try_build(settings, args.path, deploy=args.deploy, wait=args.wait)
+
+    from runner.cli.logs import configure_logging
+    from runner.cli.serve import serve as serve_daemon
+    from runner.cli.systemd import Notifier
+
+    if args.port is not None:
+        settings = dataclasses.replace(
+            settings, server=dataclasses.replace(settings.server, port=args.port)
+        )
+    configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
+    with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
+        return runner.run(serve_daemon(settings, Notifier(os.environ)))
+
+
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if settings.server.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None  # asyncio's own
+
+
+def _check_sandbox(settings: Settings) -> None:
+    """Fail closed: a sandbox that was asked for and cannot run stops start-up."""
+    if settings.builds.sandbox == "bubblewrap":
+        from runner.executor.sandbox import bubblewrap_problem
+
+        problem = bubblewrap_problem()
+        if problem:
+            raise ConfigError(f'builds.sandbox = "bubblewrap", but {problem}')
+
+
+def _check_containment(settings: Settings) -> str:
+    """Fail closed: limits or a build user that were asked for and cannot be had stop start-up.
+
+    Returns where builds will be contained, in words.
+    """
+    from runner.executor.account import check_account
+    from runner.executor.cgroups import find_cgroup_tree
+
+    builds = settings.builds
+    tree, where = find_cgroup_tree(settings.server.public_url, make=False)
+    limited = [name for name in ("memory_max", "tasks_max") if getattr(builds, name) is not None]
+    if limited and (tree is None or not tree.limits):
+        keys = " and ".join(f"builds.{name}" for name in limited)
+        raise ConfigError(
+            f"{keys} need cgroups with the memory and pids controllers, and here: {where}"
+        )
+    if builds.user is not None:
+        problem = check_account(builds.user, settings.data_dir, settings.config_path)
+        if problem:
+            raise ConfigError(f"builds.user = {builds.user.name!r}, but {problem}")
+    if tree is None:
+        return f"no cgroup ({where}): builds are ended by process group, marker and sandbox"
+    return f"each in a cgroup of its own: {where}"
+
+
+def _check_config(settings: Settings, containment: str) -> int:
+    print(f"config OK: {settings.config_path}")
+    print(
+        f"  listens on {settings.server.host}:{settings.server.port}, "
+        f"public URL {settings.server.public_url}"
+    )
+    print(f"  data directory {settings.data_dir}")
+    builds = settings.builds
+    print(f"  builds: {builds.concurrency} at once, sandbox {builds.sandbox}")
+    print(f"  builds run {containment}")
+    if builds.memory_max is not None or builds.tasks_max is not None:
+        memory = format_bytes(builds.memory_max) if builds.memory_max else "no limit"
+        print(f"  one build may use: memory {memory}, tasks {builds.tasks_max or 'no limit'}")
+    if builds.user is not None:
+        print(f"  builds run as {builds.user.name} (uid {builds.user.uid})")
+    print(
+        f"  {len(settings.projects)} project(s): "
+        + (", ".join(p.repository for p in settings.projects) or "none")
+    )
+    if settings.github.uses_development_secret:
+        print("  WARNING: the development webhook secret is in use; not for production")
+    if not settings.github.token:
+        print("  no GitHub token: statuses will be logged, not posted")
+    print(f"  pages: {_who_may_look(settings)}")
+    if settings.ui.has_development_user:
+        print("  WARNING: the example's development user `dev` may sign in; not for production")
+    return 0
+
+
+def _who_may_look(settings: Settings) -> str:
+    users = len(settings.ui.users)
+    if settings.ui.public:
+        return f"public; {users} user(s) may cancel and re-run"
+    if users:
+        return f"sign-in required; {users} user(s)"
+    return "sign-in required, but no [ui] users yet (add one: hobotnica hash-password)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""`POST /webhooks/github`: verify, parse, plan, persist, and only then answer 2xx.
+
+The order of checks is part of the interface (DESIGN.md): body over 25 MiB → 413; a bad or
+missing signature → 401 (nothing parsed, nothing changed); missing GitHub headers or a body that
+is not a JSON object → 400; a known delivery id → 200 and nothing new; `ping` → 200; otherwise
+202 with the builds created, possibly none. The delivery is committed (fsync'd) before the answer,
+so GitHub's one attempt is never lost. Builds run elsewhere; this handler never waits for one.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from runner.core.errors import StoreUnavailable
+from runner.core.metrics import Metrics
+from runner.core.names import is_delivery_id, is_event_name
+from runner.core.settings import Settings
+from runner.core.statuses import superseded_by
+from runner.intake.plan import PayloadError, ProjectLookup
+from runner.intake.routing import plan_event
+from runner.intake.signature import is_valid_signature
+from runner.store import Delivery, DeliveryOutcome, Store
+
+# GitHub caps payloads at 25 MB; anything larger is not GitHub.
+MAX_BODY_BYTES = 25 * 1024 * 1024
+# A sender that trickles its body is not GitHub either; do not let it hold a connection forever.
+# Inside the webhook's own handler timeout (`runner.web.middleware.WEBHOOK_SECONDS`), so a slow
+# body is answered 408 before the handler's time is up.
+BODY_READ_TIMEOUT = 5.0
+JSON_ONLY = "body is not a JSON object; set the webhook's content type to application/json"
+# Shown by GitHub beside a delivery refused because the store could not write it.
+CANNOT_STORE = (
+    "Hobotnica cannot store deliveries right now (its data directory is full or failing); "
+    "this one changed nothing, and Hobotnica asks GitHub to redeliver it once it can"
+)
+STORE_RETRY_AFTER = "60"
+
+log = structlog.get_logger(logger_name="hobotnica.intake")
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Whose webhook a request came through: the secret it is signed with and what it builds.
+
+    The global `/webhooks/github` builds the config's projects; a registered repository's own
+    `/webhooks/{uid}` builds that repository only, so one leaked secret exposes one repository.
+    """
+
+    secret: str = field(repr=False)
+    find_project: ProjectLookup
+    # Deliveries through it identify a hook that catch-up can list with the daemon's token.
+    records_hook: bool = True
+
+
+@dataclass
+class Intake:
+    settings: Settings
+    store: Store
+    find_project: ProjectLookup
+    on_builds_queued: Callable[[], None]
+    secret: str
+    metrics: Metrics
+    # Called for each running test build a newer push supersedes (builds.cancel_running).
+    stop_build: Callable[[int, str], object] = lambda _build_id, _reason: None
+    body_timeout: float = BODY_READ_TIMEOUT
+
+    def __post_init__(self) -> None:
+        self._global = WebhookTarget(self.secret, self.find_project)
+
+    async def handle(
+        self, request: web.Request, target: WebhookTarget | None = None
+    ) -> web.Response:
+        started = time.monotonic()
+        received_at = time.time()
+        delivery_id = request.headers.get("X-GitHub-Delivery", "")
+        target = target or self._global
+        with structlog.contextvars.bound_contextvars(delivery_id=delivery_id[:100]):
+            response, fields = await self._answer(request, received_at, target)
+            self.metrics.delivery(fields.get("github_event", ""), fields["outcome"])
+            log.info(
+                "delivery",
+                status=response.status,
+                duration_ms=round((time.monotonic() - started) * 1000, 2),
+                **fields,
+            )
+            return response
+
+    async def record(self, delivery: Delivery) -> DeliveryOutcome:
+        """Persist a delivery (a webhook's, or a build started through the API) and act on it."""
+        recorded = await self.store.record_delivery(delivery)
+        if recorded.build_ids:
+            self.on_builds_queued()
+        # The store holds the stop request for whichever daemon runs the build; this one is
+        # told at once, another at its next heartbeat.
+        for build_id, newer_sha in recorded.running_superseded:
+            self.stop_build(build_id, superseded_by(newer_sha))
+        return recorded
+
+    async def _answer(
+        self, request: web.Request, received_at: float, target: WebhookTarget
+    ) -> tuple[web.Response, dict[str, Any]]:
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return _error(413, "payload larger than 25 MiB"), {"outcome": "rejected"}
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "payload larger than 25 MiB"), {"outcome": "rejected"}
+        except TimeoutError:
+            return _error(408, "request body not received in time"), {"outcome": "rejected"}
+
+        if not is_valid_signature(body, request.headers.get("X-Hub-Signature-256"), target.secret):
+            return _error(401, "missing or invalid X-Hub-Signature-256"), {"outcome": "rejected"}
+
+        event = request.headers.get("X-GitHub-Event", "")
+        delivery_id = request.headers.get("X-GitHub-Delivery", "")
+        if not is_event_name(event) or not is_delivery_id(delivery_id):
+            return _error(400, "missing or malformed X-GitHub-Event or X-GitHub-Delivery"), {
+                "outcome": "rejected"
+            }
+        try:
+            payload = orjson.loads(body)
+        except (ValueError, RecursionError):  # bad UTF-8, bad JSON, over-long ints, deep nesting
+            payload = None
+        if not isinstance(payload, dict):
+            return _error(400, JSON_ONLY), {
+                "outcome": "rejected",
+                "github_event": event,
+            }
+
+        hook_header = request.headers.get("X-GitHub-Hook-ID", "")
+        is_hook_id = hook_header.isascii() and hook_header.isdigit() and len(hook_header) < 20
+        hook_id = hook_header if is_hook_id and target.records_hook else None
+        return await self._accept(event, delivery_id, hook_id, payload, received_at, target)
+
+    async def _accept(
+        self,
+        event: str,
+        delivery_id: str,
+        hook_id: str | None,
+        payload: dict[str, Any],
+        received_at: float,
+        target: WebhookTarget,
+    ) -> tuple[web.Response, dict[str, Any]]:
+        fields: dict[str, Any] = {"github_event": event}
+        if event == "ping":
+            requests: tuple[Any, ...] = ()
+            outcome = "ping"
+        else:
+            try:
+                plan = await plan_event(
+                    event,
+                    payload,
+                    delivery_id,
+                    find_project=target.find_project,
+                    settings=self.settings,
+                )
+            except PayloadError as error:
+                return _error(400, str(error)), {**fields, "outcome": "rejected"}
+            requests = plan.requests
+            outcome = "accepted" if requests else f"ignored: {plan.ignored}"
+        delivery = Delivery(
+            id=delivery_id,
+            event=event,
+            hook_id=hook_id,
+            received_at=received_at,
+            outcome=outcome,
+            requests=requests,
+            hook_repository=requests[0].repository if requests else None,
+            stop_running=self.settings.builds.cancel_running,
+        )
+        try:
+            recorded = await self.record(delivery)
+        except StoreUnavailable:
+            # Never 500: GitHub shows this text, and catch-up asks for the delivery again.
+            response = _error(503, CANNOT_STORE)
+            response.headers["Retry-After"] = STORE_RETRY_AFTER
+            return response, {**fields, "outcome": "refused: store unavailable"}
+        if recorded.duplicate:
+            body = {"delivery": delivery_id, "duplicate": True, "builds": []}
+            return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
+        fields.update(outcome=outcome, builds=list(recorded.build_ids))
+        if recorded.superseded_ids:
+            fields["superseded"] = list(recorded.superseded_ids)
+        answer: dict[str, Any] = {"delivery": delivery_id, "builds": list(recorded.build_ids)}
+        if event == "ping":
+            return web.json_response({**answer, "ping": "pong"}, status=200), fields
+        if not requests:
+            answer["ignored"] = outcome.removeprefix("ignored: ")
+        return web.json_response(answer, status=202), fields
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

@@ -1,0 +1,36 @@
+"""The event routers, composed once, and the pure entry point intake calls."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from gidgethub import routing, sansio
+
+from runner.core.settings import Settings
+from runner.intake import pull_request, push
+from runner.intake.plan import Plan, ProjectLookup
+
+router = routing.Router(push.router, pull_request.router)
+
+
+async def plan_event(
+    event: str,
+    payload: Mapping[str, Any],
+    delivery_id: str,
+    *,
+    find_project: ProjectLookup,
+    settings: Settings,
+) -> Plan:
+    plans: list[Plan] = []
+    await router.dispatch(
+        sansio.Event(payload, event=event, delivery_id=delivery_id),
+        plans=plans,
+        find_project=find_project,
+        builds=settings.builds,
+        pull_requests=settings.pull_requests,
+    )
+    if not plans:
+        return Plan.ignore(f"{event} events are not acted on")
+    requests = tuple(request for plan in plans for request in plan.requests)
+    if requests:
+        return Plan(requests=requests)
+    return Plan.ignore("; ".join(plan.ignored or "" for plan in plans))

@@ -1,0 +1,330 @@
+"""The status reporter: posts commit statuses from the store's outbox, one at a time.
+
+A slow or failing GitHub never blocks a build or loses a result: builds only write to the outbox,
+and this loop delivers it, surviving restarts because the outbox is in the store.
+
+- Serial, as GitHub asks of mutating requests: one post at a time, and across daemons sharing
+  the store only the holder of the `outbox` lease posts.
+- Paced: a token bucket keeps bursts under GitHub's secondary limit (about 80 content-creating
+  requests a minute); the outbox sends the newest builds' statuses first.
+- Retried (`retry_delay`): network errors and 5xx with exponential backoff and jitter; 403/429
+  honour `retry-after`, or wait for `x-ratelimit-reset` when `x-ratelimit-remaining` is 0; a 401
+  (token expired or revoked) pauses posting for 5 minutes at a time, losing nothing. Any other
+  4xx (422 for an unknown sha, 404 for a repository the token cannot see) is logged and dropped,
+  never retried forever.
+- Without a GitHub token, and for local repositories, statuses are written to the log instead.
+"""
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+import gidgethub
+import structlog
+from gidgethub.aiohttp import GitHubAPI
+
+from runner.core.errors import StoreUnavailable
+from runner.core.links import build_url
+from runner.core.metrics import Metrics
+from runner.store import OutboxItem, Store
+
+log = structlog.get_logger(logger_name="hobotnica.statuses")
+
+MAX_BACKOFF = 600.0
+SECONDARY_LIMIT_WAIT = 60.0
+BAD_TOKEN_WAIT = 300.0  # GitHub: wait at least a minute when no header says how long
+LEASE_NAME = "outbox"
+PAUSE_NAME = "github-rate-limit"  # in the store: every daemon honours a rate limit's wait
+LEASE_SECONDS = 30.0
+BURST = 20
+PER_MINUTE = 60.0
+
+Sent = Literal["sent", "rejected"]
+Outcome = Sent | float  # a float: retry after that many seconds (negative: back off)
+
+
+def retry_delay(
+    status: int | None, headers: Mapping[str, str], now: float, message: str = ""
+) -> float | None:
+    """How long to wait before posting again after an answer, or None to drop the status.
+
+    `status` None is a network error; `headers` have lower-case names. A negative answer means
+    "no hint: back off exponentially".
+    https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+    """
+    if status is None or status >= 500:
+        return -1.0
+    if status == 401:  # the token expired or was revoked: wait for a person to fix it
+        return BAD_TOKEN_WAIT
+    if status not in (403, 429):
+        return None
+    retry_after = headers.get("retry-after", "")
+    if retry_after.isdigit():
+        return float(retry_after)
+    reset = headers.get("x-ratelimit-reset", "")
+    if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
+        return max(1.0, float(reset) - now + 1)
+    if status == 429 or "rate limit" in message.lower():
+        return SECONDARY_LIMIT_WAIT
+    return None  # a 403 that is not a rate limit: the token may not do this
+
+
+class GitHubStatuses:
+    """Posts to `POST /repos/{owner}/{repo}/statuses/{sha}` through gidgethub.
+
+    `on_token_rejected`: the token is a registered repository's own, and a 401 means its access
+    is to be re-checked (the status is dropped) rather than a pause for every repository.
+    """
+
+    def __init__(
+        self, github: GitHubAPI, on_token_rejected: Callable[[str], None] | None = None
+    ) -> None:
+        self._github = github
+        self._on_token_rejected = on_token_rejected
+
+    async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
+        try:
+            await self._github.post(f"/repos/{repository}/statuses/{sha}", data=payload)
+        except gidgethub.HTTPException as error:
+            status = error.status_code.value
+            if status == 401 and self._on_token_rejected is not None:
+                log.warning(
+                    "GitHub rejected a registered repository's token; checking its access",
+                    repository=repository,
+                )
+                self._on_token_rejected(repository)
+                return "rejected"
+            headers = {k.lower(): v for k, v in error.headers.items()}
+            delay = retry_delay(status, headers, time.time(), str(error))
+            if delay is None:
+                log.error(
+                    "GitHub refused a status; dropped",
+                    status=status,
+                    repository=repository,
+                    sha=sha,
+                    error=str(error)[:200],
+                )
+                return "rejected"
+            log.warning("GitHub did not take a status", status=status, retry_in_s=delay)
+            return delay
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            # ValueError: an answer gidgethub cannot read (a proxy's odd status, bad JSON).
+            log.warning("posting a status failed", error=type(error).__name__)
+            return -1.0
+        return "sent"
+
+
+class StatusRouter:
+    """Each status with the right credential.
+
+    The config's projects use the default (the daemon's token, or the log when it has none). An
+    API-registered repository uses its registrant's token, and nothing else: for a while after
+    its removal the store still gives it (so the final states of the builds the removal stopped
+    reach GitHub, whichever daemon posts them); after that, or when its access is gone, its
+    statuses are dropped rather than posted with the operator's token.
+    """
+
+    def __init__(
+        self,
+        default: "GitHubStatuses | LoggedStatuses",
+        *,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        is_configured: Callable[[str], bool],
+        registered_token: Callable[[str], Awaitable[str | None]],
+        on_token_rejected: Callable[[str], None],
+    ) -> None:
+        self.default = default
+        self._session = session
+        self._api_url = api_url
+        self._is_configured = is_configured
+        self._registered_token = registered_token
+        self._on_token_rejected = on_token_rejected
+
+    def posts_to_github(self, repository: str) -> bool:
+        """A registration's statuses always go to GitHub; the config's, when there is a token."""
+        return not self._is_configured(repository) or isinstance(self.default, GitHubStatuses)
+
+    async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
+        if self._is_configured(repository):
+            return await self.default.post(repository, sha, payload)
+        token = await self._registered_token(repository)
+        if token is None:
+            log.info(
+                "status not posted: the repository is no longer registered with a token",
+                repository=repository,
+                sha=sha,
+            )
+            return "rejected"
+        github = GitHubAPI(self._session, "hobotnica", oauth_token=token, base_url=self._api_url)
+        return await GitHubStatuses(github, self._on_token_rejected).post(repository, sha, payload)
+
+
+class LoggedStatuses:
+    """Stands in for GitHub when there is no token: the status goes to the log."""
+
+    async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
+        log.info("status (not posted to GitHub)", repository=repository, sha=sha, **payload)
+        return "sent"
+
+
+@dataclass
+class TokenBucket:
+    """`burst` requests at once, refilled at `per_minute`; `take` says how long to wait."""
+
+    burst: float = BURST
+    per_minute: float = PER_MINUTE
+    tokens: float = -1.0  # starts full
+    updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.burst
+
+    def take(self, now: float) -> float:
+        if self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_minute / 60)
+        self.updated = now
+        self.tokens -= 1  # taken now, paid for by waiting if the bucket is short
+        return 0.0 if self.tokens >= 0 else -self.tokens * 60 / self.per_minute
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        store: Store,
+        github: "GitHubStatuses | LoggedStatuses | StatusRouter",
+        *,
+        public_url: str,
+        is_local: Callable[[str], bool],
+        owner: str,
+        is_gone: Callable[[str | None], bool],
+        metrics: Metrics,
+        per_minute: float = PER_MINUTE,
+    ) -> None:
+        self._store = store
+        self._github = github
+        self._local = LoggedStatuses()
+        self._public_url = public_url
+        self._is_local = is_local
+        self._owner = owner
+        self._is_gone = is_gone
+        self._metrics = metrics
+        self._bucket = TokenBucket(per_minute=per_minute)
+        self._wake = asyncio.Event()
+        self._sleep_until: float | None = None  # None: until woken
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="status-reporter")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wake_at(self, when: float) -> None:
+        """Look at the outbox again at `when` (a held pending state becomes due then)."""
+        if self._sleep_until is None or when < self._sleep_until:
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        lease_renewed = 0.0
+        while True:
+            self._wake.clear()
+            retry_at: float | None = None
+            try:
+                now = time.time()
+                if now - lease_renewed > LEASE_SECONDS / 3:
+                    if not await self._store.acquire_lease(
+                        LEASE_NAME, self._owner, LEASE_SECONDS, self._is_gone
+                    ):
+                        retry_at = now + LEASE_SECONDS / 3  # another daemon posts meanwhile
+                        raise _Waiting
+                    lease_renewed = now
+                paused_until = await self._store.paused_until(PAUSE_NAME)
+                if paused_until > now:
+                    retry_at = paused_until
+                    raise _Waiting
+                item, retry_at = await self._store.next_status(now)
+                if item is not None:
+                    await self._deliver(item)
+                    continue
+            except _Waiting:
+                pass
+            except StoreUnavailable as error:  # a full disk: /health says so; try again soon
+                log.warning("status reporter waits for the store", error=str(error))
+                retry_at = time.time() + 5
+            except Exception:
+                log.exception("status reporter failed; retrying")
+                retry_at = time.time() + 5
+            self._sleep_until = retry_at
+            timeout = None if retry_at is None else max(0.0, retry_at - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._sleep_until = time.time()
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        payload = item.status.payload(
+            context=item.context, target_url=build_url(self._public_url, item.build_id)
+        )
+        local = self._is_local(item.repository)
+        posts_to_github = not local and _posts_to_github(self._github, item.repository)
+        if posts_to_github and (wait := self._bucket.take(time.monotonic())):
+            await asyncio.sleep(wait)
+        outcome = await (self._local if local else self._github).post(
+            item.repository, item.sha, payload
+        )
+        if isinstance(outcome, str):
+            self._metrics.status_posts.labels(outcome).inc()
+            await self._store.status_done(item.id, outcome)
+            return
+        self._metrics.status_posts.labels("rate_limited" if outcome >= 0 else "retried").inc()
+        if outcome >= 0:
+            self._metrics.rate_limit_wait.inc(outcome)
+            # A rate limit holds for every request, not just this one: nothing is posted
+            # until it has passed (GitHub: "do not retry until after retry-after / the reset").
+            log.warning("GitHub rate limit: posting paused", for_s=round(outcome, 1))
+            await self._store.pause(PAUSE_NAME, time.time() + outcome)
+        delay = outcome if outcome >= 0 else _backoff(item.attempts)
+        log.info("status post will be retried", in_s=round(delay, 1), attempts=item.attempts + 1)
+        await self._store.status_retry(item.id, time.time() + delay)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty, up to `timeout`; True if it emptied."""
+        deadline = time.monotonic() + timeout
+        while await self._store.pending_status_count():
+            if time.monotonic() >= deadline:
+                return False
+            self.wake()
+            await asyncio.sleep(0.05)
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._store.drop_lease(LEASE_NAME, self._owner)
+
+
+def _posts_to_github(
+    poster: "GitHubStatuses | LoggedStatuses | StatusRouter", repository: str
+) -> bool:
+    """Whether `repository`'s status is a GitHub request (paced), not a log line."""
+    if isinstance(poster, StatusRouter):
+        return poster.posts_to_github(repository)
+    return isinstance(poster, GitHubStatuses)
+
+
+class _Waiting(Exception):
+    """Another daemon holds the outbox lease, or GitHub asked us to wait."""
+
+
+def _backoff(attempts: int) -> float:
+    """Exponential backoff with full jitter: about 1 s, 2 s, 4 s … up to 10 minutes."""
+    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF, 2.0**attempts)  # noqa: S311 - jitter

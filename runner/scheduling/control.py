@@ -1,0 +1,73 @@
+"""What a person may do to a build: cancel it, or run its commit again. No HTTP in here.
+
+The build page's buttons and the REST API both call `BuildControl`; the rules live in the store
+(`SQLiteStore.cancel_build`, `SQLiteStore.rerun_build`) so they hold for every daemon sharing it.
+
+- `cancel`: a queued build ends `error` "Cancelled by WHO" at once. A running build is asked to stop
+  through the store (the daemon running it reads that on its next heartbeat, as it reads a
+  newer push's stop request), and at once when it runs in this daemon; it ends `error`
+  "Cancelled by WHO" with its whole process tree. A running deploy is stopped too — a person asked —
+  and may be left half done, which its log says. Finished builds stay as they are.
+- `rerun`: a new build (new id and page) of the same commit and lane; see the store for how a
+  re-run of a deploy keeps deploys from going backwards.
+"""
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from runner.core.models import BuildState
+from runner.store import Rerun, Store
+
+__all__ = ["CANCELLED", "BuildControl", "Cancelled", "Rerun"]
+
+log = structlog.get_logger(logger_name="hobotnica.control")
+
+CANCELLED = "Cancelled"
+
+
+class Cancelled(enum.Enum):
+    ENDED = "ended"  # it was queued, and is now final
+    STOPPING = "stopping"  # it runs; it ends shortly
+    ALREADY_FINISHED = "already finished"
+    NOT_FOUND = "not found"
+
+
+@dataclass
+class BuildControl:
+    store: Store
+    # Stops a build running in this daemon (`Scheduler.cancel`); False if it does not run here.
+    stop_running: Callable[[int, str], bool]
+    # A build was queued or ended here: wake the scheduler and the status reporter.
+    on_changed: Callable[[], None]
+
+    async def cancel(self, build_id: int, *, by: str) -> Cancelled:
+        reason = f"{CANCELLED} by {by}"
+        state = await self.store.cancel_build(build_id, reason)
+        if state is None:
+            return Cancelled.NOT_FOUND
+        if state is BuildState.QUEUED:
+            outcome = Cancelled.ENDED
+            self.on_changed()
+        elif state is BuildState.RUNNING:
+            outcome = Cancelled.STOPPING
+            self.stop_running(build_id, reason)
+        else:
+            outcome = Cancelled.ALREADY_FINISHED
+        log.info("cancel", build_id=build_id, user=by, outcome=outcome.value)
+        return outcome
+
+    async def rerun(self, build_id: int, *, by: str) -> Rerun:
+        answer = await self.store.rerun_build(build_id)
+        if answer.build_id is not None:
+            self.on_changed()
+        log.info(
+            "re-run",
+            build_id=build_id,
+            user=by,
+            new_build_id=answer.build_id,
+            refused=answer.refused,
+        )
+        return answer

@@ -1,0 +1,197 @@
+"""The scheduler: claims queued builds from the store and owns the tasks that run them.
+
+Ordering lives in the store's claim (the oldest queued build of each repository with nothing
+running, so one repository's builds run one at a time in arrival order); this class adds the
+global cap (`builds.concurrency`) and keeps a reference to every build task.
+
+Several daemons may share the store (blue/green), so the scheduler also:
+- leases what it claims and renews the leases on a heartbeat; the heartbeat also reads stop
+  requests another daemon's intake wrote (a newer push superseded a build running here);
+- polls for builds another daemon queued (its own intake wakes it at once);
+- recovers builds whose daemon is gone or whose lease lapsed;
+- on `close`, stops claiming, lets running builds finish up to a timeout, then interrupts the
+  rest and releases them by the recovery rule, so the other daemon can take them.
+"""
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import structlog
+
+from runner.core.errors import StoreUnavailable
+from runner.core.models import Build
+from runner.scheduling.stop import StopRequest
+from runner.store import RecoveredBuild, Store
+
+log = structlog.get_logger(logger_name="hobotnica.scheduler")
+
+LEASE_SECONDS = 30.0
+HEARTBEAT_SECONDS = 5.0
+POLL_SECONDS = 1.0
+LOST_LEASE = "Lease lost: another daemon took the build over"
+
+RunBuild = Callable[[Build, StopRequest], Coroutine[Any, Any, None]]
+OnRecovered = Callable[[list[RecoveredBuild]], Awaitable[None]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        run_build: RunBuild,
+        *,
+        concurrency: int,
+        owner: str,
+        is_gone: Callable[[str | None], bool],
+        on_recovered: OnRecovered,
+        on_started: Callable[[], None] = lambda: None,
+        shortage: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._run_build = run_build
+        self._concurrency = concurrency
+        self._owner = owner
+        self._is_gone = is_gone
+        self._on_recovered = on_recovered
+        self._on_started = on_started
+        self._shortage = (
+            shortage  # why no build may start now (runner.scheduling.free_space), or None
+        )
+        self._paused: str | None = None
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._stops: dict[int, StopRequest] = {}
+        self._wake = asyncio.Event()
+        self._claiming = True
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def running_ids(self) -> list[int]:
+        return sorted(self._running)
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="scheduler"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        """Start no new builds (drain); queued builds stay queued for another daemon."""
+        self._claiming = False
+        self._wake.set()
+
+    def cancel(self, build_id: int, reason: str) -> bool:
+        """Stop a build running in this process; its status will give `reason`."""
+        stop = self._stops.get(build_id)
+        if stop is None:
+            return False
+        log.info("stopping build", build_id=build_id, reason=reason)
+        stop.stop(reason)
+        return True
+
+    async def _claim_loop(self) -> None:
+        while self._claiming:
+            self._wake.clear()
+            wait = POLL_SECONDS
+            free = self._concurrency - len(self._running)
+            if free > 0 and self._may_start():
+                try:
+                    claimed = await self._store.claim_builds(free, self._owner, LEASE_SECONDS)
+                    for build in claimed:
+                        self._start(build)
+                    if claimed:
+                        self._on_started()
+                    if len(claimed) < free and (settled := await self._store.settling_until()):
+                        wait = min(wait, max(0.0, settled - time.time()))
+                except StoreUnavailable as error:
+                    log.warning("cannot claim builds: the store cannot write", error=str(error))
+                except Exception:
+                    log.exception("claiming builds failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _may_start(self) -> bool:
+        paused = self._shortage()
+        if paused != self._paused:
+            if paused:
+                log.warning("not starting builds", reason=paused)
+            else:
+                log.info("starting builds again")
+            self._paused = paused
+        return paused is None
+
+    def _start(self, build: Build) -> None:
+        stop = self._stops[build.id] = StopRequest()
+        task = asyncio.create_task(self._run_build(build, stop), name=f"build-{build.id}")
+        self._running[build.id] = task
+        task.add_done_callback(functools.partial(self._done, build.id))
+
+    def _done(self, build_id: int, _task: "asyncio.Task[None]") -> None:
+        self._running.pop(build_id, None)
+        self._stops.pop(build_id, None)
+        self._wake.set()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._heartbeat()
+                recovered = await self._store.recover_interrupted(self._is_gone)
+                if recovered:
+                    await self._on_recovered(recovered)
+                    self._wake.set()
+            except StoreUnavailable as error:  # leases are renewed at the next beat that writes
+                log.warning("heartbeat cannot write", error=str(error))
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _heartbeat(self) -> None:
+        ids = list(self._running)
+        leases = await self._store.heartbeat(self._owner, ids, LEASE_SECONDS)
+        for build_id in ids:
+            if build_id not in leases:
+                self.cancel(build_id, LOST_LEASE)
+            elif reason := leases[build_id]:
+                self.cancel(build_id, reason)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no build runs; False if some still run after `timeout` seconds.
+
+        Builds that start meanwhile (a claim that was under way at SIGTERM) are waited for too.
+        """
+        deadline = time.monotonic() + timeout
+        while self._running:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(list(self._running.values()), timeout=remaining)
+        return True
+
+    async def close(self, timeout: float) -> None:
+        self.stop_claiming()
+        claim_loop = self._tasks[0] if self._tasks else None
+        if claim_loop is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim_loop
+        if not await self.wait_idle(timeout):
+            unfinished = self.running_ids
+            log.warning("interrupting builds still running at shutdown", builds=unfinished)
+            for task in list(self._running.values()):
+                task.cancel()
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+            released = await self._store.release(self._owner, unfinished)
+            log.warning(
+                "released interrupted builds",
+                requeued=[b.id for b in released if b.requeued],
+                ended=[b.id for b in released if not b.requeued],
+            )
+        for task in self._tasks[1:]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,102 @@
+"""Which repositories Hobotnica builds, and where each is cloned from.
+
+Three kinds, looked up in this order:
+- projects of the config file (`[[projects]]`);
+- *local* repositories that `hobotnica try` creates: bare repositories under
+  `{data_dir}/local/NAME.git`, known as `local/NAME`, cloned from disk and never reported to
+  GitHub. Only the operator can create one (it needs the data directory), and a webhook for
+  `local/NAME` still needs a valid signature;
+- repositories registered through the REST API, stored in the database with their owner's and
+  their own variables. Their webhooks arrive at their own URL (`/webhooks/{uid}`), never at the
+  global one, so `find` (the global webhook's lookup) does not return them; `resolve` does.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from runner.core.masking import Secret, SecretMasker
+from runner.core.names import is_repository_name
+from runner.core.settings import Project, Settings
+from runner.store import Store, registry
+from runner.store.registry import RegisteredRepository, Variables
+
+LOCAL_OWNER = "local"
+
+
+class ProjectDirectory:
+    def __init__(
+        self, settings: Settings, store: Store | None = None, *, own_secrets: Iterable[Secret] = ()
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        # The daemon's own credentials: no build is given them, but one without the sandbox can
+        # read them (its daemon's environment, the session key file), so every output masks them.
+        github = settings.github
+        own: list[Secret] = [s for s in (github.token, github.webhook_secret) if s]
+        self._own_secrets = (*own, *own_secrets)
+
+    def masker(self, project: Project | None) -> SecretMasker:
+        """Masks what a build's output or a page could show: the project's secrets, its token,
+        and the daemon's own credentials."""
+        secrets: list[Secret] = list(self._own_secrets)
+        if project is not None:
+            secrets += project.secrets.values()
+            if project.token:
+                secrets.append(project.token)
+        return SecretMasker(secrets)
+
+    @property
+    def local_root(self) -> Path:
+        return self._settings.data_dir / LOCAL_OWNER
+
+    def find(self, repository: str) -> Project | None:
+        """A project of the config file or a local repository (what the global webhook builds)."""
+        if not is_repository_name(repository):
+            return None
+        project = self._settings.project(repository)
+        if project is not None:
+            return project
+        owner, name = repository.split("/")
+        if owner == LOCAL_OWNER and self.local_path(name).is_dir():
+            return Project(repository=f"{LOCAL_OWNER}/{name}")
+        return None
+
+    async def resolve(self, repository: str) -> Project | None:
+        """Any project, registered ones included, with its current variables."""
+        project = self.find(repository)
+        if project is not None or self._store is None or not is_repository_name(repository):
+            return project
+        found = await self._store.transact(registry.with_build_variables, repository)
+        if found is None or found[0].status == "disabled":
+            return None  # cloning or clone_failed still build: the build's fetch clones
+        return _registered_project(*found)
+
+    async def registered_project(self, registered: RegisteredRepository) -> Project:
+        assert self._store is not None
+        variables = await self._store.transact(registry.build_variables, registered)
+        return _registered_project(registered, variables)
+
+    def local_path(self, name: str) -> Path:
+        return self.local_root / f"{name}.git"
+
+    def is_local(self, repository: str) -> bool:
+        return (
+            repository.split("/")[0] == LOCAL_OWNER and self._settings.project(repository) is None
+        )
+
+    def clone_url(self, project: Project) -> str:
+        if self.is_local(project.repository):
+            return self.local_path(project.repository.split("/")[1]).resolve().as_uri()
+        return f"{self._settings.github.git_url}/{project.repository}.git"
+
+
+def _registered_project(registered: RegisteredRepository, variables: Variables) -> Project:
+    return Project(
+        repository=registered.repository,
+        deploy_branch=registered.deploy_branch,
+        env=variables.env,
+        secrets=variables.secrets,
+        deploy_enabled=registered.deploy_enabled,
+        timeout=registered.timeout,
+        token=registered.token,
+    )
