@@ -52,8 +52,7 @@ from runner.reporting.reporter import GitHubStatuses, LoggedStatuses, StatusRepo
 from runner.scheduling.control import BuildControl
 from runner.scheduling.free_space import FreeSpace
 from runner.scheduling.scheduler import Scheduler
-from runner.store import RecoveredBuild, Store, registry
-from runner.store.outbox import PENDING_HOLD
+from runner.store import PENDING_HOLD, RecoveredBuild, Store, open_store
 from runner.store.projects import ProjectDirectory
 from runner.store.retention import INTERVAL as RETENTION_INTERVAL
 from runner.store.retention import Retention
@@ -156,7 +155,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app[STORE] = Store.in_data_dir(settings.data_dir)
+    app[STORE] = open_store(settings)
     app[FREE_SPACE] = FreeSpace(settings.data_dir, settings.min_free)
     app[SESSION_KEY] = load_session_key(settings.data_dir)
     app[PROJECTS] = ProjectDirectory(settings, app[STORE], own_secrets=[app[SESSION_KEY]])
@@ -188,7 +187,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         default = LoggedStatuses()
 
     async def registered_token(repository: str) -> str | None:
-        return await app[STORE].transact(registry.status_token, repository)
+        return await app[STORE].status_token(repository)
 
     github = StatusRouter(
         default,
@@ -453,7 +452,7 @@ async def _webhook(request: web.Request) -> web.Response:
 async def _repository_webhook(request: web.Request) -> web.Response:
     """A registered repository's own webhook: its own secret, and it builds only itself."""
     uid = request.match_info["uid"]
-    registered = await request.app[STORE].transact(registry.by_webhook_uid, uid)
+    registered = await request.app[STORE].registration_by_webhook(uid)
     if registered is None or registered.status == "disabled":
         return web.json_response({"error": "no such webhook"}, status=404)
     project = await request.app[PROJECTS].registered_project(registered)

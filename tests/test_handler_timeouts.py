@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from runner.app import STORE
+from runner.store.sqlite import SQLiteStore
 from runner.web import middleware
 from tests.conftest import Daemon, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
@@ -44,7 +45,9 @@ async def store_held(d: Daemon) -> AsyncIterator[None]:
         loop.call_soon_threadsafe(holding.set)
         release.wait(60)
 
-    held = asyncio.create_task(d.client.app[STORE].transact(hold))
+    store = d.client.app[STORE]
+    assert isinstance(store, SQLiteStore)  # the embedded store's one thread is what is held
+    held = asyncio.create_task(store.run(hold, True))
     await holding.wait()
     try:
         yield

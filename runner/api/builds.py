@@ -22,7 +22,7 @@ from runner.core.names import is_branch_name
 from runner.core.settings import Project
 from runner.registrations.github_access import RepositoryAccess
 from runner.scheduling.control import Cancelled
-from runner.store import Delivery, registry
+from runner.store import Delivery
 
 BRANCH_FETCH_TIMEOUT = 60.0
 
@@ -51,7 +51,7 @@ class BuildHandlers:
         """A registered or configured repository the caller may act on as `needed`."""
         context = self._context
         caller, access = await context.auth.repository(request, path_repository(request), needed)
-        registered = await context.store.transact(registry.get, access.repository)
+        registered = await context.store.registration(access.repository)
         if registered is not None:
             return _Known(registered.repository, caller.login, registered.token, access)
         project = context.settings.project(access.repository)

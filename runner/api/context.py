@@ -18,9 +18,8 @@ from runner.core.settings import Settings
 from runner.registrations.github_access import GitHubAccess
 from runner.registrations.registrations import Registrations
 from runner.scheduling.control import BuildControl
-from runner.store import Delivery, DeliveryOutcome, Store, registry
+from runner.store import Delivery, DeliveryOutcome, RegisteredRepository, Store
 from runner.store.projects import ProjectDirectory
-from runner.store.registry import RegisteredRepository
 
 LAST_BUILDS = 5
 
@@ -49,7 +48,7 @@ class ApiContext:
         return f"{self.public_url}/webhooks/{registered.webhook_uid}"
 
     async def registered(self, repository: str) -> RegisteredRepository:
-        found = await self.store.transact(registry.get, repository)
+        found = await self.store.registration(repository)
         if found is None:
             raise not_found()
         return found

@@ -10,8 +10,7 @@ from runner.api.context import ApiContext, body, unprocessable
 from runner.api.problems import ProblemError, not_found
 from runner.core.names import is_branch_name, is_repository_name
 from runner.registrations.github_access import GitHubUnavailable, TokenRejected
-from runner.store import registry
-from runner.store.registry import Registration
+from runner.store import Registration
 
 WEBHOOK_EVENTS = ["push", "pull_request"]
 LIST_CONCURRENCY = 4
@@ -34,7 +33,7 @@ class RepositoryHandlers:
     async def list(self, request: web.Request) -> web.Response:
         context = self._context
         caller = await context.auth.caller(request)
-        everything = await context.store.transact(registry.all_registered)
+        everything = await context.store.registrations()
 
         # GitHub frowns on many concurrent requests from one token (secondary rate limits).
         asking = asyncio.Semaphore(LIST_CONCURRENCY)
@@ -78,8 +77,7 @@ class RepositoryHandlers:
         if "test" not in jobs:
             raise unprocessable("jobs must include test: a deploy follows green tests", "/jobs")
         webhook_secret = secrets.token_urlsafe(32)
-        registered = await context.store.transact(
-            registry.register,
+        registered = await context.store.register(
             Registration(
                 repository=canonical,
                 webhook_uid=secrets.token_urlsafe(24),
@@ -111,7 +109,7 @@ class RepositoryHandlers:
                 note = "GitHub could not be asked to create the webhook; create it yourself"
             else:
                 if hook.hook_id is not None:
-                    await context.store.transact(registry.set_hook_id, canonical, hook.hook_id)
+                    await context.store.set_registration_hook(canonical, hook.hook_id)
                     hook_created, note = True, "GitHub webhook created"
                 else:
                     note = f"create the webhook on GitHub yourself: {hook.reason}"
@@ -150,9 +148,7 @@ class RepositoryHandlers:
             changes["deploy_branch"] = branch
         if "timeout" in wanted:
             changes["timeout"] = wanted["timeout"]
-        changed = await context.store.transact(
-            registry.update_settings, registered.repository, changes
-        )
+        changed = await context.store.update_registration(registered.repository, changes)
         if changed is None:  # removed meanwhile
             raise not_found()
         return web.json_response(await context.repository_json(changed))

@@ -10,7 +10,6 @@ from runner.api.context import ApiContext, body, validated
 from runner.api.problems import FieldError, ProblemError, not_found
 from runner.core.names import is_env_name
 from runner.core.settings import MIN_SECRET_LENGTH
-from runner.store import registry
 
 
 def is_reserved(name: str) -> bool:
@@ -42,7 +41,7 @@ class VariableHandlers:
 
     async def replace_repository_env(self, request: web.Request) -> web.Response:
         scope = await self._repository(request, "WRITE")
-        await self._context.store.transact(registry.replace_env, scope, _checked_env(request))
+        await self._context.store.replace_env(scope, _checked_env(request))
         return await self._env(scope)
 
     async def owner_env(self, request: web.Request) -> web.Response:
@@ -53,16 +52,16 @@ class VariableHandlers:
     async def replace_owner_env(self, request: web.Request) -> web.Response:
         owner = str(validated(request).path["owner"])
         await self._context.auth.owner_admin(request, owner)
-        await self._context.store.transact(registry.replace_env, owner, _checked_env(request))
+        await self._context.store.replace_env(owner, _checked_env(request))
         return await self._env(owner)
 
     async def _env(self, scope: str) -> web.Response:
-        variables = await self._context.store.transact(registry.variables, scope)
+        variables = await self._context.store.variables(scope)
         return web.json_response({"variables": dict(variables.env)})
 
     async def secret_names(self, request: web.Request) -> web.Response:
         scope = await self._repository(request, "READ")
-        variables = await self._context.store.transact(registry.variables, scope)
+        variables = await self._context.store.variables(scope)
         return web.json_response({"secrets": sorted(variables.secrets)})
 
     async def put_secret(self, request: web.Request) -> web.Response:
@@ -73,13 +72,13 @@ class VariableHandlers:
             raise ProblemError(422, f"a secret needs at least {MIN_SECRET_LENGTH} characters")
         if "\0" in value:
             raise ProblemError(422, "a secret cannot hold a NUL character")
-        created = await self._context.store.transact(registry.put_secret, scope, name, value)
+        created = await self._context.store.put_secret(scope, name, value)
         return web.Response(status=201 if created else 204)
 
     async def delete_secret(self, request: web.Request) -> web.Response:
         scope = await self._repository(request, "WRITE")
         name = _secret_name(request)
-        if not await self._context.store.transact(registry.delete_secret, scope, name):
+        if not await self._context.store.delete_secret(scope, name):
             raise not_found()
         return web.Response(status=204)
 

@@ -6,6 +6,7 @@ webhook shaped like GitHub's, signed with the configured secret, and prints the 
 This is a plain synchronous command-line client; it talks to the daemon over loopback HTTP.
 """
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -22,8 +23,8 @@ from typing import Any
 from runner.core.models import BuildState
 from runner.core.names import is_branch_name
 from runner.core.settings import Settings
+from runner.store import open_store
 from runner.store.projects import LOCAL_OWNER, ProjectDirectory
-from runner.store.sqlite import SQLiteStore, database_path
 
 POLL_SECONDS = 0.5
 
@@ -153,16 +154,20 @@ def _post_webhook(settings: Settings, payload: dict[str, Any]) -> dict[str, Any]
 def _wait_for(settings: Settings, build_id: int) -> int:
     """Watch the build in the daemon's store (this command shares its data directory), so it
     needs no sign-in for the daemon's pages."""
-    store = SQLiteStore(database_path(settings.data_dir))
+    return asyncio.run(_watch(settings, build_id))
+
+
+async def _watch(settings: Settings, build_id: int) -> int:
+    store = open_store(settings)
     try:
         while True:
-            build = store.get_build(build_id)
+            build = await store.get_build(build_id)
             if build is not None and build.state.is_final:
                 print(f"{build.state.value}: {build.description}")
                 return 0 if build.state is BuildState.SUCCESS else 2
-            time.sleep(POLL_SECONDS)
+            await asyncio.sleep(POLL_SECONDS)
     finally:
-        store.close()
+        await store.close()
 
 
 def _git(cwd: Path, *args: str) -> str:

@@ -25,9 +25,8 @@ from runner.core.git import Repositories, refuses_credentials
 from runner.core.masking import SecretMasker
 from runner.core.settings import Project
 from runner.registrations.github_access import GitHubAccess, GitHubUnavailable, TokenRejected
-from runner.store import Store, registry
+from runner.store import RegisteredRepository, Store
 from runner.store.projects import ProjectDirectory
-from runner.store.registry import RegisteredRepository
 
 log = structlog.get_logger(logger_name="hobotnica.registrations")
 
@@ -59,7 +58,7 @@ class Registrations:
     async def resume_clones(self) -> None:
         """Start again the clones left in `cloning` by a daemon that stopped (at start, and
         periodically: after a blue/green switch the old daemon may give one up later)."""
-        for registered in await self.store.transact(registry.all_registered):
+        for registered in await self.store.registrations():
             if registered.status == "cloning":
                 self.clone_in_background(registered.repository)
 
@@ -82,7 +81,7 @@ class Registrations:
                 await self.store.drop_lease(lease, self.owner)
 
     async def _clone_under_lease(self, repository: str) -> None:
-        registered = await self.store.transact(registry.get, repository)
+        registered = await self.store.registration(repository)
         if registered is None or registered.status != "cloning":
             return
         name = registered.repository
@@ -95,19 +94,19 @@ class Registrations:
             masker = SecretMasker([registered.token] if registered.token else [])
             reason = masker.mask_text(str(error) or f"timed out after {CLONE_TIMEOUT:g} s")
             log.warning("clone failed", repository=name, reason=reason)
-            await self.store.transact(
-                registry.set_status, name, "clone_failed", reason, only_from="cloning"
+            await self.store.set_registration_status(
+                name, "clone_failed", reason, only_from="cloning"
             )
             if registered.token is not None and refuses_credentials(str(error)):
                 self.token_rejected(name)
             return
-        await self.store.transact(registry.set_status, name, "ready", only_from="cloning")
+        await self.store.set_registration_status(name, "ready", only_from="cloning")
         log.info("cloned", repository=name, duration_s=round(time.monotonic() - started, 3))
 
     async def check_access_once(self) -> None:
         """Re-check the registrations not checked for `access_check_interval` (periodic job)."""
         due = time.time() - self.access_check_interval
-        for registered in await self.store.transact(registry.all_registered):
+        for registered in await self.store.registrations():
             if registered.status != "disabled" and registered.access_checked_at <= due:
                 await self.check_access(registered)
 
@@ -119,7 +118,7 @@ class Registrations:
 
         async def check() -> None:
             try:
-                registered = await self.store.transact(registry.get, repository)
+                registered = await self.store.registration(repository)
                 if registered is not None and registered.status != "disabled":
                     await self.check_access(registered)
             finally:
@@ -147,15 +146,13 @@ class Registrations:
             if found is None or not found.allows("WRITE"):
                 await self.disable(registered, ACCESS_REVOKED)
             else:
-                await self.store.transact(
-                    registry.access_checked, name, time.time(), registered.webhook_uid
-                )
+                await self.store.access_checked(name, time.time(), registered.webhook_uid)
         finally:
             self._checking.discard(name.lower())
 
     async def disable(self, registered: RegisteredRepository, reason: str) -> None:
         name = registered.repository
-        stopping = await self.store.transact(registry.disable, name, reason, registered.webhook_uid)
+        stopping = await self.store.disable_registration(name, reason, registered.webhook_uid)
         if stopping is None:
             return  # registered again meanwhile: that registration is not the one checked
         for build_id in stopping:
@@ -167,7 +164,7 @@ class Registrations:
         name = registered.repository
         if registered.token and registered.hook_id:  # first: nothing may keep GitHub sending
             await self.access.delete_hook(registered.token, name, registered.hook_id)
-        stopping = await self.store.transact(registry.remove, name)
+        stopping = await self.store.remove_registration(name)
         for build_id in stopping:
             self.stop_build(build_id, "Stopped: the repository was removed")
         await self._remove_files(name)

@@ -17,8 +17,7 @@ from pathlib import Path
 from runner.core.masking import Secret, SecretMasker
 from runner.core.names import is_repository_name
 from runner.core.settings import Project, Settings
-from runner.store import Store, registry
-from runner.store.registry import RegisteredRepository, Variables
+from runner.store import RegisteredRepository, Store, Variables
 
 LOCAL_OWNER = "local"
 
@@ -66,14 +65,14 @@ class ProjectDirectory:
         project = self.find(repository)
         if project is not None or self._store is None or not is_repository_name(repository):
             return project
-        found = await self._store.transact(registry.with_build_variables, repository)
+        found = await self._store.registration_with_variables(repository)
         if found is None or found[0].status == "disabled":
             return None  # cloning or clone_failed still build: the build's fetch clones
         return _registered_project(*found)
 
     async def registered_project(self, registered: RegisteredRepository) -> Project:
         assert self._store is not None
-        variables = await self._store.transact(registry.build_variables, registered)
+        variables = await self._store.build_variables(registered)
         return _registered_project(registered, variables)
 
     def local_path(self, name: str) -> Path:

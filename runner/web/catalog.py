@@ -14,7 +14,7 @@ making the project lookup asynchronous changes this class and nothing that uses 
 
 from runner.core.masking import SecretMasker
 from runner.core.settings import Settings
-from runner.store import Store, registry
+from runner.store import Store
 from runner.store.projects import ProjectDirectory
 
 
@@ -26,7 +26,7 @@ class RepositoryCatalog:
 
     async def repositories(self) -> list[str]:
         names = {p.repository.lower(): p.repository for p in self._settings.projects}
-        for registered in await self._store.transact(registry.all_registered):
+        for registered in await self._store.registrations():
             if registered.status != "disabled":
                 names.setdefault(registered.repository.lower(), registered.repository)
         for name in await self._store.repositories_with_builds():
@@ -45,7 +45,7 @@ class RepositoryCatalog:
         project = self._projects.find(repository)
         if project is not None and project.deploy_branch:
             return project.deploy_branch
-        registered = await self._store.transact(registry.get, repository)
+        registered = await self._store.registration(repository)
         if registered is not None and (registered.deploy_branch or registered.default_branch):
             return registered.deploy_branch or registered.default_branch
         return await self._store.deploy_branch_seen(repository)

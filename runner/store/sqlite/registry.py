@@ -1,63 +1,21 @@
 """Repositories registered through the REST API, and their build variables.
 
-Functions over one SQLite connection, each called inside a transaction the store opens
-(`SQLiteStore.transact`). Tokens and secrets are stored so builds, clones and access checks can
-use them; they leave this module only inside `RegisteredRepository.token` and `Variables.secrets`,
-whose reprs hide them.
+Functions over one SQLite connection, each inside a transaction the store opens. Tokens and
+secrets are stored so builds, clones and access checks can use them; they leave this module
+only inside `RegisteredRepository.token` and `Variables.secrets`, whose reprs hide them.
 """
 
 import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
 
-from runner.store.sqlite import end_queued
-
-RepositoryStatus = Literal["cloning", "ready", "clone_failed", "disabled"]
-
-
-@dataclass(frozen=True)
-class RegisteredRepository:
-    repository: str
-    webhook_uid: str
-    status: RepositoryStatus
-    status_reason: str
-    default_branch: str
-    deploy_branch: str | None
-    deploy_enabled: bool
-    timeout: int | None
-    registered_by: str
-    created_at: float
-    access_checked_at: float
-    hook_id: str | None
-    token: str | None = field(default=None, repr=False)
-    webhook_secret: str = field(default="", repr=False)
-
-    @property
-    def owner(self) -> str:
-        return self.repository.split("/")[0]
-
-
-@dataclass(frozen=True)
-class Variables:
-    env: Mapping[str, str] = field(default_factory=dict)
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class Registration:
-    """A new registration (or a registration renewed after access was lost)."""
-
-    repository: str
-    webhook_uid: str
-    webhook_secret: str = field(repr=False)
-    default_branch: str
-    deploy_branch: str | None
-    deploy_enabled: bool
-    timeout: int | None
-    registered_by: str
-    token: str = field(repr=False)
+from runner.store.records import (
+    RegisteredRepository,
+    Registration,
+    RepositoryStatus,
+    Variables,
+)
+from runner.store.sqlite.rows import end_queued
 
 
 def get(db: sqlite3.Connection, repository: str) -> RegisteredRepository | None:

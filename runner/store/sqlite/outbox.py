@@ -1,6 +1,7 @@
 """The status outbox in SQL: what to post next, and what never needs posting.
 
-Functions over an open connection, called inside the store's transactions.
+Functions over an open connection, called inside the store's transactions. The policy is the
+store's, the same on every backend (`runner.store.interface`):
 
 - For one commit and context only the newest waiting state is worth sending; older ones end
   `collapsed`.
@@ -19,25 +20,11 @@ Functions over an open connection, called inside the store's transactions.
 
 import sqlite3
 import time
-from dataclasses import dataclass
 
 from runner.core.models import BuildRequest
 from runner.core.statuses import Status, StatusState
-
-GITHUB_STATUS_LIMIT = 1000
-FINAL_ONLY_AFTER = 990
-PENDING_HOLD = 0.3
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    build_id: int
-    repository: str
-    sha: str
-    context: str
-    status: Status
-    attempts: int
+from runner.store.interface import FINAL_ONLY_AFTER, GITHUB_STATUS_LIMIT, PENDING_HOLD
+from runner.store.records import OutboxItem
 
 
 def enqueue(
@@ -157,3 +144,7 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         status=Status(StatusState(row["state"]), row["description"]),
         attempts=row["attempts"],
     )
+
+
+def pending_count(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL").fetchone()[0])

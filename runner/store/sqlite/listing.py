@@ -1,11 +1,13 @@
-"""What the pages read: lists of builds in SQL, as rows (the store turns them into `Build`s).
-
-Functions over an open connection, like `runner.store.outbox`; each is one or two indexed
+"""What the pages and the API read: lists of builds, each one or two indexed
 queries (`builds_by_repository`, `builds_by_lane`, `builds_by_state`), so a page costs the same
 with ten builds or the `builds.keep_per_repository` thousand.
 """
 
 import sqlite3
+from collections.abc import Iterable
+
+from runner.core.models import Build
+from runner.store.sqlite.rows import build_of
 
 # Builds that ended "Superseded by …" (`runner.core.statuses.superseded_by`) never ran for their
 # commit: a branch's badge and latest state look past them.
@@ -17,34 +19,42 @@ def repositories(db: sqlite3.Connection) -> list[str]:
     return [row[0] for row in rows]
 
 
-def latest_per_lane(db: sqlite3.Connection, repository: str, limit: int) -> list[sqlite3.Row]:
-    """The newest build of each ref and job of a repository, newest lanes first."""
-    return db.execute(
+def latest_per_lane(
+    db: sqlite3.Connection, repositories: Iterable[str], limit: int
+) -> dict[str, list[Build]]:
+    """The newest build of each ref and job of each repository, newest lanes first."""
+    return {name: _latest_per_lane(db, name, limit) for name in repositories}
+
+
+def _latest_per_lane(db: sqlite3.Connection, repository: str, limit: int) -> list[Build]:
+    found = db.execute(
         "SELECT * FROM builds WHERE id IN"  # noqa: S608 - constant clauses
         " (SELECT MAX(id) FROM builds WHERE repository = ?"
         f" AND {_NOT_SUPERSEDED} GROUP BY ref, job) ORDER BY id DESC LIMIT ?",
         (repository, limit),
-    ).fetchall()
+    )
+    return [build_of(row) for row in found]
 
 
-def active(db: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
+def active(db: sqlite3.Connection, limit: int) -> list[Build]:
     """Running builds, then queued ones, oldest first: what is happening now."""
-    return db.execute(
+    found = db.execute(
         "SELECT * FROM builds WHERE state IN ('running', 'queued')"
         " ORDER BY state = 'queued', id LIMIT ?",
         (limit,),
-    ).fetchall()
+    )
+    return [build_of(row) for row in found]
 
 
 def page(
     db: sqlite3.Connection,
     repository: str,
     *,
-    branch: str | None,
-    state: str | None,
-    before: int | None,
-    limit: int,
-) -> list[sqlite3.Row]:
+    branch: str | None = None,
+    state: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> list[Build]:
     """One page of a repository's builds, newest first, older than build `before`."""
     where = ["repository = ?"]
     arguments: list[object] = [repository]
@@ -57,14 +67,15 @@ def page(
     if before is not None:
         where.append("id < ?")
         arguments.append(before)
-    return db.execute(
+    found = db.execute(
         f"SELECT * FROM builds WHERE {' AND '.join(where)}"  # noqa: S608 - constant clauses
         " ORDER BY id DESC LIMIT ?",
         (*arguments, limit),
-    ).fetchall()
+    )
+    return [build_of(row) for row in found]
 
 
-def latest_test(db: sqlite3.Connection, repository: str, branch: str) -> sqlite3.Row | None:
+def latest_test(db: sqlite3.Connection, repository: str, branch: str) -> Build | None:
     """The newest test build of a branch (pushes, not pull requests) that was not superseded."""
     row: sqlite3.Row | None = db.execute(
         "SELECT * FROM builds"  # noqa: S608 - constant clauses
@@ -72,16 +83,16 @@ def latest_test(db: sqlite3.Connection, repository: str, branch: str) -> sqlite3
         f" AND {_NOT_SUPERSEDED} ORDER BY id DESC LIMIT 1",
         (repository, f"refs/heads/{branch}"),
     ).fetchone()
-    return row
+    return None if row is None else build_of(row)
 
 
-def latest_of_sha(db: sqlite3.Connection, repository: str, sha: str) -> sqlite3.Row | None:
+def latest_of_sha(db: sqlite3.Connection, repository: str, sha: str) -> Build | None:
     """The newest build of a commit: what a re-run of it by sha is built as."""
     row: sqlite3.Row | None = db.execute(
         "SELECT * FROM builds WHERE repository = ? AND sha = ? ORDER BY id DESC LIMIT 1",
         (repository, sha),
     ).fetchone()
-    return row
+    return None if row is None else build_of(row)
 
 
 def deploy_branch(db: sqlite3.Connection, repository: str) -> str | None:
@@ -95,9 +106,26 @@ def deploy_branch(db: sqlite3.Connection, repository: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def by_ids(db: sqlite3.Connection, build_ids: list[int]) -> list[sqlite3.Row]:
-    marks = ",".join("?" * len(build_ids))
-    return db.execute(
+def by_ids(db: sqlite3.Connection, build_ids: Iterable[int]) -> dict[int, Build]:
+    ids = list(build_ids)
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    found = db.execute(
         f"SELECT * FROM builds WHERE id IN ({marks})",  # noqa: S608 - placeholders only
-        build_ids,
-    ).fetchall()
+        ids,
+    )
+    return {row["id"]: build_of(row) for row in found}
+
+
+def by_id(db: sqlite3.Connection, build_id: int) -> Build | None:
+    row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+    return None if row is None else build_of(row)
+
+
+def state_counts(db: sqlite3.Connection) -> dict[str, int]:
+    """How many builds are queued and running (over every daemon sharing the store)."""
+    found = db.execute(
+        "SELECT state, COUNT(*) FROM builds WHERE state IN ('queued', 'running') GROUP BY state"
+    )
+    return {"queued": 0, "running": 0} | {row[0]: int(row[1]) for row in found}

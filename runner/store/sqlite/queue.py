@@ -1,0 +1,217 @@
+"""Builds from claim to end: claims and leases, results, recovery, cancel and re-run.
+
+Each function runs inside one write transaction. A running build carries a lease (`lease_owner`,
+`lease_expires`) that its daemon renews; a build whose lease lapsed, or whose owner is known
+dead, is recovered by `rules.recover`. What starts, what a green test unlocks and what a re-run
+may be are the queue's rules (`runner.scheduling.rules`); this module reads their rows and
+writes their decisions.
+"""
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+
+from runner.core import statuses
+from runner.core.models import Build, BuildState, Job
+from runner.core.statuses import Status
+from runner.scheduling import rules
+from runner.store.records import RecoveredBuild, Rerun
+from runner.store.sqlite import outbox, rows
+
+
+def claim(db: sqlite3.Connection, limit: int, owner: str, lease_seconds: float) -> list[Build]:
+    """Lease up to `limit` queued builds to `owner` (`rules.claim` picks them)."""
+    if limit <= 0:
+        return []
+    now = time.time()
+    # The oldest queued build of each repository: the only ones that may start.
+    heads = [
+        rows.facts_of(row)
+        for row in db.execute(
+            "SELECT b.* FROM builds AS b WHERE b.state = 'queued'"
+            " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
+            "             WHERE q.repository = b.repository AND q.state = 'queued')"
+        )
+    ]
+    busy = [
+        row[0]
+        for row in db.execute("SELECT DISTINCT repository FROM builds WHERE state = 'running'")
+    ]
+    deployed = [
+        later for head in heads if head.job is Job.DEPLOY for later in _maybe_later(db, head)
+    ]
+    decision = rules.claim(heads, busy, deployed, limit=limit, now=now)
+    for supersede in decision.supersede:
+        rows.end_queued(db, rows.row(db, supersede.build_id), supersede.reason)
+    for build_id in decision.start:
+        row = rows.row(db, build_id)
+        running = statuses.running(Job(row["job"]))
+        db.execute(
+            "UPDATE builds SET state = 'running', description = ?, started_at = ?,"
+            " finished_at = NULL, exit_code = NULL, attempt = attempt + 1,"
+            " lease_owner = ?, lease_expires = ?, stop_reason = NULL"
+            " WHERE id = ? AND state = 'queued'",
+            (running.description, now, owner, now + lease_seconds, build_id),
+        )
+        outbox.enqueue(db, build_id, rows.request_of(row), running)
+    return [rows.build_of(rows.row(db, build_id)) for build_id in decision.start]
+
+
+def _maybe_later(db: sqlite3.Connection, build: rules.BuildFacts) -> list[rules.BuildFacts]:
+    """Successful deploys of `build`'s repository that may have been pushed after it (the rules
+    decide which were)."""
+    found = db.execute(
+        "SELECT * FROM builds WHERE repository = ? AND job = 'deploy'"
+        " AND state = 'success' AND (pushed_at > ? OR id > ?)",
+        (build.repository, build.request.pushed_at, build.id),
+    )
+    return [rows.facts_of(row) for row in found]
+
+
+def settling_until(db: sqlite3.Connection) -> float | None:
+    """When the earliest settling build becomes claimable, if any build is settling."""
+    found = db.execute(
+        "SELECT MIN(not_before) FROM builds WHERE state = 'queued' AND not_before > ?",
+        (time.time(),),
+    ).fetchone()
+    return None if found[0] is None else float(found[0])
+
+
+def heartbeat(
+    db: sqlite3.Connection, owner: str, build_ids: Iterable[int], lease_seconds: float
+) -> dict[int, str | None]:
+    """Renew the leases of `owner`'s running builds; returns each one's stop request.
+
+    A build missing from the answer is no longer this owner's (its lease lapsed and another
+    daemon recovered it): the caller stops it without reporting.
+    """
+    expires = time.time() + lease_seconds
+    answer: dict[int, str | None] = {}
+    for build_id in build_ids:
+        row = db.execute(
+            "UPDATE builds SET lease_expires = ? WHERE id = ? AND state = 'running'"
+            " AND lease_owner = ? RETURNING stop_reason",
+            (expires, build_id, owner),
+        ).fetchone()
+        if row is not None:
+            answer[build_id] = row["stop_reason"]
+    return answer
+
+
+def finish(
+    db: sqlite3.Connection, build_id: int, status: Status, exit_code: int | None, owner: str
+) -> int | None:
+    """Record a build's final state; returns the id of the deploy it unlocks, if any.
+
+    Only the lease's owner may finish a build: a daemon that lost its lease (it stalled and
+    another recovered the build) changes nothing.
+    """
+    row = db.execute(
+        "SELECT * FROM builds WHERE id = ? AND state = 'running' AND lease_owner = ?",
+        (build_id, owner),
+    ).fetchone()
+    if row is None:
+        return None
+    state = BuildState(status.state.value)
+    rows.end(db, build_id, state, status.description, exit_code)
+    outbox.enqueue(db, build_id, rows.request_of(row), status)
+    deploy = rules.deploy_after(rows.facts_of(row), state)
+    if deploy is None:
+        return None
+    deploy_id = rows.insert_build(db, deploy, row["delivery_id"], time.time(), build_id)
+    waiting = rows.facts(db, deploy.repository, "queued", Job.DEPLOY)
+    rows.supersede(db, rules.superseded_by_deploy(deploy_id, deploy, waiting))
+    return deploy_id
+
+
+def set_commit_info(db: sqlite3.Connection, build_id: int, message: str, author: str) -> None:
+    db.execute(
+        "UPDATE builds SET message = ?, author = ? WHERE id = ?", (message, author, build_id)
+    )
+
+
+def recover_interrupted(
+    db: sqlite3.Connection, is_gone: Callable[[str | None], bool], now: float | None = None
+) -> list[RecoveredBuild]:
+    """Recover running builds whose owner is gone (`is_gone`) or whose lease lapsed."""
+    now = time.time() if now is None else now
+    lost = [
+        row
+        for row in db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
+        if is_gone(row["lease_owner"]) or row["lease_expires"] is None or row["lease_expires"] < now
+    ]
+    return [_recover(db, row) for row in lost]
+
+
+def release(db: sqlite3.Connection, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
+    """A daemon gives up builds it could not finish (drain timeout): recover them now."""
+    recovered = []
+    for build_id in build_ids:
+        row = db.execute(
+            "SELECT * FROM builds WHERE id = ? AND state = 'running' AND lease_owner = ?",
+            (build_id, owner),
+        ).fetchone()
+        if row is not None:
+            recovered.append(_recover(db, row))
+    return recovered
+
+
+def _recover(db: sqlite3.Connection, row: sqlite3.Row) -> RecoveredBuild:
+    request = rows.request_of(row)
+    waiting = rows.facts(db, request.repository, "queued", request.job)
+    recovery = rules.recover(rows.facts_of(row), waiting)
+    if recovery.requeue:
+        db.execute(
+            "UPDATE builds SET state = 'queued', description = 'Queued', lease_owner = NULL,"
+            " lease_expires = NULL, stop_reason = NULL WHERE id = ?",
+            (row["id"],),
+        )
+        outbox.enqueue(db, row["id"], request, statuses.queued(request.job))
+        return RecoveredBuild(row["id"], requeued=True, attempt=row["attempt"])
+    reason = recovery.reason or rules.INTERRUPTED
+    rows.end(db, row["id"], BuildState.ERROR, reason, None)
+    outbox.enqueue(db, row["id"], request, statuses.errored(reason))
+    return RecoveredBuild(row["id"], requeued=False, attempt=row["attempt"])
+
+
+def running_owners(db: sqlite3.Connection) -> set[str]:
+    found = db.execute("SELECT DISTINCT lease_owner FROM builds WHERE state = 'running'")
+    return {row[0] for row in found if row[0]}
+
+
+def cancel(db: sqlite3.Connection, build_id: int, reason: str) -> BuildState | None:
+    """Cancel a build; returns the state it was in (None: no such build).
+
+    A queued build ends `error` at once (GitHub hears why, unless it never heard of the build:
+    then its waiting states are dropped, as for a superseded one). A running one is asked to
+    stop, like a superseded running build: its daemon's heartbeat reads the request, and the
+    build ends with `reason` as its status. Final builds stay as they are.
+    """
+    row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+    if row is None:
+        return None
+    state = BuildState(row["state"])
+    if state is BuildState.QUEUED:
+        rows.end_queued(db, row, reason)
+    elif state is BuildState.RUNNING:
+        db.execute(
+            "UPDATE builds SET stop_reason = ? WHERE id = ? AND stop_reason IS NULL",
+            (reason, build_id),
+        )
+    return state
+
+
+def rerun(db: sqlite3.Connection, build_id: int) -> Rerun:
+    """Queue a finished build's commit again, as `rules.rerun` says; it supersedes nothing."""
+    row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+    if row is None:
+        return Rerun(None, "no such build")
+    later = db.execute(
+        "SELECT * FROM builds WHERE repository = ? AND sha != ?"
+        " AND state IN ('queued', 'running', 'success') AND (pushed_at > ? OR id > ?)",
+        (row["repository"], row["sha"], row["pushed_at"], row["id"]),
+    )
+    plan = rules.rerun(rows.facts_of(row), [rows.facts_of(other) for other in later])
+    if plan.request is None:
+        return Rerun(None, plan.refused)
+    return Rerun(rows.insert_build(db, plan.request, None, time.time(), None))

@@ -1,0 +1,153 @@
+"""Rows of the `builds` table as the rest of the store sees them, and the writes every part of
+the SQLite store shares: inserting a build (with its `Queued` status) and ending one."""
+
+import sqlite3
+import time
+
+from runner.core import statuses
+from runner.core.models import Build, BuildRequest, BuildState, Job
+from runner.scheduling import rules
+from runner.store.sqlite import outbox
+
+# The facts of the builds a query returns, and whether GitHub heard of each.
+FACTS = (
+    "SELECT b.*, EXISTS (SELECT 1 FROM outbox AS o WHERE o.build_id = b.id"
+    " AND o.outcome IN ('sent', 'sending')) AS heard FROM builds AS b"
+)
+
+
+def request_of(row: sqlite3.Row) -> BuildRequest:
+    return BuildRequest(
+        repository=row["repository"],
+        sha=row["sha"],
+        ref=row["ref"],
+        branch=row["branch"],
+        job=Job(row["job"]),
+        pull_request=row["pull_request"],
+        from_fork=bool(row["from_fork"]),
+        deploy_after_test=bool(row["deploy_after_test"]),
+        message=row["message"],
+        author=row["author"],
+        pushed_at=row["pushed_at"],
+    )
+
+
+def build_of(row: sqlite3.Row) -> Build:
+    return Build(
+        id=row["id"],
+        request=request_of(row),
+        state=BuildState(row["state"]),
+        description=row["description"],
+        delivery_id=row["delivery_id"],
+        received_at=row["received_at"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        attempt=row["attempt"],
+        exit_code=row["exit_code"],
+    )
+
+
+def facts_of(row: sqlite3.Row) -> rules.BuildFacts:
+    """A row as the queue's rules see it; `heard` only where the query asked for it."""
+    return rules.BuildFacts(
+        id=row["id"],
+        request=request_of(row),
+        state=BuildState(row["state"]),
+        attempt=row["attempt"],
+        not_before=row["not_before"],
+        # sqlite3.Row: `in` looks at the values; the keys are the columns.
+        heard=bool(row["heard"]) if "heard" in row.keys() else False,  # noqa: SIM118
+    )
+
+
+def row(db: sqlite3.Connection, build_id: int) -> sqlite3.Row:
+    found: sqlite3.Row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+    return found
+
+
+def facts(
+    db: sqlite3.Connection, repository: str, state: str, job: Job | None = None
+) -> list[rules.BuildFacts]:
+    """The repository's builds in `state` (of `job`), as the rules see them."""
+    query = f"{FACTS} WHERE b.state = ? AND b.repository = ?"
+    arguments: tuple[object, ...] = (state, repository)
+    if job is not None:
+        query += " AND b.job = ?"
+        arguments += (job.value,)
+    return [facts_of(found) for found in db.execute(query, arguments)]
+
+
+def insert_build(
+    db: sqlite3.Connection,
+    request: BuildRequest,
+    delivery_id: str | None,
+    received_at: float,
+    parent_id: int | None,
+    not_before: float | None = None,
+) -> int:
+    cursor = db.execute(
+        "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
+        " pull_request, from_fork, deploy_after_test, message, author, state, description,"
+        " received_at, queued_at, not_before, pushed_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            delivery_id,
+            parent_id,
+            request.repository,
+            request.job.value,
+            request.sha,
+            request.ref,
+            request.branch,
+            request.pull_request,
+            request.from_fork,
+            request.deploy_after_test,
+            request.message,
+            request.author,
+            BuildState.QUEUED.value,
+            "Queued",
+            received_at,
+            time.time(),
+            not_before,
+            request.pushed_at,
+        ),
+    )
+    build_id = cursor.lastrowid
+    assert build_id is not None
+    outbox.enqueue(db, build_id, request, statuses.queued(request.job))
+    return build_id
+
+
+def end(
+    db: sqlite3.Connection,
+    build_id: int,
+    state: BuildState,
+    description: str,
+    exit_code: int | None,
+) -> None:
+    db.execute(
+        "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?,"
+        " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
+        (state.value, statuses.truncate(description), exit_code, time.time(), build_id),
+    )
+
+
+def end_queued(
+    db: sqlite3.Connection, queued: sqlite3.Row, description: str, heard: bool | None = None
+) -> None:
+    """End a queued build as `error`; GitHub hears why only if it heard of the build before.
+
+    `heard` None: look it up now (callers whose query did not answer it already).
+    """
+    end(db, queued["id"], BuildState.ERROR, description, None)
+    if heard is None:
+        heard = not outbox.forget_unannounced(db, queued["id"])
+    elif not heard:
+        outbox.drop_waiting(db, queued["id"])
+    if heard:
+        outbox.enqueue(db, queued["id"], request_of(queued), statuses.errored(description))
+
+
+def supersede(db: sqlite3.Connection, ended: tuple[rules.Supersede, ...]) -> None:
+    for decision in ended:
+        end_queued(db, row(db, decision.build_id), decision.reason, decision.tell_github)
