@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import runner.app
+import runner.executor.host
 from runner.core.settings import BuildUser, Settings
-from runner.executor.cgroups import CgroupTree, UnifiedTree, find_cgroup_tree
+from runner.executor.cgroup_v2 import UnifiedTree
+from runner.executor.cgroups import CgroupTree, find_cgroup_tree
 from tests.conftest import PUBLIC_URL, DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
@@ -98,7 +99,7 @@ def cgroup_tree(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     def on_v2(_public_url: str, **_: object) -> tuple[CgroupTree, str]:
         return tree, tree.describe()
 
-    monkeypatch.setattr(runner.app, "find_cgroup_tree", on_v2)
+    monkeypatch.setattr(runner.executor.host, "find_cgroup_tree", on_v2)
     yield "cgroup v2"
     next(trees, None)
 

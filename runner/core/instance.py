@@ -8,6 +8,7 @@ owner is gone (its process no longer runs); for other hosts only lease expiry te
 import os
 import secrets
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -32,3 +33,18 @@ def is_gone(owner: str | None, *, me: str) -> bool:
     except OSError:
         return True
     return b"hobotnica" not in command
+
+
+@dataclass(frozen=True)
+class Instance:
+    """This daemon, as the store's leases name it."""
+
+    owner: str
+
+    @classmethod
+    def new(cls) -> "Instance":
+        return cls(new_owner_id())
+
+    def is_gone(self, other: str | None) -> bool:
+        """Whether the daemon `other` is known to be gone (see the module's doc)."""
+        return is_gone(other, me=self.owner)

@@ -56,7 +56,6 @@ class BuildWorker:
     sandbox: Sandbox
     owner: str
     metrics: Metrics
-    on_finished: Callable[[], None]
     # A registration's own token was refused by the git server: its access is to be checked.
     on_credentials_refused: Callable[[str], None] = lambda _repository: None
     # Where builds get their cgroups (None: the host gives none) and the user they run as.
@@ -76,7 +75,6 @@ class BuildWorker:
                 status, exit_code = statuses.errored("Internal error; see the daemon log"), None
             deploy_id = await self._record_result(build, status, exit_code)
             self.metrics.builds.labels(build.job.value, status.state.value).inc()
-            self.on_finished()
             # The canonical line of a build: one per finished build, everything an operator
             # asks about it (repository, job, sha and build_id are bound above).
             make_started_at = timing.make_started_at

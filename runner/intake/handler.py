@@ -9,7 +9,7 @@ so GitHub's one attempt is never lost. Builds run elsewhere; this handler never 
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +20,11 @@ from aiohttp import web
 from runner.core.errors import StoreUnavailable
 from runner.core.metrics import Metrics
 from runner.core.names import is_delivery_id, is_event_name
-from runner.core.settings import Settings
-from runner.core.statuses import superseded_by
+from runner.core.settings import Project, Settings
 from runner.intake.plan import PayloadError, ProjectLookup
 from runner.intake.routing import plan_event
 from runner.intake.signature import is_valid_signature
-from runner.store import Delivery, DeliveryOutcome, Store
+from runner.store import Delivery, DeliveryOutcome, RegisteredRepository, Store
 
 # GitHub caps payloads at 25 MB; anything larger is not GitHub.
 MAX_BODY_BYTES = 25 * 1024 * 1024
@@ -63,11 +62,10 @@ class Intake:
     settings: Settings
     store: Store
     find_project: ProjectLookup
-    on_builds_queued: Callable[[], None]
+    # A registration as a project, with its variables (`ProjectDirectory.registered_project`).
+    registered_project: Callable[[RegisteredRepository], Awaitable[Project]]
     secret: str
     metrics: Metrics
-    # Called for each running test build a newer push supersedes (builds.cancel_running).
-    stop_build: Callable[[int, str], object] = lambda _build_id, _reason: None
     body_timeout: float = BODY_READ_TIMEOUT
 
     def __post_init__(self) -> None:
@@ -91,16 +89,32 @@ class Intake:
             )
             return response
 
+    def routes(self) -> list[web.RouteDef]:
+        """The webhooks, never behind a sign-in: GitHub signs them. The global one builds the
+        config's projects; `/webhooks/{uid}` is a registered repository's own."""
+        return [
+            web.post("/webhooks/github", self.handle),
+            web.post("/webhooks/{uid:[A-Za-z0-9_-]{22,64}}", self._repository_webhook),
+        ]
+
+    async def _repository_webhook(self, request: web.Request) -> web.Response:
+        """A registered repository's own webhook: its own secret, and it builds only itself."""
+        registered = await self.store.registration_by_webhook(request.match_info["uid"])
+        if registered is None or registered.status == "disabled":
+            return web.json_response({"error": "no such webhook"}, status=404)
+        project = await self.registered_project(registered)
+        wanted = registered.repository.lower()
+
+        def only_itself(repository: str) -> Project | None:
+            return project if repository.lower() == wanted else None
+
+        target = WebhookTarget(registered.webhook_secret, only_itself, records_hook=False)
+        return await self.handle(request, target)
+
     async def record(self, delivery: Delivery) -> DeliveryOutcome:
-        """Persist a delivery (a webhook's, or a build started through the API) and act on it."""
-        recorded = await self.store.record_delivery(delivery)
-        if recorded.build_ids:
-            self.on_builds_queued()
-        # The store holds the stop request for whichever daemon runs the build; this one is
-        # told at once, another at its next heartbeat.
-        for build_id, newer_sha in recorded.running_superseded:
-            self.stop_build(build_id, superseded_by(newer_sha))
-        return recorded
+        """Persist a delivery (a webhook's, or a build started through the API). What it queued
+        and whom it stopped, the store announces to the scheduler and the reporter."""
+        return await self.store.record_delivery(delivery)
 
     async def _answer(
         self, request: web.Request, received_at: float, target: WebhookTarget

@@ -43,7 +43,6 @@ class Registrations:
     access: GitHubAccess
     owner: str
     is_gone: Callable[[str | None], bool]
-    stop_build: Callable[[int, str], object]
     access_check_interval: float
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _checking: set[str] = field(default_factory=set)
@@ -155,8 +154,6 @@ class Registrations:
         stopping = await self.store.disable_registration(name, reason, registered.webhook_uid)
         if stopping is None:
             return  # registered again meanwhile: that registration is not the one checked
-        for build_id in stopping:
-            self.stop_build(build_id, "Stopped: the repository was disabled")
         await self._remove_files(name)
         log.warning("repository disabled", repository=name, reason=reason)
 
@@ -164,9 +161,7 @@ class Registrations:
         name = registered.repository
         if registered.token and registered.hook_id:  # first: nothing may keep GitHub sending
             await self.access.delete_hook(registered.token, name, registered.hook_id)
-        stopping = await self.store.remove_registration(name)
-        for build_id in stopping:
-            self.stop_build(build_id, "Stopped: the repository was removed")
+        await self.store.remove_registration(name)
         await self._remove_files(name)
         log.info("repository removed", repository=name)
 

@@ -28,10 +28,12 @@ import gidgethub
 import structlog
 from gidgethub.aiohttp import GitHubAPI
 
+from runner.core.background import BackgroundJobs
 from runner.core.errors import StoreUnavailable
 from runner.core.links import build_url
 from runner.core.metrics import Metrics
 from runner.store import OutboxItem, Store
+from runner.store.announcements import Change, Committed
 
 log = structlog.get_logger(logger_name="hobotnica.statuses")
 
@@ -205,6 +207,7 @@ class StatusReporter:
         owner: str,
         is_gone: Callable[[str | None], bool],
         metrics: Metrics,
+        jobs: BackgroundJobs,
         per_minute: float = PER_MINUTE,
     ) -> None:
         self._store = store
@@ -218,10 +221,15 @@ class StatusReporter:
         self._bucket = TokenBucket(per_minute=per_minute)
         self._wake = asyncio.Event()
         self._sleep_until: float | None = None  # None: until woken
-        self._task: asyncio.Task[None] | None = None
+        self._jobs = jobs
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="status-reporter")
+        self._store.announcements.subscribe(self._on_committed)
+        self._jobs.keep_running("status-reporter", self._loop)
+
+    def _on_committed(self, committed: Committed) -> None:
+        if committed.change & Change.OUTBOX:
+            self.wake_at(committed.outbox_due_at)
 
     def wake(self) -> None:
         self._wake.set()
@@ -257,9 +265,6 @@ class StatusReporter:
                 pass
             except StoreUnavailable as error:  # a full disk: /health says so; try again soon
                 log.warning("status reporter waits for the store", error=str(error))
-                retry_at = time.time() + 5
-            except Exception:
-                log.exception("status reporter failed; retrying")
                 retry_at = time.time() + 5
             self._sleep_until = retry_at
             timeout = None if retry_at is None else max(0.0, retry_at - time.time())
@@ -304,10 +309,7 @@ class StatusReporter:
         return True
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._jobs.close("status-reporter")
         with contextlib.suppress(Exception):
             await self._store.drop_lease(LEASE_NAME, self._owner)
 

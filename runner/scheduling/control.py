@@ -13,7 +13,6 @@ The build page's buttons and the REST API both call `BuildControl`; the rules li
 """
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -37,11 +36,10 @@ class Cancelled(enum.Enum):
 
 @dataclass
 class BuildControl:
+    """Cancel and re-run through the store, which announces them: the scheduler stops a build
+    running here, wakes for a re-run, and the reporter tells GitHub."""
+
     store: Store
-    # Stops a build running in this daemon (`Scheduler.cancel`); False if it does not run here.
-    stop_running: Callable[[int, str], bool]
-    # A build was queued or ended here: wake the scheduler and the status reporter.
-    on_changed: Callable[[], None]
 
     async def cancel(self, build_id: int, *, by: str) -> Cancelled:
         reason = f"{CANCELLED} by {by}"
@@ -50,10 +48,8 @@ class BuildControl:
             return Cancelled.NOT_FOUND
         if state is BuildState.QUEUED:
             outcome = Cancelled.ENDED
-            self.on_changed()
         elif state is BuildState.RUNNING:
             outcome = Cancelled.STOPPING
-            self.stop_running(build_id, reason)
         else:
             outcome = Cancelled.ALREADY_FINISHED
         log.info("cancel", build_id=build_id, user=by, outcome=outcome.value)
@@ -61,8 +57,6 @@ class BuildControl:
 
     async def rerun(self, build_id: int, *, by: str) -> Rerun:
         answer = await self.store.rerun_build(build_id)
-        if answer.build_id is not None:
-            self.on_changed()
         log.info(
             "re-run",
             build_id=build_id,

@@ -22,10 +22,12 @@ from typing import Any
 
 import structlog
 
+from runner.core.background import BackgroundJobs
 from runner.core.errors import StoreUnavailable
 from runner.core.models import Build
 from runner.scheduling.stop import StopRequest
 from runner.store import RecoveredBuild, Store
+from runner.store.announcements import Change, Committed
 
 log = structlog.get_logger(logger_name="hobotnica.scheduler")
 
@@ -48,7 +50,7 @@ class Scheduler:
         owner: str,
         is_gone: Callable[[str | None], bool],
         on_recovered: OnRecovered,
-        on_started: Callable[[], None] = lambda: None,
+        jobs: BackgroundJobs,
         shortage: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._store = store
@@ -57,7 +59,6 @@ class Scheduler:
         self._owner = owner
         self._is_gone = is_gone
         self._on_recovered = on_recovered
-        self._on_started = on_started
         self._shortage = (
             shortage  # why no build may start now (runner.scheduling.free_space), or None
         )
@@ -66,17 +67,24 @@ class Scheduler:
         self._stops: dict[int, StopRequest] = {}
         self._wake = asyncio.Event()
         self._claiming = True
-        self._tasks: list[asyncio.Task[None]] = []
+        self._jobs = jobs
 
     @property
     def running_ids(self) -> list[int]:
         return sorted(self._running)
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="scheduler"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-        ]
+        self._store.announcements.subscribe(self._on_committed)
+        self._jobs.keep_running("scheduler", self._claim_loop)
+        self._jobs.keep_running("heartbeat", self._heartbeat_loop)
+
+    def _on_committed(self, committed: Committed) -> None:
+        """Builds queued or ended: there may be work to claim. Stops: if the build runs here,
+        now (another daemon's build hears it at its heartbeat)."""
+        if committed.change & (Change.QUEUED | Change.ENDED):
+            self._wake.set()
+        for build_id, reason in committed.stops:
+            self.cancel(build_id, reason)
 
     def wake(self) -> None:
         self._wake.set()
@@ -105,14 +113,10 @@ class Scheduler:
                     claimed = await self._store.claim_builds(free, self._owner, LEASE_SECONDS)
                     for build in claimed:
                         self._start(build)
-                    if claimed:
-                        self._on_started()
                     if len(claimed) < free and (settled := await self._store.settling_until()):
                         wait = min(wait, max(0.0, settled - time.time()))
                 except StoreUnavailable as error:
                     log.warning("cannot claim builds: the store cannot write", error=str(error))
-                except Exception:
-                    log.exception("claiming builds failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
@@ -148,8 +152,6 @@ class Scheduler:
                     self._wake.set()
             except StoreUnavailable as error:  # leases are renewed at the next beat that writes
                 log.warning("heartbeat cannot write", error=str(error))
-            except Exception:
-                log.exception("heartbeat failed")
 
     async def _heartbeat(self) -> None:
         ids = list(self._running)
@@ -175,10 +177,7 @@ class Scheduler:
 
     async def close(self, timeout: float) -> None:
         self.stop_claiming()
-        claim_loop = self._tasks[0] if self._tasks else None
-        if claim_loop is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await claim_loop
+        await self._jobs.wait("scheduler")
         if not await self.wait_idle(timeout):
             unfinished = self.running_ids
             log.warning("interrupting builds still running at shutdown", builds=unfinished)
@@ -191,7 +190,4 @@ class Scheduler:
                 requeued=[b.id for b in released if b.requeued],
                 ended=[b.id for b in released if not b.requeued],
             )
-        for task in self._tasks[1:]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._jobs.close("scheduler", "heartbeat")

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from runner.core.models import Build, BuildState
 from runner.core.statuses import Status
+from runner.store.announcements import Announcer
 from runner.store.records import (
     Delivery,
     DeliveryOutcome,
@@ -214,5 +215,14 @@ class Upkeep(Protocol):
     async def close(self) -> None: ...
 
 
-class Store(Deliveries, BuildQueue, Leases, Outbox, Registry, Listings, Upkeep, Protocol):
+class Announcing(Protocol):
+    @property
+    def announcements(self) -> Announcer:
+        """What each write committed, for the stages that wait on it."""
+        ...
+
+
+class Store(
+    Deliveries, BuildQueue, Leases, Outbox, Registry, Listings, Upkeep, Announcing, Protocol
+):
     """Everything the daemon keeps."""

@@ -75,6 +75,10 @@ class ProjectDirectory:
         variables = await self._store.build_variables(registered)
         return _registered_project(registered, variables)
 
+    def is_configured(self, repository: str) -> bool:
+        """A project of the config file or a local repository (not an API registration)."""
+        return self.find(repository) is not None
+
     def local_path(self, name: str) -> Path:
         return self.local_root / f"{name}.git"
 

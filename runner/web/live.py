@@ -38,9 +38,11 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from runner.core.background import BackgroundJobs
 from runner.core.links import log_path, ring_path
 from runner.core.models import Build
 from runner.store import Store
+from runner.store.announcements import Change, Committed
 from runner.web.catalog import RepositoryCatalog
 from runner.web.logview import LineRenderer, line_number_at
 from runner.web.present import BuildView
@@ -66,20 +68,24 @@ class Watched:
 class BuildWatch:
     """The builds open streams follow, their states read together; owned, with `close`."""
 
-    def __init__(self, store: Store, interval: float = STATE_POLL_SECONDS) -> None:
+    def __init__(
+        self, store: Store, jobs: BackgroundJobs, interval: float = STATE_POLL_SECONDS
+    ) -> None:
         self._store = store
+        self._jobs = jobs
         self._interval = interval
         self._watched: dict[int, list[Watched]] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.closing = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._poll(), name="build-watch")
+        self._store.announcements.subscribe(self._on_committed)
+        self._jobs.keep_running("build-watch", self._poll)
 
-    def poke(self) -> None:
-        """A build started or ended here: read the states now, not at the next tick."""
-        self._wake.set()
+    def _on_committed(self, committed: Committed) -> None:
+        """A build started or ended: read the states now, not at the next tick."""
+        if committed.change & (Change.QUEUED | Change.STARTED | Change.ENDED):
+            self._wake.set()
 
     @contextlib.asynccontextmanager
     async def watching(self, build: Build) -> AsyncIterator[Watched]:
@@ -103,10 +109,7 @@ class BuildWatch:
 
     async def close(self) -> None:
         self.end_streams()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._jobs.close("build-watch")
 
     async def _poll(self) -> None:
         while True:
@@ -115,11 +118,7 @@ class BuildWatch:
             self._wake.clear()
             if not self._watched:
                 continue
-            try:
-                builds = await self._store.get_builds(list(self._watched))
-            except Exception:
-                log.exception("reading build states for live pages failed")
-                continue
+            builds = await self._store.get_builds(list(self._watched))
             for build_id, watchers in list(self._watched.items()):
                 current = builds.get(build_id)
                 for watched in watchers:

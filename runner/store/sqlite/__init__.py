@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from runner.core.errors import StoreUnavailable
+from runner.store.announcements import Announcer, Committed
 from runner.store.records import Delivery, DeliveryOutcome, RecoveredBuild
 from runner.store.sqlite import (
+    announce,
     database,
     intake,
     leases,
@@ -38,15 +40,25 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
+# What an operation committed, from its result and arguments (None: nothing to announce).
+Announce = Callable[..., Committed | None]
+
+
 class _Operation(Generic[_P, _T]):
     """`function(db, …)` as an async method of the store: on its thread, in a write transaction
-    or as a read. A backend that cannot write raises `StoreUnavailable`."""
+    or as a read; after a write, what it committed is announced. A backend that cannot write
+    raises `StoreUnavailable`."""
 
     def __init__(
-        self, function: Callable[Concatenate[sqlite3.Connection, _P], _T], *, write: bool
+        self,
+        function: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *,
+        write: bool,
+        announce: Announce | None = None,
     ) -> None:
         self.function = function
         self.write = write
+        self.announce = announce
 
     @overload
     def __get__(self, store: None, owner: type) -> "_Operation[_P, _T]": ...
@@ -63,13 +75,18 @@ class _Operation(Generic[_P, _T]):
             return self
 
         async def operation(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-            return await store.run(self.function, self.write, *args, **kwargs)
+            result = await store.run(self.function, self.write, *args, **kwargs)
+            if self.announce is not None and (committed := self.announce(result, *args)):
+                store.announcements.announce(committed)
+            return result
 
         return operation
 
 
-def _write(function: Callable[Concatenate[sqlite3.Connection, _P], _T]) -> _Operation[_P, _T]:
-    return _Operation(function, write=True)
+def _write(
+    function: Callable[Concatenate[sqlite3.Connection, _P], _T], announce: Announce | None = None
+) -> _Operation[_P, _T]:
+    return _Operation(function, write=True, announce=announce)
 
 
 def _read(function: Callable[Concatenate[sqlite3.Connection, _P], _T]) -> _Operation[_P, _T]:
@@ -82,6 +99,7 @@ class SQLiteStore:
         self._database = Database(path)
         self._intake: list[tuple[Delivery, asyncio.Future[DeliveryOutcome]]] = []
         self._intake_writer: asyncio.Task[None] | None = None
+        self.announcements = Announcer()
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> "SQLiteStore":
@@ -139,6 +157,8 @@ class SQLiteStore:
                     future.cancel()
                 raise
             for (_, future), answer in zip(batch, answers, strict=True):
+                if not isinstance(answer, Exception):
+                    self.announcements.announce(announce.recorded(answer))
                 if future.done():
                     continue
                 if isinstance(answer, Exception):
@@ -152,13 +172,13 @@ class SQLiteStore:
 
     # -- the build queue ---------------------------------------------------------------------
 
-    claim_builds = _write(queue.claim)
+    claim_builds = _write(queue.claim, announce.claimed)
     settling_until = _read(queue.settling_until)
-    finish_build = _write(queue.finish)
+    finish_build = _write(queue.finish, announce.finished)
     set_commit_info = _write(queue.set_commit_info)
-    recover_interrupted = _write(queue.recover_interrupted)
-    cancel_build = _write(queue.cancel)
-    rerun_build = _write(queue.rerun)
+    recover_interrupted = _write(queue.recover_interrupted, announce.recovered)
+    cancel_build = _write(queue.cancel, announce.cancelled)
+    rerun_build = _write(queue.rerun, announce.rerun)
 
     async def heartbeat(
         self, owner: str, build_ids: Iterable[int], lease_seconds: float
@@ -167,7 +187,9 @@ class SQLiteStore:
         return await self.run(queue.heartbeat, True, owner, ids, lease_seconds) if ids else {}
 
     async def release(self, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
-        return await self.run(queue.release, True, owner, list(build_ids))
+        released = await self.run(queue.release, True, owner, list(build_ids))
+        self.announcements.announce(announce.recovered(released))
+        return released
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -191,11 +213,11 @@ class SQLiteStore:
     status_token = _read(registry.status_token)
     register = _write(registry.register)
     set_registration_status = _write(registry.set_status)
-    disable_registration = _write(registry.disable)
+    disable_registration = _write(registry.disable, announce.disabled)
     update_registration = _write(registry.update_settings)
     set_registration_hook = _write(registry.set_hook_id)
     access_checked = _write(registry.access_checked)
-    remove_registration = _write(registry.remove)
+    remove_registration = _write(registry.remove, announce.removed)
     variables = _read(registry.variables)
     build_variables = _read(registry.build_variables)
     registration_with_variables = _read(registry.with_build_variables)

@@ -17,6 +17,9 @@ from runner.store.records import (
 )
 from runner.store.sqlite.rows import end_queued
 
+STOPPED_DISABLED = "Stopped: the repository was disabled"
+STOPPED_REMOVED = "Stopped: the repository was removed"
+
 
 def get(db: sqlite3.Connection, repository: str) -> RegisteredRepository | None:
     row = db.execute("SELECT * FROM repositories WHERE repository = ?", (repository,)).fetchone()
@@ -110,7 +113,7 @@ def disable(
     if not changed:
         return None
     _end_queued_builds(db, repository, "Not built: the repository was disabled")
-    return _stop_running_builds(db, repository, "Stopped: the repository was disabled")
+    return _stop_running_builds(db, repository, STOPPED_DISABLED)
 
 
 def update_settings(
@@ -162,7 +165,7 @@ def remove(db: sqlite3.Connection, repository: str) -> list[int]:
     db.execute("DELETE FROM repositories WHERE repository = ?", (name,))
     db.execute("DELETE FROM variables WHERE scope = ?", (name,))
     _end_queued_builds(db, name, "Not built: the repository was removed")
-    return _stop_running_builds(db, name, "Stopped: the repository was removed")
+    return _stop_running_builds(db, name, STOPPED_REMOVED)
 
 
 def variables(db: sqlite3.Connection, scope: str) -> Variables:

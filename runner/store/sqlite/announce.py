@@ -1,0 +1,71 @@
+"""What each write of the SQLite store committed, for `runner.store.announcements`."""
+
+import time
+
+from runner.core.models import Build, BuildState
+from runner.core.statuses import superseded_by
+from runner.store.announcements import Change, Committed
+from runner.store.interface import PENDING_HOLD
+from runner.store.records import DeliveryOutcome, RecoveredBuild, Rerun
+from runner.store.sqlite.registry import STOPPED_DISABLED, STOPPED_REMOVED
+
+
+def recorded(outcome: DeliveryOutcome) -> Committed | None:
+    if outcome.duplicate or not outcome.build_ids:
+        return None
+    change = Change.QUEUED | Change.OUTBOX
+    if outcome.superseded_ids:
+        change |= Change.ENDED
+    if outcome.running_superseded:
+        change |= Change.STOPS
+    stops = tuple((build_id, superseded_by(sha)) for build_id, sha in outcome.running_superseded)
+    # A superseded build's final status is due at once; a new build's `Queued` is held.
+    due = time.time() + (0 if outcome.superseded_ids else PENDING_HOLD)
+    return Committed(change, stops, due)
+
+
+def claimed(builds: list[Build], *_: object) -> Committed | None:
+    if not builds:
+        return None
+    return Committed(Change.STARTED | Change.OUTBOX, outbox_due_at=time.time() + PENDING_HOLD)
+
+
+def finished(deploy_id: int | None, *_: object) -> Committed:
+    change = Change.ENDED | Change.OUTBOX | (Change.QUEUED if deploy_id else Change.NONE)
+    return Committed(change, outbox_due_at=time.time())
+
+
+def recovered(builds: list[RecoveredBuild], *_: object) -> Committed | None:
+    if not builds:
+        return None
+    return Committed(Change.QUEUED | Change.ENDED | Change.OUTBOX, outbox_due_at=time.time())
+
+
+def cancelled(state: BuildState | None, build_id: int, reason: str) -> Committed | None:
+    if state is BuildState.QUEUED:
+        return Committed(Change.ENDED | Change.OUTBOX | Change.QUEUED, outbox_due_at=time.time())
+    if state is BuildState.RUNNING:
+        return Committed(Change.STOPS, stops=((build_id, reason),))
+    return None
+
+
+def rerun(answer: Rerun, *_: object) -> Committed | None:
+    if answer.build_id is None:
+        return None
+    return Committed(Change.QUEUED | Change.OUTBOX, outbox_due_at=time.time() + PENDING_HOLD)
+
+
+def disabled(running: list[int] | None, *_: object) -> Committed | None:
+    return None if running is None else _stopped(running, STOPPED_DISABLED)
+
+
+def removed(running: list[int], *_: object) -> Committed:
+    return _stopped(running, STOPPED_REMOVED)
+
+
+def _stopped(running: list[int], reason: str) -> Committed:
+    # Queued builds of the repository ended too, and GitHub hears of those it knew.
+    change = (
+        Change.ENDED | Change.OUTBOX | Change.QUEUED | (Change.STOPS if running else Change.NONE)
+    )
+    return Committed(change, tuple((build_id, reason) for build_id in running), time.time())
