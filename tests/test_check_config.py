@@ -309,3 +309,24 @@ def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
     ]
     for credential in (SECRET, TOKEN, DEPLOY_KEY):
         assert credential not in result.stdout + result.stderr
+
+
+def test_a_short_webhook_secret_is_refused_for_a_public_url(tmp_path: Path) -> None:
+    # GOOD_CONFIG's public URL is https://ci.example.com: GitHub reaches it, so may anyone.
+    config = write_config(tmp_path, GOOD_CONFIG.replace(SECRET, "short-secret-15"))
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert_refused(result, "github.webhook_secret", "16 characters", "loopback")
+    assert "short-secret-15" not in result.stdout + result.stderr
+
+
+def test_a_short_webhook_secret_is_accepted_on_loopback(tmp_path: Path) -> None:
+    text = GOOD_CONFIG.replace(SECRET, "short-secret-15").replace(
+        "https://ci.example.com", "http://127.0.0.1:8090"
+    )
+
+    result = check_config(write_config(tmp_path, text), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout

@@ -857,3 +857,53 @@ def test_keys_read_elsewhere_are_not_keys_of_the_file(tmp_path: Path) -> None:
     assert "unknown key inherited_env" in config_error(
         tmp_path, 'inherited_env = { PATH = "/tmp" }\n' + MINIMAL
     )
+
+
+# --- the webhook secret's length -----------------------------------------------------------------
+
+
+def reachable(secret: str) -> str:
+    return (
+        f'[server]\npublic_url = "https://ci.example.com"\n[github]\nwebhook_secret = "{secret}"\n'
+    )
+
+
+@pytest.mark.parametrize("secret", ["tiny-s3cret", "fifteen-chars15"])
+def test_a_short_webhook_secret_is_refused_when_reachable(tmp_path: Path, secret: str) -> None:
+    message = config_error(tmp_path, reachable(secret))
+
+    assert "github.webhook_secret" in message and "16 characters" in message
+    assert "loopback" in message
+    assert secret not in message
+
+
+def test_a_short_webhook_secret_from_the_environment_is_refused_too(tmp_path: Path) -> None:
+    text = '[server]\npublic_url = "https://ci.example.com"\n'
+
+    message = config_error(tmp_path, text, {"HOBOTNICA_WEBHOOK_SECRET": "short-secret"})
+
+    assert "HOBOTNICA_WEBHOOK_SECRET" in message and "16 characters" in message
+
+
+def test_a_sixteen_character_webhook_secret_is_accepted_when_reachable(tmp_path: Path) -> None:
+    settings = load(tmp_path, reachable("sixteen-chars-16"))
+
+    assert settings.github.webhook_secret == "sixteen-chars-16"
+
+
+@pytest.mark.parametrize(
+    "public_url", ["http://127.0.0.1:8081", "http://localhost:8081", "http://[::1]:8081"]
+)
+def test_a_short_webhook_secret_is_accepted_on_loopback(tmp_path: Path, public_url: str) -> None:
+    text = f'[server]\npublic_url = "{public_url}"\n[github]\nwebhook_secret = "dev"\n'
+
+    assert load(tmp_path, text).github.webhook_secret == "dev"
+
+
+def test_a_short_webhook_secret_is_refused_when_listening_on_every_address(
+    tmp_path: Path,
+) -> None:
+    # No public_url: it is http://{host}:{port}, here reachable from the network.
+    text = '[server]\nhost = "0.0.0.0"\n[github]\nwebhook_secret = "dev"\n'
+
+    assert "github.webhook_secret" in config_error(tmp_path, text)

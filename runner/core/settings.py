@@ -53,6 +53,9 @@ INHERITED_ENV_PREFIXES = ("LC_",)
 
 # Shorter secrets would mask innocent text all over a log (think "1" or "yes").
 MIN_SECRET_LENGTH = 6
+# Whoever can reach the daemon may guess the webhook secret offline from one signed delivery they
+# saw, or online; below this, only a daemon on a loopback address may have such a secret.
+MIN_WEBHOOK_SECRET_LENGTH = 16
 # Lower limits would not let `make` itself start.
 MIN_MEMORY_MAX = 16 * 1024 * 1024
 MIN_TASKS_MAX = 4
@@ -357,6 +360,14 @@ def _problems_between_tables(valid: Mapping[str, Any]) -> Iterator[str]:
             'pull_requests.forks = "without-secrets" needs builds.sandbox = "bubblewrap": '
             "without the sandbox a fork's code runs as the daemon's user and can read the "
             "daemon's environment, the config file and other repositories"
+        )
+    secret = valid.get("github.webhook_secret")
+    if reachable and secret is not None and len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+        yield (
+            "github.webhook_secret (or HOBOTNICA_WEBHOOK_SECRET) is shorter than "
+            f"{MIN_WEBHOOK_SECRET_LENGTH} characters, which is only accepted while "
+            "server.public_url is a loopback address. Make one with "
+            "`python3 -c 'import secrets; print(secrets.token_hex(32))'`"
         )
     if reachable and UiSettings(users=valid.get("ui.users", {})).has_development_user:
         yield (
