@@ -288,3 +288,45 @@ def test_without_a_config_of_ones_own_the_commands_use_the_example(
 
     (tmp_path / "config" / "hobotnica.toml").write_text("")
     assert default_config() == Path("config/hobotnica.toml")
+
+
+def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
+    text = GOOD_CONFIG.replace("port = 8090", 'port = "8090"').replace(
+        "[storage]\n", "[storage]\nmin_fre = 0\n"
+    )
+    config = write_config(tmp_path, text + "\n[builds]\ntimout = 60\nconcurrency = 0\n")
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert_refused(result, f"4 problems in {config}:")
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"hobotnica: config error: 4 problems in {config}:"
+    assert lines[1:] == [
+        "  server.port must be an integer, not a string",
+        "  unknown key storage.min_fre (did you mean storage.min_free?)",
+        "  unknown key builds.timout (did you mean builds.timeout?)",
+        "  builds.concurrency must be greater than 0",
+    ]
+    for credential in (SECRET, TOKEN, DEPLOY_KEY):
+        assert credential not in result.stdout + result.stderr
+
+
+def test_a_short_webhook_secret_is_refused_for_a_public_url(tmp_path: Path) -> None:
+    # GOOD_CONFIG's public URL is https://ci.example.com: GitHub reaches it, so may anyone.
+    config = write_config(tmp_path, GOOD_CONFIG.replace(SECRET, "short-secret-15"))
+
+    result = check_config(config, cwd=tmp_path)
+
+    assert_refused(result, "github.webhook_secret", "16 characters", "loopback")
+    assert "short-secret-15" not in result.stdout + result.stderr
+
+
+def test_a_short_webhook_secret_is_accepted_on_loopback(tmp_path: Path) -> None:
+    text = GOOD_CONFIG.replace(SECRET, "short-secret-15").replace(
+        "https://ci.example.com", "http://127.0.0.1:8090"
+    )
+
+    result = check_config(write_config(tmp_path, text), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout

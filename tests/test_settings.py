@@ -738,3 +738,172 @@ def test_the_development_user_is_refused_off_loopback(tmp_path: Path) -> None:
     assert load(tmp_path, on_loopback).ui.has_development_user
     message = config_error(tmp_path, reachable)
     assert "ui.users.dev" in message and "loopback" in message
+
+
+# --- every problem at once (`hobotnica check-config` names them all) ---------------------------
+
+MANY_MISTAKES = f"""
+[server]
+port = "8081"
+
+[github]
+webhook_secret = "{SECRET}"
+tokne = "ghp_x"
+
+[builds]
+timeout = 0
+sandbox = "docker"
+
+[[projects]]
+repository = "../etc"
+secrets = {{ SHORT = "abc", CI = "value-123" }}
+"""
+
+
+def test_every_problem_is_listed_one_a_line_naming_the_file(tmp_path: Path) -> None:
+    message = config_error(tmp_path, MANY_MISTAKES)
+
+    header, *lines = message.splitlines()
+    assert header == f"7 problems in {tmp_path / 'hobotnica.toml'}:"
+    # In the order of the file; each line names its key.
+    assert [line.strip() for line in lines] == [
+        "server.port must be an integer, not a string",
+        "unknown key github.tokne (did you mean github.token?)",
+        "builds.timeout must be greater than 0",
+        "builds.sandbox must be 'none' or 'bubblewrap', not 'docker'",
+        "projects[0].repository '../etc' is not a valid repository name (owner/name)",
+        "projects[0].secrets.SHORT is shorter than 6 characters: too short to mask in logs safely",
+        "projects[0].secrets.CI: that name is reserved for Hobotnica",
+    ]
+    assert "abc" not in message  # a secret's value is never echoed, even in a list
+
+
+def test_a_single_problem_is_the_message_alone(tmp_path: Path) -> None:
+    assert config_error(tmp_path, MINIMAL + "[builds]\ntimeout = 0\n") == (
+        "builds.timeout must be greater than 0"
+    )
+
+
+def test_rules_between_tables_are_listed_with_the_keys_problems(tmp_path: Path) -> None:
+    text = MINIMAL + '[builds]\ntimeout = 0\n[pull_requests]\nforks = "without-secrets"\n'
+
+    lines = config_error(tmp_path, text).splitlines()[1:]
+
+    assert [line.strip().split(" ", 1)[0] for line in lines] == [
+        "builds.timeout",
+        "pull_requests.forks",
+    ]
+
+
+def test_a_key_refused_does_not_hide_its_neighbours(tmp_path: Path) -> None:
+    text = MINIMAL + '[server]\nport = true\ntrusted_proxies = ["10.0.0.1", "proxy", 5]\n'
+
+    message = config_error(tmp_path, text)
+
+    assert "server.port must be an integer, not a boolean" in message
+    assert "server.trusted_proxies: 'proxy' is not an IP address" in message
+    assert "server.trusted_proxies[2] must be a string, not an integer" in message
+
+
+def test_parse_settings_without_a_file_lists_the_problems_too(tmp_path: Path) -> None:
+    raw = {"builds": {"concurrency": 0, "kill_grace": -1}}
+
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, {}, base_dir=tmp_path)
+
+    assert str(caught.value).splitlines() == [
+        "3 problems:",
+        "  builds.concurrency must be greater than 0",
+        "  builds.kill_grace must be greater than 0",
+        "  github.webhook_secret is missing: set it in the config file or in the environment "
+        "variable HOBOTNICA_WEBHOOK_SECRET",
+    ]
+
+
+# --- "did you mean" ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            MINIMAL + "[builds]\ntimout = 60\n",
+            "unknown key builds.timout (did you mean builds.timeout?)",
+        ),
+        ("[bulids]\ntimeout = 60\n" + MINIMAL, "unknown key bulids (did you mean builds?)"),
+        (
+            MINIMAL + "[storage]\ndatadir = 'var'\n",
+            "unknown key storage.datadir (did you mean storage.data_dir?)",
+        ),
+        (
+            project_config('repository = "octo/app"\ndeploy-branch = "main"'),
+            "unknown key projects[0].deploy-branch (did you mean projects[0].deploy_branch?)",
+        ),
+    ],
+)
+def test_a_misspelt_key_gets_a_suggestion(tmp_path: Path, text: str, expected: str) -> None:
+    assert config_error(tmp_path, text) == expected
+
+
+def test_a_key_like_no_other_gets_no_suggestion(tmp_path: Path) -> None:
+    assert config_error(tmp_path, MINIMAL + "[builds]\ncolour = 1\n") == "unknown key builds.colour"
+
+
+def test_keys_read_elsewhere_are_not_keys_of_the_file(tmp_path: Path) -> None:
+    # A project's timeout and token are set through the API; inherited_env is the daemon's own.
+    assert "unknown key projects[0].timeout" in config_error(
+        tmp_path, project_config('repository = "octo/app"\ntimeout = 60')
+    )
+    assert "unknown key inherited_env" in config_error(
+        tmp_path, 'inherited_env = { PATH = "/tmp" }\n' + MINIMAL
+    )
+
+
+# --- the webhook secret's length -----------------------------------------------------------------
+
+
+def reachable(secret: str) -> str:
+    return (
+        f'[server]\npublic_url = "https://ci.example.com"\n[github]\nwebhook_secret = "{secret}"\n'
+    )
+
+
+@pytest.mark.parametrize("secret", ["tiny-s3cret", "fifteen-chars15"])
+def test_a_short_webhook_secret_is_refused_when_reachable(tmp_path: Path, secret: str) -> None:
+    message = config_error(tmp_path, reachable(secret))
+
+    assert "github.webhook_secret" in message and "16 characters" in message
+    assert "loopback" in message
+    assert secret not in message
+
+
+def test_a_short_webhook_secret_from_the_environment_is_refused_too(tmp_path: Path) -> None:
+    text = '[server]\npublic_url = "https://ci.example.com"\n'
+
+    message = config_error(tmp_path, text, {"HOBOTNICA_WEBHOOK_SECRET": "short-secret"})
+
+    assert "HOBOTNICA_WEBHOOK_SECRET" in message and "16 characters" in message
+
+
+def test_a_sixteen_character_webhook_secret_is_accepted_when_reachable(tmp_path: Path) -> None:
+    settings = load(tmp_path, reachable("sixteen-chars-16"))
+
+    assert settings.github.webhook_secret == "sixteen-chars-16"
+
+
+@pytest.mark.parametrize(
+    "public_url", ["http://127.0.0.1:8081", "http://localhost:8081", "http://[::1]:8081"]
+)
+def test_a_short_webhook_secret_is_accepted_on_loopback(tmp_path: Path, public_url: str) -> None:
+    text = f'[server]\npublic_url = "{public_url}"\n[github]\nwebhook_secret = "dev"\n'
+
+    assert load(tmp_path, text).github.webhook_secret == "dev"
+
+
+def test_a_short_webhook_secret_is_refused_when_listening_on_every_address(
+    tmp_path: Path,
+) -> None:
+    # No public_url: it is http://{host}:{port}, here reachable from the network.
+    text = '[server]\nhost = "0.0.0.0"\n[github]\nwebhook_secret = "dev"\n'
+
+    assert "github.webhook_secret" in config_error(tmp_path, text)
