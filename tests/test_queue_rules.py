@@ -470,3 +470,11 @@ def test_lanes_pick_their_builds_case_insensitively() -> None:
         dataclasses.replace(push("a" * 40), repository="Octo/App"), push("b" * 40)
     )
     assert len(lanes) == 2
+
+
+def test_a_rerun_of_an_older_commit_does_not_supersede_a_lost_build_of_a_newer_push() -> None:
+    # Found by the state machine: a re-run queues the older commit with a higher id; the build
+    # of the branch's newest push, lost with its daemon, must run again, not end superseded.
+    lost = facts(3, push("b" * 40, pushed_at=2.0), BuildState.RUNNING, attempt=1)
+    rerun_of_older = facts(4, push("a" * 40, pushed_at=1.0), BuildState.QUEUED)
+    assert rules.recover(lost, [rerun_of_older]) == rules.Recovery(True)

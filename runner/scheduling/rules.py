@@ -245,13 +245,15 @@ def recover(build: BuildFacts, newer_queued: Sequence[BuildFacts]) -> Recovery:
     """The rule for a build whose daemon went away mid-run (see the module's doc).
 
     `newer_queued`: queued builds of the repository (the lane and "newer" are picked here).
+    Newer is push order: a re-run of an older commit waiting in the lane does not supersede the
+    branch's newest push.
     """
     if build.job is Job.TEST:
         newer = [
             other
             for other in newer_queued
             if other.state is BuildState.QUEUED
-            and other.id > build.id
+            and is_later(other, build)
             and same_lane(other.request, build.request)
         ]
         if newer:
