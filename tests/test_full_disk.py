@@ -63,6 +63,15 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@contextlib.contextmanager
+def give_back(filler: Path) -> Iterator[None]:
+    """The space is given back however the test ends, so the daemon can stop cleanly."""
+    try:
+        yield
+    finally:
+        filler.unlink(missing_ok=True)
+
+
 def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
@@ -102,7 +111,7 @@ async def test_a_full_disk_loses_nothing_and_says_so(
     await fake_github.wait_running(sha)
 
     filler = fill(small_disk)
-    with daemon_log() as log:
+    with daemon_log() as log, give_back(filler):
         # Deliveries the daemon does not act on are still stored: they fill what room the
         # store had left, until it refuses.
         answers = []
