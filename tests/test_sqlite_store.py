@@ -78,7 +78,7 @@ async def test_a_delivery_is_in_the_file_when_it_is_recorded(
 ) -> None:
     """Intake answers 2xx once `record_delivery` returns: by then the delivery is committed to
     the write-ahead log, which is fsync'd on every commit."""
-    connection = store._database.connection
+    connection = store._database.connection.raw  # type: ignore[attr-defined]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     await deliver(store, "d-1", request(1))
@@ -266,7 +266,7 @@ async def sqlite_steps(store: SQLiteStore, action: Awaitable[object]) -> int:
         steps += 1
         return 0
 
-    connection = store._database.connection
+    connection = store._database.connection.raw  # type: ignore[attr-defined]
     connection.set_progress_handler(count, 1)
     try:
         await action

@@ -1,17 +1,19 @@
-"""One SQLite database: the connection, its schema, and its transactions.
+"""One SQLite database file: the connection, its schema, and its transactions.
 
 Each write is one transaction (`BEGIN IMMEDIATE`, so several processes sharing the file — a
-blue/green pair — are serialised by SQLite's own locking), durable before it returns (WAL with
-`synchronous=FULL` fsyncs the log on every commit), which is what lets intake answer 2xx only
-after a delivery is safe. Used from one thread only (`runner.store.sqlite.SQLiteStore`).
+blue/green pair — are serialised by SQLite's own locking; `lock` has nothing to add), durable
+before it returns (WAL with `synchronous=FULL` fsyncs the log on every commit), which is what
+lets intake answer 2xx only after a delivery is safe. Used from one thread only.
 """
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
+
+from runner.store import migrations
+from runner.store.sql.connection import Connection, Cursor
 
 # Result codes that say "cannot write now", not "this is wrong": a full disk, an I/O error, a
 # lock held past the busy timeout. Extended codes carry the primary one in their low byte.
@@ -29,55 +31,77 @@ def is_unavailable(error: BaseException) -> bool:
     return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE
 
 
+class SQLiteConnection:
+    """`runner.store.sql.connection.Connection` over sqlite3."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.raw = connection
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor:
+        return self.raw.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self.raw.executemany(sql, rows)
+
+    def lock(self, key: str) -> None:
+        """The transaction holds the database's only write lock already."""
+
+    def now(self) -> float:
+        return time.time()
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
-        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # Whether the last write transaction failed for want of space (or I/O): /health says so.
-        self.write_failing = False
-        self.write_failures = 0  # how many have, ever: deliveries refused meanwhile to catch up
-        db = self.connection
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA busy_timeout=30000")
-        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file only
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        schema = resources.files("runner.store.sqlite").joinpath("schema.sql").read_text("utf-8")
-        code = "\n".join(line.split("--", 1)[0] for line in schema.splitlines())
-        with self.transaction() as transaction:
-            for statement in code.split(";"):
-                if statement.strip():
-                    transaction.execute(statement)
+        raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        raw.row_factory = sqlite3.Row
+        raw.execute("PRAGMA busy_timeout=30000")
+        raw.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file only
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=FULL")
+        self.connection: Connection = SQLiteConnection(raw)
+        self._raw = raw
+        self.migrate()
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this file lacks, in one transaction; the versions applied."""
+        with self.transaction() as db:
+            db.execute(migrations.CREATE_TABLE)
+            rows = db.execute("SELECT version, requires FROM schema_migrations").fetchall()
+            required = max((row[1] for row in rows), default=0)
+            todo = migrations.pending(
+                migrations.migrations("sqlite"), {row[0] for row in rows}, required
+            )
+            for migration in todo:
+                for statement in migrations.statements(migration.sql):
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, requires, applied_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (migration.version, migration.name, migration.requires, time.time()),
+                )
+        return [migration.version for migration in todo]
 
     def close(self) -> None:
-        self.connection.close()
+        self._raw.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.connection
+    def transaction(self) -> Iterator[Connection]:
+        raw = self._raw
         try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except BaseException as error:
+            raw.execute("BEGIN IMMEDIATE")
+            yield self.connection
+            raw.execute("COMMIT")
+        except BaseException:
             # Also when COMMIT itself failed (disk full): never stay inside a transaction.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if is_unavailable(error):
-                self.write_failing = True
-                self.write_failures += 1
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
             raise
-        self.write_failing = False
 
+    def give_space_back(self) -> None:
+        """Outside a transaction: the file shrinks by the pages deletions freed."""
+        self._raw.execute("PRAGMA incremental_vacuum")
 
-def probe_write(db: sqlite3.Connection) -> None:
-    db.execute(
-        "INSERT INTO leases (name, owner, expires) VALUES ('store-probe', '', ?)"
-        " ON CONFLICT (name) DO UPDATE SET expires = excluded.expires",
-        (time.time(),),
-    )
-
-
-def integrity_check(db: sqlite3.Connection) -> str:
-    return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+    def integrity_check(self) -> str:
+        return str(self._raw.execute("PRAGMA integrity_check").fetchone()[0])

@@ -1,13 +1,13 @@
+from runner.store.sql.connection import Connection
+
 """Retention: finished builds past `builds.keep_days` or beyond the newest
 `builds.keep_per_repository` of their repository go, with their statuses."""
 
-import sqlite3
-import time
 
 GITHUB_REDELIVERY_SECONDS = 3 * 24 * 3600
 
 
-def prune(db: sqlite3.Connection, *, older_than: float, keep_per_repository: int) -> list[int]:
+def prune(db: Connection, *, older_than: float, keep_per_repository: int) -> list[int]:
     """Delete finished builds past retention, with their statuses; returns their ids.
 
     Deliveries are kept as long as builds (and at least as long as GitHub may redeliver), since
@@ -28,11 +28,6 @@ def prune(db: sqlite3.Connection, *, older_than: float, keep_per_repository: int
     db.execute(
         "DELETE FROM deliveries WHERE received_at < ? AND id NOT IN"
         " (SELECT delivery_id FROM builds WHERE delivery_id IS NOT NULL)",
-        (min(older_than, time.time() - GITHUB_REDELIVERY_SECONDS),),
+        (min(older_than, db.now() - GITHUB_REDELIVERY_SECONDS),),
     )
     return ids
-
-
-def give_space_back(db: sqlite3.Connection) -> None:
-    """Outside a transaction: the file shrinks by the pages the deletions freed."""
-    db.execute("PRAGMA incremental_vacuum")

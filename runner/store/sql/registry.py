@@ -5,8 +5,6 @@ secrets are stored so builds, clones and access checks can use them; they leave 
 only inside `RegisteredRepository.token` and `Variables.secrets`, whose reprs hide them.
 """
 
-import sqlite3
-import time
 from collections.abc import Mapping
 
 from runner.store.records import (
@@ -15,39 +13,40 @@ from runner.store.records import (
     RepositoryStatus,
     Variables,
 )
-from runner.store.sqlite.rows import end_queued
+from runner.store.sql.connection import Connection, Row
+from runner.store.sql.rows import end_queued
 
 STOPPED_DISABLED = "Stopped: the repository was disabled"
 STOPPED_REMOVED = "Stopped: the repository was removed"
 
 
-def get(db: sqlite3.Connection, repository: str) -> RegisteredRepository | None:
+def get(db: Connection, repository: str) -> RegisteredRepository | None:
     row = db.execute("SELECT * FROM repositories WHERE repository = ?", (repository,)).fetchone()
     return None if row is None else _repository(row)
 
 
-def status_token(db: sqlite3.Connection, repository: str) -> str | None:
+def status_token(db: Connection, repository: str) -> str | None:
     """The token a registered repository's statuses are posted with (a retired one for a
     while after its removal); None: none may be used."""
     row = db.execute(
         "SELECT token FROM repositories WHERE repository = ? UNION ALL"
         " SELECT token FROM retired_tokens WHERE repository = ? AND until >= ?",
-        (repository, repository, time.time()),
+        (repository, repository, db.now()),
     ).fetchone()
     return None if row is None else row["token"]
 
 
-def by_webhook_uid(db: sqlite3.Connection, uid: str) -> RegisteredRepository | None:
+def by_webhook_uid(db: Connection, uid: str) -> RegisteredRepository | None:
     row = db.execute("SELECT * FROM repositories WHERE webhook_uid = ?", (uid,)).fetchone()
     return None if row is None else _repository(row)
 
 
-def all_registered(db: sqlite3.Connection) -> list[RegisteredRepository]:
-    rows = db.execute("SELECT * FROM repositories ORDER BY repository COLLATE NOCASE").fetchall()
+def all_registered(db: Connection) -> list[RegisteredRepository]:
+    rows = db.execute("SELECT * FROM repositories ORDER BY repository COLLATE nocase").fetchall()
     return [_repository(row) for row in rows]
 
 
-def register(db: sqlite3.Connection, new: Registration) -> RegisteredRepository | None:
+def register(db: Connection, new: Registration) -> RegisteredRepository | None:
     """Insert `new` in status `cloning`; None when it is registered and not disabled.
 
     A disabled repository (its access was lost) is registered again in place: its variables are
@@ -73,15 +72,15 @@ def register(db: sqlite3.Connection, new: Registration) -> RegisteredRepository 
             new.timeout,
             new.registered_by,
             new.token,
-            time.time(),
-            time.time(),
+            db.now(),
+            db.now(),
         ),
     )
     return get(db, new.repository)
 
 
 def set_status(
-    db: sqlite3.Connection,
+    db: Connection,
     repository: str,
     status: RepositoryStatus,
     reason: str = "",
@@ -97,14 +96,13 @@ def set_status(
     return db.execute(query, params).rowcount > 0
 
 
-def disable(
-    db: sqlite3.Connection, repository: str, reason: str, webhook_uid: str
-) -> list[int] | None:
+def disable(db: Connection, repository: str, reason: str, webhook_uid: str) -> list[int] | None:
     """Access is gone: no token kept, no webhook accepted, no build started or left running.
 
     Only the registration that was checked (`webhook_uid`): one made again meanwhile, with
     another token, is left alone (None). Returns the running builds asked to stop.
     """
+    db.lock(repository.lower())
     changed = db.execute(
         "UPDATE repositories SET status = 'disabled', status_reason = ?, token = NULL"
         " WHERE repository = ? AND webhook_uid = ?",
@@ -117,7 +115,7 @@ def disable(
 
 
 def update_settings(
-    db: sqlite3.Connection, repository: str, changes: Mapping[str, object]
+    db: Connection, repository: str, changes: Mapping[str, object]
 ) -> RegisteredRepository | None:
     allowed = {"deploy_branch", "deploy_enabled", "timeout"}
     assert set(changes) <= allowed, set(changes) - allowed
@@ -129,11 +127,11 @@ def update_settings(
     return get(db, repository)
 
 
-def set_hook_id(db: sqlite3.Connection, repository: str, hook_id: str) -> None:
+def set_hook_id(db: Connection, repository: str, hook_id: str) -> None:
     db.execute("UPDATE repositories SET hook_id = ? WHERE repository = ?", (hook_id, repository))
 
 
-def access_checked(db: sqlite3.Connection, repository: str, when: float, webhook_uid: str) -> None:
+def access_checked(db: Connection, repository: str, when: float, webhook_uid: str) -> None:
     db.execute(
         "UPDATE repositories SET access_checked_at = ? WHERE repository = ? AND webhook_uid = ?",
         (when, repository, webhook_uid),
@@ -143,17 +141,18 @@ def access_checked(db: sqlite3.Connection, repository: str, when: float, webhook
 RETIRED_TOKEN_SECONDS = 600.0
 
 
-def remove(db: sqlite3.Connection, repository: str) -> list[int]:
+def remove(db: Connection, repository: str) -> list[int]:
     """Forget a registration and its variables; returns the builds it left running.
 
     Its token is kept `RETIRED_TOKEN_SECONDS` longer (`status_token`), for the final statuses of
     the builds this stops.
     """
+    db.lock(repository.lower())
     canonical = get(db, repository)
     if canonical is None:
         return []
     name = canonical.repository
-    now = time.time()
+    now = db.now()
     db.execute("DELETE FROM retired_tokens WHERE until < ?", (now,))
     if canonical.token:
         db.execute(
@@ -168,7 +167,7 @@ def remove(db: sqlite3.Connection, repository: str) -> list[int]:
     return _stop_running_builds(db, name, STOPPED_REMOVED)
 
 
-def variables(db: sqlite3.Connection, scope: str) -> Variables:
+def variables(db: Connection, scope: str) -> Variables:
     rows = db.execute(
         "SELECT secret, name, value FROM variables WHERE scope = ? ORDER BY name", (scope,)
     ).fetchall()
@@ -178,20 +177,20 @@ def variables(db: sqlite3.Connection, scope: str) -> Variables:
     )
 
 
-def build_variables(db: sqlite3.Connection, registered: RegisteredRepository) -> Variables:
+def build_variables(db: Connection, registered: RegisteredRepository) -> Variables:
     """What its builds get: the owner's variables, overridden by the repository's own."""
     shared, own = variables(db, registered.owner), variables(db, registered.repository)
     return Variables(env={**shared.env, **own.env}, secrets={**shared.secrets, **own.secrets})
 
 
 def with_build_variables(
-    db: sqlite3.Connection, repository: str
+    db: Connection, repository: str
 ) -> tuple[RegisteredRepository, Variables] | None:
     registered = get(db, repository)
     return None if registered is None else (registered, build_variables(db, registered))
 
 
-def replace_env(db: sqlite3.Connection, scope: str, env: Mapping[str, str]) -> None:
+def replace_env(db: Connection, scope: str, env: Mapping[str, str]) -> None:
     db.execute("DELETE FROM variables WHERE scope = ? AND secret = 0", (scope,))
     db.executemany(
         "INSERT INTO variables (scope, secret, name, value) VALUES (?, 0, ?, ?)",
@@ -199,7 +198,7 @@ def replace_env(db: sqlite3.Connection, scope: str, env: Mapping[str, str]) -> N
     )
 
 
-def put_secret(db: sqlite3.Connection, scope: str, name: str, value: str) -> bool:
+def put_secret(db: Connection, scope: str, name: str, value: str) -> bool:
     """Store a secret; True when it is new."""
     existed = db.execute(
         "SELECT 1 FROM variables WHERE scope = ? AND secret = 1 AND name = ?", (scope, name)
@@ -212,21 +211,21 @@ def put_secret(db: sqlite3.Connection, scope: str, name: str, value: str) -> boo
     return existed is None
 
 
-def delete_secret(db: sqlite3.Connection, scope: str, name: str) -> bool:
+def delete_secret(db: Connection, scope: str, name: str) -> bool:
     deleted = db.execute(
         "DELETE FROM variables WHERE scope = ? AND secret = 1 AND name = ?", (scope, name)
     )
     return deleted.rowcount > 0
 
 
-def _end_queued_builds(db: sqlite3.Connection, repository: str, description: str) -> None:
+def _end_queued_builds(db: Connection, repository: str, description: str) -> None:
     for row in db.execute(
         "SELECT * FROM builds WHERE repository = ? AND state = 'queued'", (repository,)
     ).fetchall():
         end_queued(db, row, description)
 
 
-def _stop_running_builds(db: sqlite3.Connection, repository: str, reason: str) -> list[int]:
+def _stop_running_builds(db: Connection, repository: str, reason: str) -> list[int]:
     """Ask the daemons running the repository's builds to stop them (read at their heartbeat)."""
     rows = db.execute(
         "SELECT id FROM builds WHERE repository = ? AND state = 'running'", (repository,)
@@ -239,7 +238,7 @@ def _stop_running_builds(db: sqlite3.Connection, repository: str, reason: str) -
     return [int(row["id"]) for row in rows]
 
 
-def _repository(row: sqlite3.Row) -> RegisteredRepository:
+def _repository(row: Row) -> RegisteredRepository:
     return RegisteredRepository(
         repository=row["repository"],
         webhook_uid=row["webhook_uid"],

@@ -7,8 +7,6 @@ may be are the queue's rules (`runner.scheduling.rules`); this module reads thei
 writes their decisions.
 """
 
-import sqlite3
-import time
 from collections.abc import Callable, Iterable
 
 from runner.core import statuses
@@ -16,14 +14,16 @@ from runner.core.models import Build, BuildState, Job
 from runner.core.statuses import Status
 from runner.scheduling import rules
 from runner.store.records import RecoveredBuild, Rerun
-from runner.store.sqlite import outbox, rows
+from runner.store.sql import outbox, rows
+from runner.store.sql.connection import Connection, Row
 
 
-def claim(db: sqlite3.Connection, limit: int, owner: str, lease_seconds: float) -> list[Build]:
+def claim(db: Connection, limit: int, owner: str, lease_seconds: float) -> list[Build]:
     """Lease up to `limit` queued builds to `owner` (`rules.claim` picks them)."""
     if limit <= 0:
         return []
-    now = time.time()
+    db.lock("claim")  # one claim at a time, over every daemon sharing the store
+    now = db.now()
     # The oldest queued build of each repository: the only ones that may start.
     heads = [
         rows.facts_of(row)
@@ -43,21 +43,25 @@ def claim(db: sqlite3.Connection, limit: int, owner: str, lease_seconds: float) 
     decision = rules.claim(heads, busy, deployed, limit=limit, now=now)
     for supersede in decision.supersede:
         rows.end_queued(db, rows.row(db, supersede.build_id), supersede.reason)
+    started = []
     for build_id in decision.start:
         row = rows.row(db, build_id)
+        db.lock(row["repository"].lower())
         running = statuses.running(Job(row["job"]))
-        db.execute(
+        changed = db.execute(
             "UPDATE builds SET state = 'running', description = ?, started_at = ?,"
             " finished_at = NULL, exit_code = NULL, attempt = attempt + 1,"
             " lease_owner = ?, lease_expires = ?, stop_reason = NULL"
             " WHERE id = ? AND state = 'queued'",
             (running.description, now, owner, now + lease_seconds, build_id),
-        )
-        outbox.enqueue(db, build_id, rows.request_of(row), running)
-    return [rows.build_of(rows.row(db, build_id)) for build_id in decision.start]
+        ).rowcount
+        if changed:  # not ended meanwhile by a delivery that held the repository's lock
+            outbox.enqueue(db, build_id, rows.request_of(row), running)
+            started.append(build_id)
+    return [rows.build_of(rows.row(db, build_id)) for build_id in started]
 
 
-def _maybe_later(db: sqlite3.Connection, build: rules.BuildFacts) -> list[rules.BuildFacts]:
+def _maybe_later(db: Connection, build: rules.BuildFacts) -> list[rules.BuildFacts]:
     """Successful deploys of `build`'s repository that may have been pushed after it (the rules
     decide which were)."""
     found = db.execute(
@@ -68,24 +72,24 @@ def _maybe_later(db: sqlite3.Connection, build: rules.BuildFacts) -> list[rules.
     return [rows.facts_of(row) for row in found]
 
 
-def settling_until(db: sqlite3.Connection) -> float | None:
+def settling_until(db: Connection) -> float | None:
     """When the earliest settling build becomes claimable, if any build is settling."""
     found = db.execute(
         "SELECT MIN(not_before) FROM builds WHERE state = 'queued' AND not_before > ?",
-        (time.time(),),
+        (db.now(),),
     ).fetchone()
     return None if found[0] is None else float(found[0])
 
 
 def heartbeat(
-    db: sqlite3.Connection, owner: str, build_ids: Iterable[int], lease_seconds: float
+    db: Connection, owner: str, build_ids: Iterable[int], lease_seconds: float
 ) -> dict[int, str | None]:
     """Renew the leases of `owner`'s running builds; returns each one's stop request.
 
     A build missing from the answer is no longer this owner's (its lease lapsed and another
     daemon recovered it): the caller stops it without reporting.
     """
-    expires = time.time() + lease_seconds
+    expires = db.now() + lease_seconds
     answer: dict[int, str | None] = {}
     for build_id in build_ids:
         row = db.execute(
@@ -99,17 +103,14 @@ def heartbeat(
 
 
 def finish(
-    db: sqlite3.Connection, build_id: int, status: Status, exit_code: int | None, owner: str
+    db: Connection, build_id: int, status: Status, exit_code: int | None, owner: str
 ) -> int | None:
     """Record a build's final state; returns the id of the deploy it unlocks, if any.
 
     Only the lease's owner may finish a build: a daemon that lost its lease (it stalled and
     another recovered the build) changes nothing.
     """
-    row = db.execute(
-        "SELECT * FROM builds WHERE id = ? AND state = 'running' AND lease_owner = ?",
-        (build_id, owner),
-    ).fetchone()
+    row = _running(db, build_id, owner)
     if row is None:
         return None
     state = BuildState(status.state.value)
@@ -118,23 +119,36 @@ def finish(
     deploy = rules.deploy_after(rows.facts_of(row), state)
     if deploy is None:
         return None
-    deploy_id = rows.insert_build(db, deploy, row["delivery_id"], time.time(), build_id)
+    deploy_id = rows.insert_build(db, deploy, row["delivery_id"], db.now(), build_id)
     waiting = rows.facts(db, deploy.repository, "queued", Job.DEPLOY)
     rows.supersede(db, rules.superseded_by_deploy(deploy_id, deploy, waiting))
     return deploy_id
 
 
-def set_commit_info(db: sqlite3.Connection, build_id: int, message: str, author: str) -> None:
+def _running(db: Connection, build_id: int, owner: str) -> Row | None:
+    """The build, if it is running under `owner`'s lease; its repository's lock is held."""
+    found = db.execute("SELECT repository FROM builds WHERE id = ?", (build_id,)).fetchone()
+    if found is None:
+        return None
+    db.lock(found["repository"].lower())
+    row: Row | None = db.execute(
+        "SELECT * FROM builds WHERE id = ? AND state = 'running' AND lease_owner = ?",
+        (build_id, owner),
+    ).fetchone()
+    return row
+
+
+def set_commit_info(db: Connection, build_id: int, message: str, author: str) -> None:
     db.execute(
         "UPDATE builds SET message = ?, author = ? WHERE id = ?", (message, author, build_id)
     )
 
 
 def recover_interrupted(
-    db: sqlite3.Connection, is_gone: Callable[[str | None], bool], now: float | None = None
+    db: Connection, is_gone: Callable[[str | None], bool], now: float | None = None
 ) -> list[RecoveredBuild]:
     """Recover running builds whose owner is gone (`is_gone`) or whose lease lapsed."""
-    now = time.time() if now is None else now
+    now = db.now() if now is None else now
     lost = [
         row
         for row in db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
@@ -143,21 +157,19 @@ def recover_interrupted(
     return [_recover(db, row) for row in lost]
 
 
-def release(db: sqlite3.Connection, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
+def release(db: Connection, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
     """A daemon gives up builds it could not finish (drain timeout): recover them now."""
     recovered = []
     for build_id in build_ids:
-        row = db.execute(
-            "SELECT * FROM builds WHERE id = ? AND state = 'running' AND lease_owner = ?",
-            (build_id, owner),
-        ).fetchone()
+        row = _running(db, build_id, owner)
         if row is not None:
             recovered.append(_recover(db, row))
     return recovered
 
 
-def _recover(db: sqlite3.Connection, row: sqlite3.Row) -> RecoveredBuild:
+def _recover(db: Connection, row: Row) -> RecoveredBuild:
     request = rows.request_of(row)
+    db.lock(request.repository.lower())
     waiting = rows.facts(db, request.repository, "queued", request.job)
     recovery = rules.recover(rows.facts_of(row), waiting)
     if recovery.requeue:
@@ -174,12 +186,12 @@ def _recover(db: sqlite3.Connection, row: sqlite3.Row) -> RecoveredBuild:
     return RecoveredBuild(row["id"], requeued=False, attempt=row["attempt"])
 
 
-def running_owners(db: sqlite3.Connection) -> set[str]:
+def running_owners(db: Connection) -> set[str]:
     found = db.execute("SELECT DISTINCT lease_owner FROM builds WHERE state = 'running'")
     return {row[0] for row in found if row[0]}
 
 
-def cancel(db: sqlite3.Connection, build_id: int, reason: str) -> BuildState | None:
+def cancel(db: Connection, build_id: int, reason: str) -> BuildState | None:
     """Cancel a build; returns the state it was in (None: no such build).
 
     A queued build ends `error` at once (GitHub hears why, unless it never heard of the build:
@@ -187,7 +199,7 @@ def cancel(db: sqlite3.Connection, build_id: int, reason: str) -> BuildState | N
     stop, like a superseded running build: its daemon's heartbeat reads the request, and the
     build ends with `reason` as its status. Final builds stay as they are.
     """
-    row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+    row = _locked(db, build_id)
     if row is None:
         return None
     state = BuildState(row["state"])
@@ -201,9 +213,9 @@ def cancel(db: sqlite3.Connection, build_id: int, reason: str) -> BuildState | N
     return state
 
 
-def rerun(db: sqlite3.Connection, build_id: int) -> Rerun:
+def rerun(db: Connection, build_id: int) -> Rerun:
     """Queue a finished build's commit again, as `rules.rerun` says; it supersedes nothing."""
-    row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+    row = _locked(db, build_id)
     if row is None:
         return Rerun(None, "no such build")
     later = db.execute(
@@ -214,4 +226,14 @@ def rerun(db: sqlite3.Connection, build_id: int) -> Rerun:
     plan = rules.rerun(rows.facts_of(row), [rows.facts_of(other) for other in later])
     if plan.request is None:
         return Rerun(None, plan.refused)
-    return Rerun(rows.insert_build(db, plan.request, None, time.time(), None))
+    return Rerun(rows.insert_build(db, plan.request, None, db.now(), None))
+
+
+def _locked(db: Connection, build_id: int) -> Row | None:
+    """The build, read again once its repository's lock is held."""
+    found = db.execute("SELECT repository FROM builds WHERE id = ?", (build_id,)).fetchone()
+    if found is None:
+        return None
+    db.lock(found["repository"].lower())
+    row: Row | None = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+    return row

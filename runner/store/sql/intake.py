@@ -5,19 +5,18 @@ A delivery and its builds are one savepoint inside a group-committed transaction
 the next, behind one fsync. What a new build does to its lane is `rules.arrive`'s decision.
 """
 
-import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 
 from runner.core import statuses
 from runner.core.models import BuildRequest, Job
 from runner.scheduling import rules
 from runner.store.records import Delivery, DeliveryOutcome, Hook
-from runner.store.sqlite import rows
+from runner.store.sql import rows
+from runner.store.sql.connection import Connection
 
 
 def record_deliveries(
-    db: sqlite3.Connection, deliveries: Sequence[Delivery]
+    db: Connection, deliveries: Sequence[Delivery]
 ) -> list[DeliveryOutcome | Exception]:
     """Several deliveries in one transaction: one fsync for all (group commit).
 
@@ -37,7 +36,7 @@ def record_deliveries(
     return answers
 
 
-def record(db: sqlite3.Connection, delivery: Delivery) -> DeliveryOutcome:
+def record(db: Connection, delivery: Delivery) -> DeliveryOutcome:
     """A delivery and the builds it asks for; a known delivery id changes nothing."""
     inserted = db.execute(
         "INSERT INTO deliveries (id, event, hook_id, received_at, outcome)"
@@ -56,7 +55,9 @@ def record(db: sqlite3.Connection, delivery: Delivery) -> DeliveryOutcome:
     build_ids: list[int] = []
     superseded: list[int] = []
     running: list[tuple[int, str]] = []
-    now = time.time()
+    for repository in sorted({request.repository.lower() for request in delivery.requests}):
+        db.lock(repository)  # in one order: two deliveries never wait for each other's lock
+    now = db.now()
     for request in delivery.requests:
         later = pushed_later(db, request)
         waiting = () if later else rows.facts(db, request.repository, "queued")
@@ -89,7 +90,7 @@ def record(db: sqlite3.Connection, delivery: Delivery) -> DeliveryOutcome:
     return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
 
 
-def pushed_later(db: sqlite3.Connection, request: BuildRequest) -> str | None:
+def pushed_later(db: Connection, request: BuildRequest) -> str | None:
     """The sha of a build in `request`'s lane pushed after it, if GitHub says so."""
     if request.pushed_at is None:
         return None
@@ -101,25 +102,26 @@ def pushed_later(db: sqlite3.Connection, request: BuildRequest) -> str | None:
     return None if found is None else str(found["sha"])
 
 
-def _running_tests(db: sqlite3.Connection, request: BuildRequest) -> list[rules.BuildFacts]:
+def _running_tests(db: Connection, request: BuildRequest) -> list[rules.BuildFacts]:
     if request.job is not Job.TEST:
         return []
     return rows.facts(db, request.repository, "running", Job.TEST)
 
 
-def hooks(db: sqlite3.Connection) -> list[Hook]:
+def hooks(db: Connection) -> list[Hook]:
     found = db.execute("SELECT * FROM hooks ORDER BY repository").fetchall()
     return [Hook(row["repository"], row["hook_id"], row["checked_until"]) for row in found]
 
 
-def set_hook_checked(db: sqlite3.Connection, repository: str, until: float) -> None:
+def set_hook_checked(db: Connection, repository: str, until: float) -> None:
     db.execute(
-        "UPDATE hooks SET checked_until = MAX(checked_until, ?) WHERE repository = ?",
-        (until, repository),
+        "UPDATE hooks SET checked_until = CASE WHEN checked_until > ? THEN checked_until ELSE ? END"
+        " WHERE repository = ?",
+        (until, until, repository),
     )
 
 
-def known_deliveries(db: sqlite3.Connection, delivery_ids: Iterable[str]) -> set[str]:
+def known_deliveries(db: Connection, delivery_ids: Iterable[str]) -> set[str]:
     known: set[str] = set()
     for delivery_id in delivery_ids:
         if db.execute("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)).fetchone():

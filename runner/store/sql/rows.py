@@ -1,13 +1,11 @@
 """Rows of the `builds` table as the rest of the store sees them, and the writes every part of
 the SQLite store shares: inserting a build (with its `Queued` status) and ending one."""
 
-import sqlite3
-import time
-
 from runner.core import statuses
 from runner.core.models import Build, BuildRequest, BuildState, Job
 from runner.scheduling import rules
-from runner.store.sqlite import outbox
+from runner.store.sql import outbox
+from runner.store.sql.connection import Connection, Row
 
 # The facts of the builds a query returns, and whether GitHub heard of each.
 FACTS = (
@@ -16,7 +14,7 @@ FACTS = (
 )
 
 
-def request_of(row: sqlite3.Row) -> BuildRequest:
+def request_of(row: Row) -> BuildRequest:
     return BuildRequest(
         repository=row["repository"],
         sha=row["sha"],
@@ -32,7 +30,7 @@ def request_of(row: sqlite3.Row) -> BuildRequest:
     )
 
 
-def build_of(row: sqlite3.Row) -> Build:
+def build_of(row: Row) -> Build:
     return Build(
         id=row["id"],
         request=request_of(row),
@@ -48,7 +46,7 @@ def build_of(row: sqlite3.Row) -> Build:
     )
 
 
-def facts_of(row: sqlite3.Row) -> rules.BuildFacts:
+def facts_of(row: Row) -> rules.BuildFacts:
     """A row as the queue's rules see it; `heard` only where the query asked for it."""
     return rules.BuildFacts(
         id=row["id"],
@@ -56,18 +54,18 @@ def facts_of(row: sqlite3.Row) -> rules.BuildFacts:
         state=BuildState(row["state"]),
         attempt=row["attempt"],
         not_before=row["not_before"],
-        # sqlite3.Row: `in` looks at the values; the keys are the columns.
+        # Row: `in` looks at the values; the keys are the columns.
         heard=bool(row["heard"]) if "heard" in row.keys() else False,  # noqa: SIM118
     )
 
 
-def row(db: sqlite3.Connection, build_id: int) -> sqlite3.Row:
-    found: sqlite3.Row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+def row(db: Connection, build_id: int) -> Row:
+    found: Row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
     return found
 
 
 def facts(
-    db: sqlite3.Connection, repository: str, state: str, job: Job | None = None
+    db: Connection, repository: str, state: str, job: Job | None = None
 ) -> list[rules.BuildFacts]:
     """The repository's builds in `state` (of `job`), as the rules see them."""
     query = f"{FACTS} WHERE b.state = ? AND b.repository = ?"
@@ -79,7 +77,7 @@ def facts(
 
 
 def insert_build(
-    db: sqlite3.Connection,
+    db: Connection,
     request: BuildRequest,
     delivery_id: str | None,
     received_at: float,
@@ -90,7 +88,7 @@ def insert_build(
         "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
         " pull_request, from_fork, deploy_after_test, message, author, state, description,"
         " received_at, queued_at, not_before, pushed_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
         (
             delivery_id,
             parent_id,
@@ -107,19 +105,18 @@ def insert_build(
             BuildState.QUEUED.value,
             "Queued",
             received_at,
-            time.time(),
+            db.now(),
             not_before,
             request.pushed_at,
         ),
     )
-    build_id = cursor.lastrowid
-    assert build_id is not None
+    build_id = int(cursor.fetchone()[0])
     outbox.enqueue(db, build_id, request, statuses.queued(request.job))
     return build_id
 
 
 def end(
-    db: sqlite3.Connection,
+    db: Connection,
     build_id: int,
     state: BuildState,
     description: str,
@@ -128,13 +125,11 @@ def end(
     db.execute(
         "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?,"
         " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-        (state.value, statuses.truncate(description), exit_code, time.time(), build_id),
+        (state.value, statuses.truncate(description), exit_code, db.now(), build_id),
     )
 
 
-def end_queued(
-    db: sqlite3.Connection, queued: sqlite3.Row, description: str, heard: bool | None = None
-) -> None:
+def end_queued(db: Connection, queued: Row, description: str, heard: bool | None = None) -> None:
     """End a queued build as `error`; GitHub hears why only if it heard of the build before.
 
     `heard` None: look it up now (callers whose query did not answer it already).
@@ -148,6 +143,6 @@ def end_queued(
         outbox.enqueue(db, queued["id"], request_of(queued), statuses.errored(description))
 
 
-def supersede(db: sqlite3.Connection, ended: tuple[rules.Supersede, ...]) -> None:
+def supersede(db: Connection, ended: tuple[rules.Supersede, ...]) -> None:
     for decision in ended:
         end_queued(db, row(db, decision.build_id), decision.reason, decision.tell_github)

@@ -7,7 +7,7 @@ from runner.core.statuses import superseded_by
 from runner.store.announcements import Change, Committed
 from runner.store.interface import PENDING_HOLD
 from runner.store.records import DeliveryOutcome, RecoveredBuild, Rerun
-from runner.store.sqlite.registry import STOPPED_DISABLED, STOPPED_REMOVED
+from runner.store.sql.registry import STOPPED_DISABLED, STOPPED_REMOVED
 
 
 def recorded(outcome: DeliveryOutcome) -> Committed | None:

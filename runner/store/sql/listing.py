@@ -3,30 +3,30 @@ queries (`builds_by_repository`, `builds_by_lane`, `builds_by_state`), so a page
 with ten builds or the `builds.keep_per_repository` thousand.
 """
 
-import sqlite3
 from collections.abc import Iterable
 
 from runner.core.models import Build
-from runner.store.sqlite.rows import build_of
+from runner.store.sql.connection import Connection, Row
+from runner.store.sql.rows import build_of
 
 # Builds that ended "Superseded by …" (`runner.core.statuses.superseded_by`) never ran for their
 # commit: a branch's badge and latest state look past them.
 _NOT_SUPERSEDED = "NOT (state = 'error' AND description LIKE 'Superseded by %')"
 
 
-def repositories(db: sqlite3.Connection) -> list[str]:
+def repositories(db: Connection) -> list[str]:
     rows = db.execute("SELECT DISTINCT repository FROM builds").fetchall()
     return [row[0] for row in rows]
 
 
 def latest_per_lane(
-    db: sqlite3.Connection, repositories: Iterable[str], limit: int
+    db: Connection, repositories: Iterable[str], limit: int
 ) -> dict[str, list[Build]]:
     """The newest build of each ref and job of each repository, newest lanes first."""
     return {name: _latest_per_lane(db, name, limit) for name in repositories}
 
 
-def _latest_per_lane(db: sqlite3.Connection, repository: str, limit: int) -> list[Build]:
+def _latest_per_lane(db: Connection, repository: str, limit: int) -> list[Build]:
     found = db.execute(
         "SELECT * FROM builds WHERE id IN"  # noqa: S608 - constant clauses
         " (SELECT MAX(id) FROM builds WHERE repository = ?"
@@ -36,7 +36,7 @@ def _latest_per_lane(db: sqlite3.Connection, repository: str, limit: int) -> lis
     return [build_of(row) for row in found]
 
 
-def active(db: sqlite3.Connection, limit: int) -> list[Build]:
+def active(db: Connection, limit: int) -> list[Build]:
     """Running builds, then queued ones, oldest first: what is happening now."""
     found = db.execute(
         "SELECT * FROM builds WHERE state IN ('running', 'queued')"
@@ -47,7 +47,7 @@ def active(db: sqlite3.Connection, limit: int) -> list[Build]:
 
 
 def page(
-    db: sqlite3.Connection,
+    db: Connection,
     repository: str,
     *,
     branch: str | None = None,
@@ -75,9 +75,9 @@ def page(
     return [build_of(row) for row in found]
 
 
-def latest_test(db: sqlite3.Connection, repository: str, branch: str) -> Build | None:
+def latest_test(db: Connection, repository: str, branch: str) -> Build | None:
     """The newest test build of a branch (pushes, not pull requests) that was not superseded."""
-    row: sqlite3.Row | None = db.execute(
+    row: Row | None = db.execute(
         "SELECT * FROM builds"  # noqa: S608 - constant clauses
         " WHERE repository = ? AND ref = ? AND job = 'test'"
         f" AND {_NOT_SUPERSEDED} ORDER BY id DESC LIMIT 1",
@@ -86,16 +86,16 @@ def latest_test(db: sqlite3.Connection, repository: str, branch: str) -> Build |
     return None if row is None else build_of(row)
 
 
-def latest_of_sha(db: sqlite3.Connection, repository: str, sha: str) -> Build | None:
+def latest_of_sha(db: Connection, repository: str, sha: str) -> Build | None:
     """The newest build of a commit: what a re-run of it by sha is built as."""
-    row: sqlite3.Row | None = db.execute(
+    row: Row | None = db.execute(
         "SELECT * FROM builds WHERE repository = ? AND sha = ? ORDER BY id DESC LIMIT 1",
         (repository, sha),
     ).fetchone()
     return None if row is None else build_of(row)
 
 
-def deploy_branch(db: sqlite3.Connection, repository: str) -> str | None:
+def deploy_branch(db: Connection, repository: str) -> str | None:
     """The branch the newest deploy-bound push went to: the repository's default branch (or
     its configured deploy branch) as intake saw it."""
     row = db.execute(
@@ -106,7 +106,7 @@ def deploy_branch(db: sqlite3.Connection, repository: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def by_ids(db: sqlite3.Connection, build_ids: Iterable[int]) -> dict[int, Build]:
+def by_ids(db: Connection, build_ids: Iterable[int]) -> dict[int, Build]:
     ids = list(build_ids)
     if not ids:
         return {}
@@ -118,12 +118,12 @@ def by_ids(db: sqlite3.Connection, build_ids: Iterable[int]) -> dict[int, Build]
     return {row["id"]: build_of(row) for row in found}
 
 
-def by_id(db: sqlite3.Connection, build_id: int) -> Build | None:
+def by_id(db: Connection, build_id: int) -> Build | None:
     row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
     return None if row is None else build_of(row)
 
 
-def state_counts(db: sqlite3.Connection) -> dict[str, int]:
+def state_counts(db: Connection) -> dict[str, int]:
     """How many builds are queued and running (over every daemon sharing the store)."""
     found = db.execute(
         "SELECT state, COUNT(*) FROM builds WHERE state IN ('queued', 'running') GROUP BY state"

@@ -18,22 +18,20 @@ store's, the same on every backend (`runner.store.interface`):
   pushes this is most of the savings. Final states are due at once.
 """
 
-import sqlite3
-import time
-
 from runner.core.models import BuildRequest
 from runner.core.statuses import Status, StatusState
 from runner.store.interface import FINAL_ONLY_AFTER, GITHUB_STATUS_LIMIT, PENDING_HOLD
 from runner.store.records import OutboxItem
+from runner.store.sql.connection import Connection, Row
 
 
 def enqueue(
-    db: sqlite3.Connection,
+    db: Connection,
     build_id: int,
     request: BuildRequest,
     status: Status,
 ) -> None:
-    now = time.time()
+    now = db.now()
     due = now + PENDING_HOLD if status.state is StatusState.PENDING else 0.0
     db.execute(
         "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
@@ -51,7 +49,7 @@ def enqueue(
     )
 
 
-def next_item(db: sqlite3.Connection, now: float) -> tuple[OutboxItem | None, float | None]:
+def next_item(db: Connection, now: float) -> tuple[OutboxItem | None, float | None]:
     """The next status to post, or None and when to look again (None: when woken)."""
     while True:
         row = db.execute(
@@ -83,7 +81,7 @@ def next_item(db: sqlite3.Connection, now: float) -> tuple[OutboxItem | None, fl
         return _item(newest), None
 
 
-def forget_unannounced(db: sqlite3.Connection, build_id: int) -> bool:
+def forget_unannounced(db: Connection, build_id: int) -> bool:
     """Drop a build's waiting states if GitHub never heard of it; False if it did."""
     heard = db.execute(
         "SELECT 1 FROM outbox WHERE build_id = ? AND outcome IN ('sent', 'sending') LIMIT 1",
@@ -95,25 +93,25 @@ def forget_unannounced(db: sqlite3.Connection, build_id: int) -> bool:
     return True
 
 
-def drop_waiting(db: sqlite3.Connection, build_id: int) -> None:
+def drop_waiting(db: Connection, build_id: int) -> None:
     db.execute(
         "UPDATE outbox SET done_at = ?, outcome = 'dropped' WHERE build_id = ? AND done_at IS NULL",
-        (time.time(), build_id),
+        (db.now(), build_id),
     )
 
 
-def mark(db: sqlite3.Connection, item_id: int, outcome: str) -> None:
-    _close(db, time.time(), item_id, outcome)
+def mark(db: Connection, item_id: int, outcome: str) -> None:
+    _close(db, db.now(), item_id, outcome)
 
 
-def retry(db: sqlite3.Connection, item_id: int, next_attempt_at: float) -> None:
+def retry(db: Connection, item_id: int, next_attempt_at: float) -> None:
     db.execute(
         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
         (next_attempt_at, item_id),
     )
 
 
-def _close_older(db: sqlite3.Connection, now: float, newest: sqlite3.Row) -> None:
+def _close_older(db: Connection, now: float, newest: Row) -> None:
     db.execute(
         "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
         " AND repository = ? AND sha = ? AND context = ? AND id < ?",
@@ -121,11 +119,11 @@ def _close_older(db: sqlite3.Connection, now: float, newest: sqlite3.Row) -> Non
     )
 
 
-def _close(db: sqlite3.Connection, now: float, item_id: int, outcome: str) -> None:
+def _close(db: Connection, now: float, item_id: int, outcome: str) -> None:
     db.execute("UPDATE outbox SET done_at = ?, outcome = ? WHERE id = ?", (now, outcome, item_id))
 
 
-def _sent_count(db: sqlite3.Connection, row: sqlite3.Row) -> int:
+def _sent_count(db: Connection, row: Row) -> int:
     count = db.execute(
         "SELECT COUNT(*) FROM outbox WHERE repository = ? AND sha = ? AND context = ?"
         " AND outcome = 'sent'",
@@ -134,7 +132,7 @@ def _sent_count(db: sqlite3.Connection, row: sqlite3.Row) -> int:
     return int(count)
 
 
-def _item(row: sqlite3.Row) -> OutboxItem:
+def _item(row: Row) -> OutboxItem:
     return OutboxItem(
         id=row["id"],
         build_id=row["build_id"],
@@ -146,5 +144,5 @@ def _item(row: sqlite3.Row) -> OutboxItem:
     )
 
 
-def pending_count(db: sqlite3.Connection) -> int:
+def pending_count(db: Connection) -> int:
     return int(db.execute("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL").fetchone()[0])
