@@ -136,7 +136,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = app[STORE] = open_store(settings)
+    store = app[STORE] = await open_store(settings)
     app[SESSION_KEY] = load_session_key(settings.data_dir)
     app[PROJECTS] = ProjectDirectory(settings, store, own_secrets=[app[SESSION_KEY]])
     app[REPOSITORIES] = Repositories(

@@ -14,6 +14,7 @@ from runner.app import create_app
 from runner.core.settings import Settings, parse_settings
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote
+from tests.support.postgres import stop_session_cluster
 from tests.support.webhooks import headers
 
 SECRET = "It's a Secret to Everybody"
@@ -159,3 +160,7 @@ def daemon(fake_github: FakeGitHub, aiohttp_client: Any) -> DaemonFactory:
         return await Daemon(aiohttp_client, settings).start()
 
     return start
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_session_cluster()  # the throwaway PostgreSQL cluster, if a test started it

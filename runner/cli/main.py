@@ -36,11 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     switch = commands.add_parser(
         "switch", help="blue/green: start the other instance, point nginx at it, drain the old"
     )
+    migrate = commands.add_parser(
+        "migrate", help="bring the store's schema up to date (serve does it too) and exit"
+    )
     commands.add_parser(
         "hash-password",
         help="print a password hash for [ui] users (asks on the terminal, or reads stdin)",
     )
-    for command in (serve, check, try_, switch):
+    for command in (serve, check, try_, switch, migrate):
         command.add_argument(
             "--config",
             type=Path,
@@ -68,15 +71,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.config, os.environ)
-        if args.command != "try":
+        if args.command not in ("try", "migrate"):
             _check_sandbox(settings)
             containment = _check_containment(settings)
+            store = _check_store(settings)
     except ConfigError as error:
         print(f"hobotnica: config error: {error}", file=sys.stderr)
         return 1
 
     if args.command == "check-config":
-        return _check_config(settings, containment)
+        return _check_config(settings, containment, store)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
     if args.command == "switch":
         from runner.cli.switch import switch as switch_instances
 
@@ -142,8 +148,49 @@ def _check_containment(settings: Settings) -> str:
     return f"each in a cgroup of its own: {where}"
 
 
-def _check_config(settings: Settings, containment: str) -> int:
+def _check_store(settings: Settings) -> str:
+    """Fail closed: a database that cannot be reached, or whose schema needs newer code."""
+    from runner.store import schema_versions
+    from runner.store.migrations import migrations
+
+    backend = "postgresql" if settings.database_url else "sqlite"
+    latest = len(migrations(backend))
+    applied, required = schema_versions(settings)
+    if required > latest:
+        raise ConfigError(
+            f"the store's schema (version {applied}) needs Hobotnica with schema version "
+            f"{required} or later; this one has {latest}: upgrade this node"
+        )
+    where = (
+        f"PostgreSQL {_without_user(settings.database_url)}"
+        if settings.database_url
+        else f"SQLite under {settings.data_dir}"
+    )
+    pending = f", {latest - applied} migration(s) to apply at start" if applied < latest else ""
+    return f"{where}, schema version {applied} of {latest}{pending}"
+
+
+def _without_user(url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+async def _migrate(settings: Settings) -> int:
+    from runner.store import open_store, schema_versions
+
+    before, _ = schema_versions(settings)
+    store = await open_store(settings)
+    await store.close()
+    after, _ = schema_versions(settings)
+    print(f"schema version {after}" + (f" (was {before})" if after != before else ", up to date"))
+    return 0
+
+
+def _check_config(settings: Settings, containment: str, store: str) -> int:
     print(f"config OK: {settings.config_path}")
+    print(f"  store: {store}")
     print(
         f"  listens on {settings.server.host}:{settings.server.port}, "
         f"public URL {settings.server.public_url}"

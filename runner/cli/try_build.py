@@ -158,7 +158,7 @@ def _wait_for(settings: Settings, build_id: int) -> int:
 
 
 async def _watch(settings: Settings, build_id: int) -> int:
-    store = open_store(settings)
+    store = await open_store(settings)
     try:
         while True:
             build = await store.get_build(build_id)

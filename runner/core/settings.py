@@ -171,6 +171,21 @@ def _local_url(server: Mapping[str, Any]) -> str:
     return f"http://{server['host']}:{server['port']}"
 
 
+def _database_url(name: str, value: str | None) -> str | None:
+    """A PostgreSQL URL without a password (libpq reads it from ~/.pgpass or PGPASSWORD)."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{name} must be a postgresql:// URL (empty: the embedded SQLite)")
+    if parts.password is not None:
+        raise ConfigError(
+            f"{name} must not carry a password: put it in ~/.pgpass (or PGPASSFILE), or in the "
+            "environment variable PGPASSWORD"
+        )
+    return value
+
+
 # --- the tables ----------------------------------------------------------------------------------
 
 
@@ -188,6 +203,8 @@ class ServerSettings:
     shutdown_grace: float = 5.0
     # uvloop takes about 6% more webhooks a second (bench S3); asyncio is the fallback.
     event_loop: EventLoopKind = "uvloop"
+    # This node's name in logs, pages and the database (default: host name and port).
+    node_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +319,10 @@ class Settings:
     data_dir: Annotated[Path, Key(table="storage", default="var")]
     # Below this much free space under data_dir no new build starts (runner.scheduling.free_space).
     min_free: Annotated[int, Key(table="storage"), at_least(0, "(bytes)")] = 1024**3
+    # Several nodes share one PostgreSQL; None: the embedded SQLite under data_dir.
+    database_url: Annotated[
+        str | None, Key(table="storage", env="HOBOTNICA_DATABASE_URL"), _database_url
+    ] = None
     server: ServerSettings = ServerSettings()
     builds: BuildSettings = BuildSettings()
     pull_requests: PullRequestSettings = PullRequestSettings()

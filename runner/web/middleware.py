@@ -175,6 +175,9 @@ def outlived_middleware() -> Middleware:
     return middleware
 
 
+_FORWARDED = {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}
+
+
 def client_middleware(*, trusted_proxies: tuple[str, ...]) -> Middleware:
     trusted = frozenset(ipaddress.ip_address(address) for address in trusted_proxies)
     forwarded = XForwardedFiltered(trusted)
@@ -186,8 +189,8 @@ def client_middleware(*, trusted_proxies: tuple[str, ...]) -> Middleware:
             with structlog.contextvars.bound_contextvars(client=client):
                 return await handler(seen)
 
-        if not _is_trusted(request.remote, trusted):
-            return await as_seen(request)
+        if not _is_trusted(request.remote, trusted) or not _FORWARDED & request.headers.keys():
+            return await as_seen(request)  # nothing forwarded: no copy of the request to make
         try:
             return await forwarded.middleware(request, as_seen)
         except web.HTTPBadRequest:

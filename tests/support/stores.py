@@ -17,7 +17,9 @@ from typing import Any
 from runner.core import statuses
 from runner.core.models import BuildRequest, BuildState, Job
 from runner.store import Delivery, DeliveryOutcome, OutboxItem, Store
+from runner.store.postgresql import PostgresStore
 from runner.store.sqlite import SQLiteStore
+from tests.support.postgres import session_cluster
 
 REPO = "octo/app"
 # The reporter's clock, an hour ahead: every held `pending` state is due by then.
@@ -90,8 +92,34 @@ async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Backend]:
     await backend.check()
 
 
+class PostgresBackend(Backend):
+    """A database of its own in the session's throwaway PostgreSQL cluster."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    async def _connect(self) -> Store:
+        store = PostgresStore(self.url, pool_size=4)
+        await store.open()
+        return store
+
+    async def check(self) -> None:
+        """PostgreSQL keeps its own consistency; nothing to add."""
+
+
+@asynccontextmanager
+async def postgres_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+    backend = PostgresBackend(session_cluster().new_database())
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
     "sqlite": sqlite_backend,
+    "postgresql": postgres_backend,
 }
 
 

@@ -1,0 +1,177 @@
+"""The PostgreSQL store: one database shared by every node (`storage.database_url`).
+
+The operations are the shared ones (`runner.store.sql.adapter`); this adds a connection pool
+(psycopg 3 and psycopg-pool: the PostgreSQL team's own adapter, with native LISTEN/NOTIFY and a
+thread-safe pool), threads to run the blocking calls on, READ COMMITTED transactions in which
+the queries take an advisory lock per repository before changing its builds (what SQLite's
+single writer gives for free), a retry of a transaction the server aborted for a deadlock or a
+serialization failure, and announcements across nodes: what a write committed is published
+with `pg_notify` inside its transaction, and every node LISTENs and announces what the others
+committed to its own scheduler, reporter and live pages. A notification lost while the listener
+reconnects costs latency, never work: listeners poll too, and after a reconnect everything is
+announced as changed.
+"""
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+import structlog
+from psycopg import errors
+
+from runner.store import migrations
+from runner.store.announcements import Change, Committed
+from runner.store.postgresql.connection import PostgresConnection
+from runner.store.sql.adapter import SQLStore
+from runner.store.sql.connection import Connection
+
+__all__ = ["PostgresStore"]
+
+log = structlog.get_logger(logger_name="hobotnica.store")
+
+_T = TypeVar("_T")
+
+CHANNEL = "hobotnica"
+POOL_SIZE = 8
+CONNECT_TIMEOUT = 10.0
+RETRIES = 5  # of a transaction aborted for a deadlock or a serialization failure
+LISTEN_RETRY = 1.0
+MIGRATION_LOCK = "hobotnica schema migrations"
+EVERYTHING = Change.QUEUED | Change.STARTED | Change.ENDED | Change.OUTBOX
+# What says "the database cannot write now": it is unreachable, shutting down, out of space.
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+
+
+class PostgresStore(SQLStore):
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+        super().__init__()
+        self._url = url
+        self._node = secrets.token_hex(8)  # tells this node's notifications from the others'
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=CONNECT_TIMEOUT,
+            kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
+        )
+        self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="store")
+        self._listener: asyncio.Task[None] | None = None
+
+    async def open(self) -> list[int]:
+        """Connect, bring the schema up to date (once, whoever else starts now), listen.
+
+        Returns the migrations this node applied.
+        """
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, lambda: self._pool.open(wait=True))
+        applied = await loop.run_in_executor(self._threads, self._migrate)
+        self._listener = asyncio.create_task(self._listen(), name="store-listener")
+        return applied
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await asyncio.get_running_loop().run_in_executor(self._threads, self._pool.close)
+        self._threads.shutdown(wait=True)
+
+    async def _call(
+        self,
+        function: Callable[[Connection], _T],
+        write: bool,
+        announce: Callable[[_T], Committed | None],
+    ) -> tuple[_T, Committed | None]:
+        def call() -> tuple[_T, Committed | None]:
+            with self._pool.connection() as raw:
+                if not write:
+                    return function(PostgresConnection(raw)), None
+                for attempt in range(RETRIES):
+                    try:
+                        with raw.transaction():
+                            result = function(PostgresConnection(raw))
+                            committed = announce(result)
+                            if committed is not None:
+                                raw.execute(
+                                    "SELECT pg_notify(%s, %s)",
+                                    [CHANNEL, _encode(self._node, committed)],
+                                )
+                        return result, committed
+                    except (errors.DeadlockDetected, errors.SerializationFailure):
+                        if attempt == RETRIES - 1:
+                            raise
+                raise AssertionError("unreachable")
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def _is_unavailable(self, error: BaseException) -> bool:
+        if isinstance(error, psycopg_pool.PoolTimeout | psycopg.OperationalError):
+            return True
+        state = getattr(error, "sqlstate", None) or ""
+        return state.startswith(_UNAVAILABLE_CLASSES)
+
+    def _migrate(self) -> list[int]:
+        known = migrations.migrations("postgresql")
+        with self._pool.connection() as raw, raw.transaction():
+            db = PostgresConnection(raw)
+            db.lock(MIGRATION_LOCK)  # three nodes starting together: the first migrates
+            raw.execute(migrations.CREATE_TABLE)
+            rows = raw.execute("SELECT version, requires FROM schema_migrations").fetchall()
+            required = max((row[1] for row in rows), default=0)
+            todo = migrations.pending(known, {row[0] for row in rows}, required)
+            for migration in todo:
+                for statement in migrations.statements(migration.sql):
+                    raw.execute(statement)
+                raw.execute(
+                    "INSERT INTO schema_migrations (version, name, requires, applied_at)"
+                    " VALUES (%s, %s, %s, extract(epoch FROM now()))",
+                    [migration.version, migration.name, migration.requires],
+                )
+        if todo:
+            log.info("migrated the database", versions=[m.version for m in todo])
+        return [migration.version for migration in todo]
+
+    async def _listen(self) -> None:
+        """What the other nodes commit, announced here; after a reconnect, everything."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
+                ) as connection:
+                    await connection.execute(f"LISTEN {CHANNEL}")
+                    self.announcements.announce(Committed(EVERYTHING))
+                    async for notification in connection.notifies():
+                        committed = _decode(self._node, notification.payload)
+                        if committed is not None:
+                            self.announcements.announce(committed)
+            except (psycopg.Error, OSError) as error:
+                log.warning("listening for other nodes failed; retrying", error=str(error))
+            await asyncio.sleep(LISTEN_RETRY)
+
+
+def _encode(node: str, committed: Committed) -> str:
+    payload: dict[str, Any] = {"node": node, "change": committed.change.value}
+    if committed.stops:
+        payload["stops"] = [list(stop) for stop in committed.stops][:50]
+    if committed.outbox_due_at:
+        payload["due"] = committed.outbox_due_at
+    return json.dumps(payload)
+
+
+def _decode(node: str, payload: str) -> Committed | None:
+    try:
+        message = json.loads(payload)
+        if message.get("node") == node:
+            return None  # announced here already, when it committed
+        stops = tuple((int(build_id), str(reason)) for build_id, reason in message.get("stops", ()))
+        return Committed(Change(int(message["change"])), stops, float(message.get("due", 0)))
+    except (ValueError, KeyError, TypeError):
+        log.warning("a notification that is not ours", payload=payload[:200])
+        return None

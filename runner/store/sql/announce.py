@@ -10,7 +10,7 @@ from runner.store.records import DeliveryOutcome, RecoveredBuild, Rerun
 from runner.store.sql.registry import STOPPED_DISABLED, STOPPED_REMOVED
 
 
-def recorded(outcome: DeliveryOutcome) -> Committed | None:
+def recorded(outcome: DeliveryOutcome, *_: object) -> Committed | None:
     if outcome.duplicate or not outcome.build_ids:
         return None
     change = Change.QUEUED | Change.OUTBOX

@@ -4,7 +4,8 @@ The queries of `runner.store.sql` are written once, in the SQL both SQLite and P
 read (`?` placeholders, 0/1 flags, `COLLATE nocase`, `RETURNING`, `ON CONFLICT`), against this
 small interface; each backend's adapter hands them its connection behind it:
 
-- `execute` / `executemany`, returning rows that read by column name or position;
+- `execute` / `executemany`, returning rows that read by column name or position, and
+  `insert`, returning the new row's id;
 - `lock(key)`: serialise the transactions that change one repository's builds (SQLite's single
   writer does it already; PostgreSQL takes a transaction-scoped advisory lock);
 - `now()`: the time of the transaction, from the database's clock where there is one, so the
@@ -36,6 +37,10 @@ class Connection(Protocol):
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor: ...
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
+
+    def insert(self, sql: str, parameters: Sequence[object]) -> int:
+        """Run an `INSERT` into a table with an `id` key; the new row's id."""
+        ...
 
     def lock(self, key: str) -> None:
         """Until the transaction ends, no other transaction holds `key`'s lock."""

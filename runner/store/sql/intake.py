@@ -8,7 +8,7 @@ the next, behind one fsync. What a new build does to its lane is `rules.arrive`'
 from collections.abc import Iterable, Sequence
 
 from runner.core import statuses
-from runner.core.models import BuildRequest, Job
+from runner.core.models import BuildRequest, BuildState, Job
 from runner.scheduling import rules
 from runner.store.records import Delivery, DeliveryOutcome, Hook
 from runner.store.sql import rows
@@ -60,7 +60,7 @@ def record(db: Connection, delivery: Delivery) -> DeliveryOutcome:
     now = db.now()
     for request in delivery.requests:
         later = pushed_later(db, request)
-        waiting = () if later else rows.facts(db, request.repository, "queued")
+        waiting = () if later else _lane(db, request, BuildState.QUEUED)
         busy = () if later or not delivery.stop_running else _running_tests(db, request)
         arrival = rules.arrive(
             request,
@@ -84,7 +84,7 @@ def record(db: Connection, delivery: Delivery) -> DeliveryOutcome:
             reason = statuses.superseded_by(arrival.born_superseded_by)
             rows.end_queued(db, rows.row(db, build_id), reason, heard=False)
             continue
-        rows.supersede(db, arrival.supersede)
+        rows.supersede(db, arrival.supersede, waiting)
         superseded += [ended.build_id for ended in arrival.supersede]
         running += [(stopped, request.sha) for stopped, _ in arrival.stop_running]
     return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
@@ -102,10 +102,19 @@ def pushed_later(db: Connection, request: BuildRequest) -> str | None:
     return None if found is None else str(found["sha"])
 
 
+def _lane(db: Connection, request: BuildRequest, state: BuildState) -> list[rules.BuildFacts]:
+    """What `rules.arrive` may supersede: the lane's builds (a deploy's lane is every deploy of
+    the repository), read through the lane's index."""
+    ref = None if request.job is Job.DEPLOY else request.ref
+    return rows.facts(db, request.repository, state, request.job, ref)
+
+
 def _running_tests(db: Connection, request: BuildRequest) -> list[rules.BuildFacts]:
     if request.job is not Job.TEST:
         return []
-    return rows.facts(db, request.repository, "running", Job.TEST)
+    return rows.facts(
+        db, request.repository, BuildState.RUNNING, Job.TEST, request.ref, heard=False
+    )
 
 
 def hooks(db: Connection) -> list[Hook]:

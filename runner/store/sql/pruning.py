@@ -15,7 +15,7 @@ def prune(db: Connection, *, older_than: float, keep_per_repository: int) -> lis
     """
     found = db.execute(
         "SELECT id FROM (SELECT id, state, finished_at, ROW_NUMBER() OVER"
-        " (PARTITION BY repository ORDER BY id DESC) AS newer FROM builds)"
+        " (PARTITION BY repository ORDER BY id DESC) AS newer FROM builds) AS ranked"
         " WHERE state IN ('success', 'failure', 'error')"
         " AND (finished_at < ? OR newer > ?)",
         (older_than, keep_per_repository),

@@ -120,8 +120,8 @@ def finish(
     if deploy is None:
         return None
     deploy_id = rows.insert_build(db, deploy, row["delivery_id"], db.now(), build_id)
-    waiting = rows.facts(db, deploy.repository, "queued", Job.DEPLOY)
-    rows.supersede(db, rules.superseded_by_deploy(deploy_id, deploy, waiting))
+    waiting = rows.facts(db, deploy.repository, BuildState.QUEUED, Job.DEPLOY)
+    rows.supersede(db, rules.superseded_by_deploy(deploy_id, deploy, waiting), waiting)
     return deploy_id
 
 
@@ -170,7 +170,8 @@ def release(db: Connection, owner: str, build_ids: Iterable[int]) -> list[Recove
 def _recover(db: Connection, row: Row) -> RecoveredBuild:
     request = rows.request_of(row)
     db.lock(request.repository.lower())
-    waiting = rows.facts(db, request.repository, "queued", request.job)
+    ref = None if request.job is Job.DEPLOY else request.ref
+    waiting = rows.facts(db, request.repository, BuildState.QUEUED, request.job, ref)
     recovery = rules.recover(rows.facts_of(row), waiting)
     if recovery.requeue:
         db.execute(

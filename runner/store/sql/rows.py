@@ -1,12 +1,15 @@
 """Rows of the `builds` table as the rest of the store sees them, and the writes every part of
 the SQLite store shares: inserting a build (with its `Queued` status) and ending one."""
 
+from collections.abc import Iterable
+
 from runner.core import statuses
 from runner.core.models import Build, BuildRequest, BuildState, Job
 from runner.scheduling import rules
 from runner.store.sql import outbox
 from runner.store.sql.connection import Connection, Row
 
+PLAIN = "SELECT b.* FROM builds AS b"
 # The facts of the builds a query returns, and whether GitHub heard of each.
 FACTS = (
     "SELECT b.*, EXISTS (SELECT 1 FROM outbox AS o WHERE o.build_id = b.id"
@@ -65,14 +68,29 @@ def row(db: Connection, build_id: int) -> Row:
 
 
 def facts(
-    db: Connection, repository: str, state: str, job: Job | None = None
+    db: Connection,
+    repository: str,
+    state: BuildState,
+    job: Job | None = None,
+    ref: str | None = None,
+    *,
+    heard: bool = True,
 ) -> list[rules.BuildFacts]:
-    """The repository's builds in `state` (of `job`), as the rules see them."""
-    query = f"{FACTS} WHERE b.state = ? AND b.repository = ?"
-    arguments: tuple[object, ...] = (state, repository)
+    """The repository's builds in `state` (of `job`, on `ref`), as the rules see them; `heard`
+    False skips asking whether GitHub heard of each.
+
+    The state is written into the query, not bound: SQLite plans a bound state several times
+    slower (it cannot tell how selective it is).
+    """
+    query = f"{FACTS if heard else PLAIN} WHERE b.state = '{BuildState(state).value}'"
+    query += " AND b.repository = ?"
+    arguments: tuple[object, ...] = (repository,)
     if job is not None:
         query += " AND b.job = ?"
         arguments += (job.value,)
+    if ref is not None:
+        query += " AND b.ref = ?"
+        arguments += (ref,)
     return [facts_of(found) for found in db.execute(query, arguments)]
 
 
@@ -84,11 +102,11 @@ def insert_build(
     parent_id: int | None,
     not_before: float | None = None,
 ) -> int:
-    cursor = db.execute(
+    build_id = db.insert(
         "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
         " pull_request, from_fork, deploy_after_test, message, author, state, description,"
         " received_at, queued_at, not_before, pushed_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             delivery_id,
             parent_id,
@@ -110,7 +128,6 @@ def insert_build(
             request.pushed_at,
         ),
     )
-    build_id = int(cursor.fetchone()[0])
     outbox.enqueue(db, build_id, request, statuses.queued(request.job))
     return build_id
 
@@ -134,15 +151,27 @@ def end_queued(db: Connection, queued: Row, description: str, heard: bool | None
 
     `heard` None: look it up now (callers whose query did not answer it already).
     """
-    end(db, queued["id"], BuildState.ERROR, description, None)
+    end_waiting(db, queued["id"], request_of(queued), description, heard)
+
+
+def end_waiting(
+    db: Connection, build_id: int, request: BuildRequest, description: str, heard: bool | None
+) -> None:
+    end(db, build_id, BuildState.ERROR, description, None)
     if heard is None:
-        heard = not outbox.forget_unannounced(db, queued["id"])
+        heard = not outbox.forget_unannounced(db, build_id)
     elif not heard:
-        outbox.drop_waiting(db, queued["id"])
+        outbox.drop_waiting(db, build_id)
     if heard:
-        outbox.enqueue(db, queued["id"], request_of(queued), statuses.errored(description))
+        outbox.enqueue(db, build_id, request, statuses.errored(description))
 
 
-def supersede(db: Connection, ended: tuple[rules.Supersede, ...]) -> None:
+def supersede(
+    db: Connection, ended: tuple[rules.Supersede, ...], known: Iterable[rules.BuildFacts] = ()
+) -> None:
+    """End what the rules superseded (`known`: the facts already read of them)."""
+    facts_by_id = {facts.id: facts for facts in known}
     for decision in ended:
-        end_queued(db, row(db, decision.build_id), decision.reason, decision.tell_github)
+        found = facts_by_id.get(decision.build_id)
+        request = found.request if found else request_of(row(db, decision.build_id))
+        end_waiting(db, decision.build_id, request, decision.reason, decision.tell_github)

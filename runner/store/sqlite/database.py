@@ -43,6 +43,11 @@ class SQLiteConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         self.raw.executemany(sql, rows)
 
+    def insert(self, sql: str, parameters: Sequence[object]) -> int:
+        row_id = self.raw.execute(sql, parameters).lastrowid
+        assert row_id is not None
+        return row_id
+
     def lock(self, key: str) -> None:
         """The transaction holds the database's only write lock already."""
 
