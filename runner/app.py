@@ -56,6 +56,7 @@ from runner.web.badge import BadgeView
 from runner.web.builds import BuildViews
 from runner.web.catalog import RepositoryCatalog
 from runner.web.live import BuildWatch, LiveLog
+from runner.web.log_files import LogFiles
 from runner.web.middleware import (
     client_middleware,
     error_middleware,
@@ -66,6 +67,7 @@ from runner.web.middleware import (
 from runner.web.operations import Lifecycle, Operations
 from runner.web.pages import PageViews
 from runner.web.rendering import Renderer
+from runner.web.sessions import KEY_BYTES as SESSION_KEY_BYTES
 from runner.web.sessions import load_session_key
 from runner.web.signin import SignIn
 
@@ -137,7 +139,11 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = app[STORE] = await open_store(settings)
-    app[SESSION_KEY] = load_session_key(settings.data_dir)
+    # Every node signs sessions with one key: the store's when nodes on other hosts share it.
+    if store.is_shared:
+        app[SESSION_KEY] = await store.installation_secret("session-key", SESSION_KEY_BYTES)
+    else:
+        app[SESSION_KEY] = load_session_key(settings.data_dir)
     app[PROJECTS] = ProjectDirectory(settings, store, own_secrets=[app[SESSION_KEY]])
     app[REPOSITORIES] = Repositories(
         settings.data_dir, token=settings.github.token, inherited_env=settings.inherited_env
@@ -263,8 +269,9 @@ async def _pages(app: web.Application) -> AsyncIterator[None]:
     watch = app[WATCH] = BuildWatch(store, app[JOBS])
     control = app[CONTROL] = BuildControl(store)
     renderer = app[RENDERER]
-    live = LiveLog(settings.data_dir, store, watch, catalog)
-    build_views = BuildViews(settings, store, catalog, renderer, access, control, live)
+    logs = LogFiles(settings.data_dir, store)
+    live = LiveLog(logs, store, watch, catalog)
+    build_views = BuildViews(settings, store, catalog, renderer, access, control, live, logs)
     app.router.add_routes(build_views.routes())
     context = ApiContext(
         settings=settings,

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import runner.executor.host
-from runner.core.settings import BuildUser, Settings
+from runner.core.setting_checks import BuildUser
+from runner.core.settings import Settings
 from runner.executor.cgroup_v2 import UnifiedTree
 from runner.executor.cgroups import CgroupTree, find_cgroup_tree
 from tests.conftest import PUBLIC_URL, DaemonFactory, SettingsFactory

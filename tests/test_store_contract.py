@@ -1451,3 +1451,70 @@ async def test_a_healthy_store_is_writable(store: Store) -> None:
     await store.probe_write()
     assert store.writable
     assert store.write_failures == 0
+
+
+async def test_a_result_of_an_earlier_attempt_never_finishes_the_next_one(store: Store) -> None:
+    # The daemon lost the build (its lease lapsed), it ran again as attempt 2 under the same
+    # owner: attempt 1's late result is fenced off, attempt 2's counts.
+    [build_id] = await deliver(store, "d1", request(1))
+    [claimed] = await store.claim_builds(1, OWNER, LEASE)
+    assert claimed.attempt == 1
+    await store.recover_interrupted(everyone_gone)
+    [again] = await store.claim_builds(1, OWNER, LEASE)
+    assert (again.id, again.attempt) == (build_id, 2)
+
+    assert await store.finish_build(build_id, FAILURE, 2, OWNER, attempt=1) is None
+    assert (await state(store, build_id))[0] is BuildState.RUNNING
+    await store.finish_build(build_id, SUCCESS, 0, OWNER, attempt=2)
+    assert (await state(store, build_id))[0] is BuildState.SUCCESS
+
+
+# -- logs and secrets shared by nodes -------------------------------------------------------------
+
+
+async def test_a_shipped_log_reads_back_from_any_offset_and_a_chunk_sent_twice_counts_once(
+    store: Store,
+) -> None:
+    [build_id] = await deliver(store, "d1", request(1))
+    await store.append_log(build_id, 1, 0, b"hello ")
+    await store.append_log(build_id, 1, 6, b"world\n")
+    await store.append_log(build_id, 1, 6, b"world\n")  # the shipper retried after a failure
+    assert await store.read_log(build_id, 0) == (1, b"hello world\n")
+    assert await store.read_log(build_id, 3) == (1, b"lo world\n")
+    assert await store.read_log(build_id, 12) == (1, b"")
+    assert await store.read_log(build_id + 1, 0) == (0, b"")
+
+
+async def test_a_shipped_log_stops_before_a_chunk_not_shipped_yet(store: Store) -> None:
+    [build_id] = await deliver(store, "d1", request(1))
+    await store.append_log(build_id, 1, 0, b"one\n")
+    await store.append_log(build_id, 1, 8, b"three\n")  # "two\n" has not arrived
+    assert await store.read_log(build_id, 0) == (1, b"one\n")
+
+
+async def test_a_build_run_again_starts_its_shipped_log_over(store: Store) -> None:
+    [build_id] = await deliver(store, "d1", request(1))
+    await store.append_log(build_id, 1, 0, b"first attempt, cut short\n")
+    await store.append_log(build_id, 2, 0, b"second\n")
+    assert await store.read_log(build_id, 0) == (2, b"second\n")
+    # A late chunk of the first attempt never mixes into the second's log.
+    await store.append_log(build_id, 1, 25, b"late\n")
+    assert await store.read_log(build_id, 0) == (2, b"second\n")
+
+
+async def test_pruning_a_build_forgets_its_shipped_log(store: Store) -> None:
+    [build_id] = await deliver(store, "d1", request(1))
+    await run_to_end(store, build_id, SUCCESS)
+    await store.append_log(build_id, 1, 0, b"log\n")
+    assert await store.prune(older_than=time.time() + 60, keep_per_repository=1) == [build_id]
+    assert await store.read_log(build_id, 0) == (0, b"")
+
+
+async def test_an_installation_secret_is_made_once_and_kept(backend: Backend) -> None:
+    first = await backend.open()
+    key = await first.installation_secret("session", 32)
+    assert len(key) == 32
+    assert await first.installation_secret("session", 32) == key
+    assert await first.installation_secret("other", 32) != key
+    await first.close()
+    assert await (await backend.open()).installation_secret("session", 32) == key

@@ -9,7 +9,7 @@ from aiohttp import web
 from runner.api.context import ApiContext, body, validated
 from runner.api.problems import FieldError, ProblemError, not_found
 from runner.core.names import is_env_name
-from runner.core.settings import MIN_SECRET_LENGTH
+from runner.core.setting_checks import MIN_SECRET_LENGTH
 
 
 def is_reserved(name: str) -> bool:

@@ -18,6 +18,11 @@ def log_path(data_dir: Path, build_id: int) -> Path:
     return data_dir / "logs" / f"{build_id}.log"
 
 
+def log_copies(data_dir: Path) -> Path:
+    """Where a node keeps its copies of logs shipped by the nodes that ran the builds."""
+    return data_dir / "log-copies"
+
+
 def ring_path(log: Path) -> Path:
     """The ring of the tail while a build's output is over the cap (gone once it ends)."""
     return log.with_suffix(".tail")

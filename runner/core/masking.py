@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
 
-from runner.core.settings import MIN_SECRET_LENGTH
+from runner.core.setting_checks import MIN_SECRET_LENGTH
 
 MASK = b"***"
 # What a terminal or a page does not show: escape sequences (CSI with its parameters, OSC to BEL

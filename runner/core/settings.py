@@ -9,13 +9,11 @@ once, one a line. Nothing else in the package reads `os.environ`: the part of th
 environment that builds inherit is captured here.
 """
 
-import pwd
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from runner.core.config_loading import (
     NOT_IN_FILE,
@@ -32,8 +30,22 @@ from runner.core.config_loading import (
     url,
 )
 from runner.core.errors import ConfigError
-from runner.core.names import is_branch_name, is_env_name, is_repository_name, is_user_name
-from runner.core.passwords import is_password_hash
+from runner.core.setting_checks import (
+    BuildUser,
+    branch,
+    build_user,
+    database_url,
+    github_owner,
+    local_url,
+    maskable,
+    password_hash,
+    port_pair,
+    registered_once,
+    repository,
+    user_name,
+    variable_name,
+    without_credentials,
+)
 
 # The example config's secret. It lets `make run` work before any config is written, and the
 # daemon says loudly that it is not for production whenever it is in use.
@@ -51,8 +63,6 @@ DEVELOPMENT_PASSWORD_HASH = (
 INHERITED_ENV_NAMES = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
 INHERITED_ENV_PREFIXES = ("LC_",)
 
-# Shorter secrets would mask innocent text all over a log (think "1" or "yes").
-MIN_SECRET_LENGTH = 6
 # Whoever can reach the daemon may guess the webhook secret offline from one signed delivery they
 # saw, or online; below this, only a daemon on a loopback address may have such a secret.
 MIN_WEBHOOK_SECRET_LENGTH = 16
@@ -65,127 +75,6 @@ SandboxKind = Literal["none", "bubblewrap"]
 EventLoopKind = Literal["uvloop", "asyncio"]
 
 
-@dataclass(frozen=True)
-class BuildUser:
-    """The account builds run as (`builds.user`), looked up once at start."""
-
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-
-# --- checks: each takes the key's name and value, returns the value or raises ConfigError -------
-
-
-def _without_credentials(name: str, value: str) -> str:
-    # Checked first, so that no later message repeats a credential found in a URL.
-    if "@" in urlsplit(value).netloc:
-        raise ConfigError(f"{name} must not carry credentials; use github.token")
-    return value
-
-
-def _github_owner(name: str, owner: str) -> str:
-    if not is_repository_name(f"{owner}/x"):
-        raise ConfigError(f"{name}: {owner!r} is not a GitHub user or organisation")
-    if owner.lower() == "local":
-        raise ConfigError(f"{name}: 'local' is reserved for hobotnica try")
-    return owner
-
-
-def _build_user(name: str, user: str) -> BuildUser:
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        raise ConfigError(f"{name}: there is no user {user!r} on this host") from None
-    if entry.pw_uid == 0:
-        raise ConfigError(f"{name} must not be root: builds would own the host")
-    return BuildUser(user, entry.pw_uid, entry.pw_gid, entry.pw_dir)
-
-
-def _port_pair(name: str, ports: tuple[int, ...]) -> tuple[int, int]:
-    if len(ports) != 2 or ports[0] == ports[1] or not all(0 < port < 65536 for port in ports):
-        raise ConfigError(f"{name} must be two different port numbers, like [8081, 8082]")
-    return ports[0], ports[1]
-
-
-def _repository(name: str, repository: str) -> str:
-    if not is_repository_name(repository):
-        raise ConfigError(f"{name} {repository!r} is not a valid repository name (owner/name)")
-    return repository
-
-
-def _branch(name: str, branch: str) -> str:
-    if not is_branch_name(branch):
-        raise ConfigError(f"{name} {branch!r} is not a valid branch name")
-    return branch
-
-
-def _registered_once(name: str, projects: tuple["Project", ...]) -> tuple["Project", ...]:
-    seen: set[str] = set()
-    for project in projects:
-        if project.repository.lower() in seen:
-            raise ConfigError(f"{name}: {project.repository} is registered twice")
-        seen.add(project.repository.lower())
-    return projects
-
-
-# Entries of a table of variables, or of [ui] users: `check(name, key, value)`. Values of secrets
-# and password hashes are never echoed: a password pasted where its hash belongs stays unprinted.
-
-
-def _variable_name(name: str, key: str, value: str) -> str:
-    if not is_env_name(key):
-        raise ConfigError(f"{name}.{key} is not a valid environment variable name")
-    if key.startswith("HOBOTNICA") or key == "CI":
-        raise ConfigError(f"{name}.{key}: that name is reserved for Hobotnica")
-    return value
-
-
-def _maskable(name: str, key: str, value: str) -> str:
-    if len(value) < MIN_SECRET_LENGTH:
-        raise ConfigError(
-            f"{name}.{key} is shorter than {MIN_SECRET_LENGTH} characters: "
-            "too short to mask in logs safely"
-        )
-    return value
-
-
-def _user_name(name: str, key: str, value: str) -> str:
-    if not is_user_name(key):
-        raise ConfigError(
-            f"{name}: {key!r} is not a valid user name (letters, digits, . _ @ -; at most 64)"
-        )
-    return value
-
-
-def _password_hash(name: str, key: str, value: str) -> str:
-    if not is_password_hash(value):
-        raise ConfigError(
-            f"{name}.{key} is not a password hash: make one with `hobotnica hash-password`"
-        )
-    return value
-
-
-def _local_url(server: Mapping[str, Any]) -> str:
-    return f"http://{server['host']}:{server['port']}"
-
-
-def _database_url(name: str, value: str | None) -> str | None:
-    """A PostgreSQL URL without a password (libpq reads it from ~/.pgpass or PGPASSWORD)."""
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"{name} must be a postgresql:// URL (empty: the embedded SQLite)")
-    if parts.password is not None:
-        raise ConfigError(
-            f"{name} must not carry a password: put it in ~/.pgpass (or PGPASSFILE), or in the "
-            "environment variable PGPASSWORD"
-        )
-    return value
-
-
 # --- the tables ----------------------------------------------------------------------------------
 
 
@@ -194,7 +83,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8081
     # In the file, the default is http://{host}:{port}.
-    public_url: Annotated[str, Key(default_from=_local_url), url("http", "https")] = (
+    public_url: Annotated[str, Key(default_from=local_url), url("http", "https")] = (
         "http://127.0.0.1:8081"
     )
     # Peers whose X-Forwarded-For is believed (nginx on the same host).
@@ -210,8 +99,8 @@ class ServerSettings:
 @dataclass(frozen=True)
 class GitHubSettings:
     webhook_secret: Annotated[str, Key(env="HOBOTNICA_WEBHOOK_SECRET")]
-    api_url: Annotated[str, _without_credentials, url("http", "https")] = "https://api.github.com"
-    git_url: Annotated[str, _without_credentials, url("http", "https", "file")] = (
+    api_url: Annotated[str, without_credentials, url("http", "https")] = "https://api.github.com"
+    git_url: Annotated[str, without_credentials, url("http", "https", "file")] = (
         "https://github.com"
     )
     token: Annotated[str | None, Key(env="HOBOTNICA_GITHUB_TOKEN")] = None
@@ -244,7 +133,7 @@ class BuildSettings:
     memory_max: Annotated[int | None, at_least(MIN_MEMORY_MAX, "(or absent: no limit)")] = None
     tasks_max: Annotated[int | None, at_least(MIN_TASKS_MAX, "(or absent: no limit)")] = None
     # A user name in the file; None: builds run as the daemon's own user.
-    user: Annotated[BuildUser | None, Key(file_type=str | None), _build_user] = None
+    user: Annotated[BuildUser | None, Key(file_type=str | None), build_user] = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +145,7 @@ class PullRequestSettings:
 class DeploySettings:
     """How `hobotnica switch` runs blue/green (see runner.cli.switch)."""
 
-    ports: Annotated[tuple[int, int], Key(file_type=tuple[int, ...]), _port_pair] = (8081, 8082)
+    ports: Annotated[tuple[int, int], Key(file_type=tuple[int, ...]), port_pair] = (8081, 8082)
     manager: Literal["systemd", "process"] = "systemd"
     upstream_file: Path = Path("/etc/nginx/hobotnica-upstream.conf")
     nginx_test: Annotated[tuple[str, ...], command] = ("nginx", "-t")
@@ -272,7 +161,7 @@ class UiSettings:
     # Pages, badges, logs and metrics without signing in; cancel and re-run still need a user.
     public: bool = False
     # User name → password hash (`hobotnica hash-password`).
-    users: Annotated[Mapping[str, str], each_entry(_user_name, _password_hash)] = field(
+    users: Annotated[Mapping[str, str], each_entry(user_name, password_hash)] = field(
         default_factory=dict
     )
 
@@ -290,7 +179,7 @@ class ApiSettings:
 
     # GitHub owners (users or organisations) whose repositories may be registered; empty: none.
     # A registration runs its Makefile on this host, so this is the operator's decision.
-    allowed_owners: Annotated[tuple[str, ...], each(_github_owner)] = ()
+    allowed_owners: Annotated[tuple[str, ...], each(github_owner)] = ()
 
     def allows_owner(self, owner: str) -> bool:
         return owner.lower() in (allowed.lower() for allowed in self.allowed_owners)
@@ -298,10 +187,10 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class Project:
-    repository: Annotated[str, _repository]
-    deploy_branch: Annotated[str | None, _branch] = None
-    env: Annotated[Mapping[str, str], each_entry(_variable_name)] = field(default_factory=dict)
-    secrets: Annotated[Mapping[str, str], each_entry(_variable_name, _maskable)] = field(
+    repository: Annotated[str, repository]
+    deploy_branch: Annotated[str | None, branch] = None
+    env: Annotated[Mapping[str, str], each_entry(variable_name)] = field(default_factory=dict)
+    secrets: Annotated[Mapping[str, str], each_entry(variable_name, maskable)] = field(
         default_factory=dict
     )
     # Registered through the API: these may differ per repository.
@@ -321,7 +210,7 @@ class Settings:
     min_free: Annotated[int, Key(table="storage"), at_least(0, "(bytes)")] = 1024**3
     # Several nodes share one PostgreSQL; None: the embedded SQLite under data_dir.
     database_url: Annotated[
-        str | None, Key(table="storage", env="HOBOTNICA_DATABASE_URL"), _database_url
+        str | None, Key(table="storage", env="HOBOTNICA_DATABASE_URL"), database_url
     ] = None
     server: ServerSettings = ServerSettings()
     builds: BuildSettings = BuildSettings()
@@ -329,7 +218,7 @@ class Settings:
     deploy: DeploySettings = DeploySettings()
     ui: UiSettings = UiSettings()
     api: ApiSettings = ApiSettings()
-    projects: Annotated[tuple[Project, ...], _registered_once] = ()
+    projects: Annotated[tuple[Project, ...], registered_once] = ()
     inherited_env: Annotated[Mapping[str, str], NOT_IN_FILE] = field(default_factory=dict)
     config_path: Annotated[Path | None, NOT_IN_FILE] = None
 

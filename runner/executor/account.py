@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.core.settings import BuildUser
+from runner.core.setting_checks import BuildUser
 
 PROBE_TIMEOUT = 10.0
 PASS_THROUGH = 0o711  # others may traverse, not list

@@ -25,6 +25,7 @@ from runner.core.statuses import Status
 from runner.executor.account import BuildAccount
 from runner.executor.cgroups import BuildCgroup, CgroupTree, build_cgroup_name
 from runner.executor.environment import build_environment
+from runner.executor.log_shipping import LogShipper
 from runner.executor.logfile import BuildLog
 from runner.executor.process import MakeOutcome, run_make
 from runner.executor.reaper import marker_for
@@ -102,9 +103,12 @@ class BuildWorker:
             # Deploys were turned off after this one was queued (PATCH jobs: [test]).
             return statuses.errored("Not deployed: deploys are off for this repository"), None
         masker = self.projects.masker(project)
-        build_log = BuildLog(
-            log_path(self.settings.data_dir, build.id), self.settings.builds.max_log_bytes
-        )
+        path = log_path(self.settings.data_dir, build.id)
+        build_log = BuildLog(path, self.settings.builds.max_log_bytes)
+        shipper = None
+        if self.store.is_shared:  # other nodes show this build's page and live log too
+            shipper = LogShipper(self.store, path, build.id, build.attempt)
+            shipper.start()
         try:
             request = build.request
             what = f"pull request #{request.pull_request}" if request.pull_request else request.ref
@@ -173,6 +177,8 @@ class BuildWorker:
             return self._status(build, project, outcome, build_log), outcome.exit_code
         finally:
             build_log.close()
+            if shipper is not None:
+                await shipper.close()
 
     @contextlib.asynccontextmanager
     async def _contained(
@@ -217,7 +223,9 @@ class BuildWorker:
         delay = RESULT_RETRY_FIRST
         while True:
             try:
-                return await self.store.finish_build(build.id, status, exit_code, self.owner)
+                return await self.store.finish_build(
+                    build.id, status, exit_code, self.owner, build.attempt
+                )
             except StoreUnavailable as error:
                 log.warning(
                     "cannot record the build's result yet; retrying",

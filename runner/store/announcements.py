@@ -26,6 +26,7 @@ class Change(enum.Flag):
     ENDED = enum.auto()  # builds reached a final state
     OUTBOX = enum.auto()  # statuses were written for GitHub (due at `outbox_due_at`)
     STOPS = enum.auto()  # running builds were asked to stop (`stops`)
+    LOG = enum.auto()  # a build's log grew (shipped by the node running it)
 
 
 @dataclass(frozen=True)

@@ -67,9 +67,16 @@ class BuildQueue(Protocol):
         ...
 
     async def finish_build(
-        self, build_id: int, status: Status, exit_code: int | None, owner: str
+        self,
+        build_id: int,
+        status: Status,
+        exit_code: int | None,
+        owner: str,
+        attempt: int | None = None,
     ) -> int | None:
-        """Record a build's result (only its lease's owner may); the deploy it unlocks, if any."""
+        """Record a build's result; the deploy it unlocks, if any. Only its lease's owner may,
+        and only for the attempt it runs (`attempt`, None: whichever), so a daemon that lost
+        the build and got it back never finishes the new attempt with the old one's result."""
         ...
 
     async def set_commit_info(self, build_id: int, message: str, author: str) -> None: ...
@@ -212,7 +219,25 @@ class Upkeep(Protocol):
     @property
     def write_failures(self) -> int: ...
 
+    @property
+    def is_shared(self) -> bool:
+        """Whether nodes on other hosts share this store: logs and secrets go through it."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class BuildLogs(Protocol):
+    """Build logs for the nodes that did not run the build (`runner.executor.log_shipping`),
+    and the installation's secrets that every node must share (the session key)."""
+
+    async def append_log(self, build_id: int, attempt: int, start: int, data: bytes) -> None: ...
+
+    async def read_log(self, build_id: int, start: int) -> tuple[int, bytes]:
+        """(attempt, the log from `start`) as shipped; a newer attempt started over at 0."""
+        ...
+
+    async def installation_secret(self, name: str, size: int) -> bytes: ...
 
 
 class Announcing(Protocol):
@@ -223,6 +248,15 @@ class Announcing(Protocol):
 
 
 class Store(
-    Deliveries, BuildQueue, Leases, Outbox, Registry, Listings, Upkeep, Announcing, Protocol
+    Deliveries,
+    BuildQueue,
+    Leases,
+    Outbox,
+    Registry,
+    Listings,
+    BuildLogs,
+    Upkeep,
+    Announcing,
+    Protocol,
 ):
     """Everything the daemon keeps."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from runner.core.links import build_url, log_path
+from runner.core.links import build_url
 from runner.core.masking import SecretMasker
 from runner.core.models import Build
 from runner.core.settings import Settings
@@ -24,6 +24,7 @@ from runner.store import Store
 from runner.web.auth import Access, viewer_of
 from runner.web.catalog import RepositoryCatalog
 from runner.web.live import LiveLog
+from runner.web.log_files import LogFiles
 from runner.web.logview import read_tail
 from runner.web.present import BuildView
 from runner.web.rendering import Renderer
@@ -57,8 +58,10 @@ class BuildViews:
         access: Access,
         control: BuildControl,
         live: LiveLog,
+        logs: LogFiles,
     ) -> None:
         self._settings = settings
+        self._logs = logs
         self._store = store
         self._catalog = catalog
         self._renderer = renderer
@@ -134,7 +137,7 @@ class BuildViews:
 
     async def log(self, request: web.Request) -> web.StreamResponse:
         build = await self._build(request)
-        path = log_path(self._settings.data_dir, build.id)
+        path = await self._logs.path(build.id)
         if not path.exists():
             return web.Response(text="", content_type="text/plain", charset="utf-8")
         response = web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
@@ -148,7 +151,7 @@ class BuildViews:
         build = await self._build(request)
         masker = await self._catalog.masker(build.repository)
         view = BuildView.of(build, masker)
-        path = log_path(self._settings.data_dir, build.id)
+        path = await self._logs.path(build.id)
         tail = await asyncio.to_thread(
             read_tail, path, PAGE_LOG_BYTES, masker, final=build.state.is_final
         )

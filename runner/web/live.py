@@ -39,11 +39,12 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from runner.core.background import BackgroundJobs
-from runner.core.links import log_path, ring_path
+from runner.core.links import ring_path
 from runner.core.models import Build
 from runner.store import Store
 from runner.store.announcements import Change, Committed
 from runner.web.catalog import RepositoryCatalog
+from runner.web.log_files import LogFiles
 from runner.web.logview import LineRenderer, line_number_at
 from runner.web.present import BuildView
 
@@ -83,9 +84,14 @@ class BuildWatch:
         self._jobs.keep_running("build-watch", self._poll)
 
     def _on_committed(self, committed: Committed) -> None:
-        """A build started or ended: read the states now, not at the next tick."""
+        """A build started or ended: read the states now, not at the next tick. A log grew
+        (shipped by another node): every open stream looks."""
         if committed.change & (Change.QUEUED | Change.STARTED | Change.ENDED):
             self._wake.set()
+        if committed.change & Change.LOG:
+            for watchers in self._watched.values():
+                for watched in watchers:
+                    watched.changed.set()
 
     @contextlib.asynccontextmanager
     async def watching(self, build: Build) -> AsyncIterator[Watched]:
@@ -131,8 +137,10 @@ class BuildWatch:
 
 
 class LiveLog:
-    def __init__(self, data_dir: Path, store: Store, watch: BuildWatch, catalog: RepositoryCatalog):
-        self._data_dir = data_dir
+    def __init__(
+        self, logs: LogFiles, store: Store, watch: BuildWatch, catalog: RepositoryCatalog
+    ) -> None:
+        self._logs = logs
         self._store = store
         self._watch = watch
         self._catalog = catalog
@@ -154,7 +162,7 @@ class LiveLog:
             self._open -= 1
 
     async def _follow(self, request: web.Request, watched: Watched) -> web.StreamResponse:
-        path = log_path(self._data_dir, watched.build.id)
+        path = await self._logs.path(watched.build.id)
         masker = await self._catalog.masker(watched.build.repository)
         offset, line = await _resume_point(request, path)
         response = EventSourceResponse(
@@ -178,6 +186,7 @@ class LiveLog:
                     if build != sent_state and not build.state.is_final:  # `end` has the last
                         await _send(response, "state", BuildView.of(build, masker).live_state())
                     sent_state = build
+                    path = await self._logs.path(build.id)
                     size = _size(path)
                     if size < offset:
                         offset, renderer = 0, LineRenderer(masker, 1)

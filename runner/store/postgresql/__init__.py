@@ -49,6 +49,8 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 
 
 class PostgresStore(SQLStore):
+    is_shared = True
+
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         super().__init__()
         self._url = url
@@ -63,6 +65,7 @@ class PostgresStore(SQLStore):
         )
         self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="store")
         self._listener: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def open(self) -> list[int]:
         """Connect, bring the schema up to date (once, whoever else starts now), listen.
@@ -76,6 +79,9 @@ class PostgresStore(SQLStore):
         return applied
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -20,6 +20,7 @@ from runner.store.sql import (
     intake,
     leases,
     listing,
+    logs,
     outbox,
     pruning,
     queue,
@@ -74,6 +75,9 @@ def _read(function: Function[_P, _T]) -> _Operation[_P, _T]:
 
 
 class SQLStore(ABC):
+    # Whether nodes on other hosts share the store (the embedded one is one host's).
+    is_shared = False
+
     def __init__(self) -> None:
         self.announcements = Announcer()
         self._write_failing = False
@@ -216,6 +220,12 @@ class SQLStore(ABC):
     latest_build_of_sha = _read(listing.latest_of_sha)
     deploy_branch_seen = _read(listing.deploy_branch)
     state_counts = _read(listing.state_counts)
+
+    # -- build logs, shared secrets ----------------------------------------------------------
+
+    append_log = _write(logs.append, announce.log_appended)
+    read_log = _read(logs.read)
+    installation_secret = _write(logs.installation_secret)
 
     # -- upkeep ------------------------------------------------------------------------------
 

@@ -69,3 +69,7 @@ def _stopped(running: list[int], reason: str) -> Committed:
         Change.ENDED | Change.OUTBOX | Change.QUEUED | (Change.STOPS if running else Change.NONE)
     )
     return Committed(change, tuple((build_id, reason) for build_id in running), time.time())
+
+
+def log_appended(_result: None, *_: object) -> Committed:
+    return Committed(Change.LOG)

@@ -103,7 +103,12 @@ def heartbeat(
 
 
 def finish(
-    db: Connection, build_id: int, status: Status, exit_code: int | None, owner: str
+    db: Connection,
+    build_id: int,
+    status: Status,
+    exit_code: int | None,
+    owner: str,
+    attempt: int | None = None,
 ) -> int | None:
     """Record a build's final state; returns the id of the deploy it unlocks, if any.
 
@@ -111,7 +116,7 @@ def finish(
     another recovered the build) changes nothing.
     """
     row = _running(db, build_id, owner)
-    if row is None:
+    if row is None or (attempt is not None and row["attempt"] != attempt):
         return None
     state = BuildState(status.state.value)
     rows.end(db, build_id, state, status.description, exit_code)

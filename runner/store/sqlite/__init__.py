@@ -34,6 +34,7 @@ class SQLiteStore(SQLStore):
         self._database = Database(path)
         self._intake: list[tuple[Delivery, asyncio.Future[DeliveryOutcome]]] = []
         self._intake_writer: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> "SQLiteStore":
@@ -58,6 +59,9 @@ class SQLiteStore(SQLStore):
         return is_unavailable(error)
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._intake_writer is not None:
             await self._intake_writer
         await asyncio.get_running_loop().run_in_executor(self._thread, self._database.close)
