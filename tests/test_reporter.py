@@ -5,6 +5,7 @@ aiohttp 3.14: pnuckowski/aioresponses#289. A scripted server is real HTTP and as
 """
 
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,15 +13,16 @@ import pytest
 from aiohttp import web
 from gidgethub.aiohttp import GitHubAPI
 
+from runner.reporting.pace import SharedPace, TokenBucket
 from runner.reporting.reporter import (
     BAD_TOKEN_WAIT,
     SECONDARY_LIMIT_WAIT,
     GitHubStatuses,
     LoggedStatuses,
     StatusRouter,
-    TokenBucket,
     retry_delay,
 )
+from tests.support.stores import BACKENDS
 
 PAYLOAD = {"state": "success", "context": "hobotnica/test", "description": "ok", "target_url": "x"}
 PostAnswered = Any
@@ -110,6 +112,22 @@ def test_the_token_bucket_allows_a_burst_then_paces() -> None:
     assert [bucket.take(100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take(100.0) == pytest.approx(1.0)
     assert bucket.take(102.0) == 0.0  # refilled
+
+
+@pytest.mark.parametrize("backend_name", sorted(BACKENDS))
+async def test_a_daemon_taking_over_the_outbox_goes_on_at_the_pace_left_behind(
+    backend_name: str, tmp_path: Path
+) -> None:
+    # Node A posted a burst and died; node B takes the outbox over at once. A fresh bucket would
+    # let B post another burst of 20 and trip GitHub's secondary limit; B waits instead.
+    async with BACKENDS[backend_name](tmp_path) as backend:
+        node_a = SharedPace(await backend.open(), per_minute=60, burst=20)
+        await node_a.resume()
+        assert [await node_a.take(1000.0) for _ in range(20)] == [0.0] * 20
+        node_b = SharedPace(await backend.open(), per_minute=60, burst=20)
+        await node_b.resume()
+        assert await node_b.take(1000.0) == pytest.approx(1.0)
+        assert await node_b.take(1030.0) == 0.0  # half a minute later the bucket has refilled
 
 
 async def test_only_statuses_that_go_to_github_are_paced() -> None:

@@ -5,8 +5,9 @@ and this loop delivers it, surviving restarts because the outbox is in the store
 
 - Serial, as GitHub asks of mutating requests: one post at a time, and across daemons sharing
   the store only the holder of the `outbox` lease posts.
-- Paced: a token bucket keeps bursts under GitHub's secondary limit (about 80 content-creating
-  requests a minute); the outbox sends the newest builds' statuses first.
+- Paced (`runner.reporting.pace`): a token bucket, kept in the store, keeps bursts under
+  GitHub's secondary limit (about 80 content-creating requests a minute); the outbox sends the
+  newest builds' statuses first.
 - Retried (`retry_delay`): network errors and 5xx with exponential backoff and jitter; 403/429
   honour `retry-after`, or wait for `x-ratelimit-reset` when `x-ratelimit-remaining` is 0; a 401
   (token expired or revoked) pauses posting for 5 minutes at a time, losing nothing. Any other
@@ -20,7 +21,6 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -32,6 +32,7 @@ from runner.core.background import BackgroundJobs
 from runner.core.errors import StoreUnavailable
 from runner.core.links import build_url
 from runner.core.metrics import Metrics
+from runner.reporting.pace import PER_MINUTE, SharedPace
 from runner.store import OutboxItem, Store
 from runner.store.announcements import Change, Committed
 
@@ -43,8 +44,6 @@ BAD_TOKEN_WAIT = 300.0  # GitHub: wait at least a minute when no header says how
 LEASE_NAME = "outbox"
 PAUSE_NAME = "github-rate-limit"  # in the store: every daemon honours a rate limit's wait
 LEASE_SECONDS = 30.0
-BURST = 20
-PER_MINUTE = 60.0
 
 Sent = Literal["sent", "rejected"]
 Outcome = Sent | float  # a float: retry after that many seconds (negative: back off)
@@ -175,27 +174,6 @@ class LoggedStatuses:
         return "sent"
 
 
-@dataclass
-class TokenBucket:
-    """`burst` requests at once, refilled at `per_minute`; `take` says how long to wait."""
-
-    burst: float = BURST
-    per_minute: float = PER_MINUTE
-    tokens: float = -1.0  # starts full
-    updated: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.tokens < 0:
-            self.tokens = self.burst
-
-    def take(self, now: float) -> float:
-        if self.updated:
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_minute / 60)
-        self.updated = now
-        self.tokens -= 1  # taken now, paid for by waiting if the bucket is short
-        return 0.0 if self.tokens >= 0 else -self.tokens * 60 / self.per_minute
-
-
 class StatusReporter:
     def __init__(
         self,
@@ -218,7 +196,7 @@ class StatusReporter:
         self._owner = owner
         self._is_gone = is_gone
         self._metrics = metrics
-        self._bucket = TokenBucket(per_minute=per_minute)
+        self._pace = SharedPace(store, per_minute=per_minute)
         self._wake = asyncio.Event()
         self._sleep_until: float | None = None  # None: until woken
         self._jobs = jobs
@@ -250,8 +228,11 @@ class StatusReporter:
                     if not await self._store.acquire_lease(
                         LEASE_NAME, self._owner, LEASE_SECONDS, self._is_gone
                     ):
+                        lease_renewed = 0.0
                         retry_at = now + LEASE_SECONDS / 3  # another daemon posts meanwhile
                         raise _Waiting
+                    if not lease_renewed:  # taking over: go on at the pace left behind
+                        await self._pace.resume()
                     lease_renewed = now
                 paused_until = await self._store.paused_until(PAUSE_NAME)
                 if paused_until > now:
@@ -278,7 +259,7 @@ class StatusReporter:
         )
         local = self._is_local(item.repository)
         posts_to_github = not local and _posts_to_github(self._github, item.repository)
-        if posts_to_github and (wait := self._bucket.take(time.monotonic())):
+        if posts_to_github and (wait := await self._pace.take(time.time())):
             await asyncio.sleep(wait)
         outcome = await (self._local if local else self._github).post(
             item.repository, item.sha, payload

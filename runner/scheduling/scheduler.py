@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -31,10 +32,23 @@ from runner.store.announcements import Change, Committed
 
 log = structlog.get_logger(logger_name="hobotnica.scheduler")
 
-LEASE_SECONDS = 30.0
-HEARTBEAT_SECONDS = 5.0
 POLL_SECONDS = 1.0
 LOST_LEASE = "Lease lost: another daemon took the build over"
+LOST_CONTACT = "Stopped: this node lost contact with the database; another node takes over"
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """A claimed build's lease, renewed every `heartbeat` seconds. With a store several nodes
+    share, a node whose renewals fail for `self_stop` seconds stops its builds itself, before
+    another node may reclaim them: a network split never runs one build on two nodes."""
+
+    lease: float = 30.0
+    heartbeat: float = 5.0
+
+    @property
+    def self_stop(self) -> float:
+        return self.lease * 2 / 3
 
 RunBuild = Callable[[Build, StopRequest], Coroutine[Any, Any, None]]
 OnRecovered = Callable[[list[RecoveredBuild]], Awaitable[None]]
@@ -52,7 +66,9 @@ class Scheduler:
         on_recovered: OnRecovered,
         jobs: BackgroundJobs,
         shortage: Callable[[], str | None] = lambda: None,
+        timing: LeaseTiming = LeaseTiming(),
     ) -> None:
+        self._timing = timing
         self._store = store
         self._run_build = run_build
         self._concurrency = concurrency
@@ -110,7 +126,7 @@ class Scheduler:
             free = self._concurrency - len(self._running)
             if free > 0 and self._may_start():
                 try:
-                    claimed = await self._store.claim_builds(free, self._owner, LEASE_SECONDS)
+                    claimed = await self._store.claim_builds(free, self._owner, self._timing.lease)
                     for build in claimed:
                         self._start(build)
                     if len(claimed) < free and (settled := await self._store.settling_until()):
@@ -142,20 +158,28 @@ class Scheduler:
         self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
+        renewed = time.monotonic()  # the leases of builds claimed since last longer than this
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self._timing.heartbeat)
+            started = time.monotonic()  # the database renews at this time or later
             try:
-                await self._heartbeat()
+                await asyncio.wait_for(self._heartbeat(), self._timing.heartbeat)
+                renewed = started
                 recovered = await self._store.recover_interrupted(self._is_gone)
                 if recovered:
                     await self._on_recovered(recovered)
                     self._wake.set()
-            except StoreUnavailable as error:  # leases are renewed at the next beat that writes
-                log.warning("heartbeat cannot write", error=str(error))
+            except (StoreUnavailable, TimeoutError) as error:
+                # Leases are renewed at the next beat that writes; on one host nobody else could
+                # take a build over meanwhile, but with a shared store another node will.
+                log.warning("heartbeat cannot write", error=str(error) or "timed out")
+                if self._store.is_shared and time.monotonic() - renewed > self._timing.self_stop:
+                    for build_id in list(self._running):
+                        self.cancel(build_id, LOST_CONTACT)
 
     async def _heartbeat(self) -> None:
         ids = list(self._running)
-        leases = await self._store.heartbeat(self._owner, ids, LEASE_SECONDS)
+        leases = await self._store.heartbeat(self._owner, ids, self._timing.lease)
         for build_id in ids:
             if build_id not in leases:
                 self.cancel(build_id, LOST_LEASE)
