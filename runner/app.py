@@ -117,8 +117,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
-    app[INSTANCE] = Instance.new()
-    app[METRICS] = Metrics()
+    app[INSTANCE] = Instance.new(settings.server.node)
+    app[METRICS] = Metrics(node=settings.server.node)
     app[JOBS] = BackgroundJobs()
     app[FREE_SPACE] = FreeSpace(settings.data_dir, settings.min_free)
     access = app[ACCESS] = Access(

@@ -1,6 +1,7 @@
 """`GET /metrics` after real builds: the counters and the push-to-start histogram move."""
 
 import json
+from dataclasses import replace
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -11,11 +12,14 @@ from tests.support.webhooks import headers, push_payload
 from tests.test_core_loop import PASSING
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(text: str, node: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample by name and labels; each must say which node exported it."""
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            labels = dict(sample.labels)
+            assert labels.pop("node", None) == node, sample
+            found[(sample.name, tuple(sorted(labels.items())))] = sample.value
     return found
 
 
@@ -24,7 +28,9 @@ async def test_metrics_count_deliveries_builds_and_push_to_start(
 ) -> None:
     green = remote.commit({"Makefile": PASSING}, branch="green")
     red = remote.commit({"Makefile": makefile(test="@exit 1")}, branch="red")
-    d = await daemon(make_settings())
+    settings = make_settings()
+    settings = replace(settings, server=replace(settings.server, node_name="build-7"))
+    d = await daemon(settings)
     assert d.client is not None
 
     await d.deliver("push", push_payload("octo/app", green, branch="green"), "delivery-1")
@@ -38,7 +44,7 @@ async def test_metrics_count_deliveries_builds_and_push_to_start(
 
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
-    found = samples(await response.text())
+    found = samples(await response.text(), node="build-7")
     delivery = "hobotnica_deliveries_total"
     assert found[(delivery, (("event", "push"), ("outcome", "accepted")))] == 2
     assert found[(delivery, (("event", "push"), ("outcome", "duplicate")))] == 1

@@ -61,6 +61,9 @@ def a_local_build(config: Path, tmp_path: Path) -> None:
 def test_json_lines_with_one_line_per_request_delivery_and_build(
     config: Path, tmp_path: Path
 ) -> None:
+    # A named node (several nodes log to one place) says its name on every line.
+    text = config.read_text()
+    config.write_text(text.replace("[server]\n", '[server]\nnode_name = "build-3"\n', 1))
     process, base = start_daemon(config, tmp_path)
     try:
         a_local_build(config, tmp_path)
@@ -70,6 +73,7 @@ def test_json_lines_with_one_line_per_request_delivery_and_build(
         output = stop(process)
 
     lines = [json.loads(line) for line in output.splitlines()]  # every line is JSON
+    assert {line.get("node") for line in lines} == {"build-3"}
     requests = [line for line in lines if line["event"] == "request"]
     page = next(line for line in requests if line["path"] == "/builds/1")
     assert (page["method"], page["status"], page["client"]) == ("GET", 200, "127.0.0.1")

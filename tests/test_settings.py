@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -907,3 +908,16 @@ def test_a_short_webhook_secret_is_refused_when_listening_on_every_address(
     text = '[server]\nhost = "0.0.0.0"\n[github]\nwebhook_secret = "dev"\n'
 
     assert "github.webhook_secret" in config_error(tmp_path, text)
+
+
+@pytest.mark.parametrize("name", ["build/1", "-build", "a b", "x" * 65, "node\n"])
+def test_a_node_name_that_cannot_name_a_lease_owner_is_refused(tmp_path: Path, name: str) -> None:
+    message = config_error(tmp_path, f"[server]\nnode_name = {toml_string(name)}\n" + MINIMAL)
+    assert "server.node_name" in message
+
+
+def test_a_node_is_named_by_its_host_and_port_unless_it_has_a_name(tmp_path: Path) -> None:
+    unnamed = load(tmp_path, "[server]\nport = 8090\n" + MINIMAL)
+    assert unnamed.server.node == f"{socket.gethostname()}:8090"
+    named = load(tmp_path, '[server]\nnode_name = "build-2.example:8081"\n' + MINIMAL)
+    assert named.server.node == "build-2.example:8081"

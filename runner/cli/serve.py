@@ -25,6 +25,9 @@ log = structlog.get_logger(logger_name="hobotnica")
 
 
 async def serve(settings: Settings, notifier: Notifier) -> int:
+    if settings.database_url or settings.server.node_name:
+        # Several nodes log to one place: every line says which node wrote it.
+        structlog.contextvars.bind_contextvars(node=settings.server.node)
     app = create_app(settings)
     runner = web.AppRunner(
         app,

@@ -1,8 +1,10 @@
 """Who this daemon is, among the daemons that may share one store (blue/green).
 
-An owner id is `host/pid/random`. The random part tells a restarted daemon from its predecessor
-even when the kernel hands it the same pid. A daemon on the same host can tell whether another
-owner is gone (its process no longer runs); for other hosts only lease expiry tells.
+An owner id is `host/pid/random/node`. The random part tells a restarted daemon from its
+predecessor even when the kernel hands it the same pid; the node's name (`server.node_name`)
+says which node holds a lease to whoever reads the database. A daemon on the same host can tell
+whether another owner is gone (its process no longer runs); for other hosts only lease expiry
+tells.
 """
 
 import os
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def new_owner_id() -> str:
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+def new_owner_id(node: str) -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}/{node}"
 
 
 def is_gone(owner: str | None, *, me: str) -> bool:
@@ -42,8 +44,8 @@ class Instance:
     owner: str
 
     @classmethod
-    def new(cls) -> "Instance":
-        return cls(new_owner_id())
+    def new(cls, node: str) -> "Instance":
+        return cls(new_owner_id(node))
 
     def is_gone(self, other: str | None) -> bool:
         """Whether the daemon `other` is known to be gone (see the module's doc)."""

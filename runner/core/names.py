@@ -13,6 +13,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _EVENT = re.compile(r"[a-z_]{1,64}")
 _USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 def is_repository_name(name: str) -> bool:
@@ -68,3 +69,8 @@ def is_branch_name(name: object) -> TypeGuard[str]:
 
 def short_sha(sha: str) -> str:
     return sha[:7]
+
+
+def is_node_name(name: str) -> bool:
+    """A node's name: a host name, perhaps with a port (it goes in lease owners and labels)."""
+    return bool(_NODE.fullmatch(name))

@@ -9,7 +9,13 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from runner.core.errors import ConfigError
-from runner.core.names import is_branch_name, is_env_name, is_repository_name, is_user_name
+from runner.core.names import (
+    is_branch_name,
+    is_env_name,
+    is_node_name,
+    is_repository_name,
+    is_user_name,
+)
 from runner.core.passwords import is_password_hash
 
 # Shorter secrets would mask innocent text all over a log (think "1" or "yes").
@@ -69,6 +75,14 @@ def repository(name: str, repository: str) -> str:
     if not is_repository_name(repository):
         raise ConfigError(f"{name} {repository!r} is not a valid repository name (owner/name)")
     return repository
+
+
+def valid_node_name(name: str, node: str) -> str:
+    if not is_node_name(node):
+        raise ConfigError(
+            f"{name}: {node!r} is not a node name (letters, digits, . _ : -; at most 64)"
+        )
+    return node
 
 
 def branch(name: str, branch: str) -> str:

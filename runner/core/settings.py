@@ -9,6 +9,7 @@ once, one a line. Nothing else in the package reads `os.environ`: the part of th
 environment that builds inherit is captured here.
 """
 
+import socket
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from runner.core.setting_checks import (
     registered_once,
     repository,
     user_name,
+    valid_node_name,
     variable_name,
     without_credentials,
 )
@@ -93,7 +95,11 @@ class ServerSettings:
     # uvloop takes about 6% more webhooks a second (bench S3); asyncio is the fallback.
     event_loop: EventLoopKind = "uvloop"
     # This node's name in logs, pages and the database (default: host name and port).
-    node_name: str | None = None
+    node_name: Annotated[str | None, valid_node_name] = None
+
+    @property
+    def node(self) -> str:
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
 
 @dataclass(frozen=True)
