@@ -221,6 +221,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     settings, store, instance = app[SETTINGS], app[STORE], app[INSTANCE]
     host = await BuildHost.prepare(settings)
     await host.end_leftovers(await store.recover_interrupted(instance.is_gone))
+    await host.end_orphans(store, instance.is_gone)
     worker = BuildWorker(
         settings=settings,
         store=store,

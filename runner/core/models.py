@@ -60,6 +60,8 @@ class Build:
     finished_at: float | None
     attempt: int
     exit_code: int | None = None
+    # While it runs: the daemon holding its lease (`runner.core.instance`, host/pid/token/node).
+    lease_owner: str | None = None
 
     @property
     def repository(self) -> str:

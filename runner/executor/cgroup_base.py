@@ -58,6 +58,10 @@ class CgroupTree(ABC):
         """A new cgroup `name` with these limits (an old one of that name is ended first)."""
 
     @abstractmethod
+    def names(self) -> list[str]:
+        """The names of the builds' cgroups there now."""
+
+    @abstractmethod
     def existing(self, name: str) -> BuildCgroup | None:
         """The cgroup `name` if it exists (left by a daemon that died)."""
 

@@ -78,6 +78,12 @@ class LegacyTree(CgroupTree):
             write(paths["pids"] / "pids.max", str(tasks_max))
         return LegacyCgroup(paths)
 
+    def names(self) -> list[str]:
+        return sorted(
+            {path.name for base in self.bases.values() if base.is_dir() for path in base.iterdir()
+             if path.is_dir()}
+        )  # fmt: skip
+
     def existing(self, name: str) -> BuildCgroup | None:
         paths = {controller: base / name for controller, base in self.bases.items()}
         return LegacyCgroup(paths) if any(p.is_dir() for p in paths.values()) else None

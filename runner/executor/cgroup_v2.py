@@ -75,6 +75,11 @@ class UnifiedTree(CgroupTree):
             write(path / "pids.max", str(tasks_max))
         return UnifiedCgroup(path)
 
+    def names(self) -> list[str]:
+        if not self.base.is_dir():
+            return []
+        return sorted(path.name for path in self.base.iterdir() if path.is_dir())
+
     def existing(self, name: str) -> BuildCgroup | None:
         path = self.base / name
         return UnifiedCgroup(path) if path.is_dir() else None

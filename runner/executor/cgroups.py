@@ -41,6 +41,15 @@ def build_cgroup_name(build_id: int, attempt: int) -> str:
     return f"build-{build_id}-{attempt}"
 
 
+def parse_build_cgroup_name(name: str) -> tuple[int, int] | None:
+    """(build id, attempt) of a build's cgroup name; None for any other name."""
+    kind, _, rest = name.partition("-")
+    build_id, _, attempt = rest.partition("-")
+    if kind != "build" or not build_id.isdigit() or not attempt.isdigit():
+        return None
+    return int(build_id), int(attempt)
+
+
 def installation_name(public_url: str) -> str:
     """Unique per installation on a host (like the process marker): its public URL, hashed."""
     return "hobotnica-" + hashlib.sha256(public_url.encode()).hexdigest()[:12]

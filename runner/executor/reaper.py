@@ -45,6 +45,25 @@ def marker_for(build_url: str, attempt: int) -> Marker:
     return (f"HOBOTNICA_BUILD_URL={build_url}".encode(), f"HOBOTNICA_ATTEMPT={attempt}".encode())
 
 
+def marked_attempts(build_url_prefix: str) -> set[tuple[str, int]]:
+    """(build URL, attempt) of every live process on the host whose marker starts with
+    `build_url_prefix`: what this installation's builds are running here now."""
+    wanted = f"HOBOTNICA_BUILD_URL={build_url_prefix}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        url = next((item for item in environ if item.startswith(wanted)), None)
+        attempt = next((item for item in environ if item.startswith(b"HOBOTNICA_ATTEMPT=")), None)
+        if url is not None and attempt is not None and attempt[18:].isdigit():
+            found.add((url.split(b"=", 1)[1].decode(errors="replace"), int(attempt[18:])))
+    return found
+
+
 def find_tree(process_group: int | None, marker: Marker) -> list[Leftover]:
     """Live processes in the group or carrying the marker (zombies are already dead)."""
     found = []

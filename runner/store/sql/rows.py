@@ -46,6 +46,7 @@ def build_of(row: Row) -> Build:
         finished_at=row["finished_at"],
         attempt=row["attempt"],
         exit_code=row["exit_code"],
+        lease_owner=row["lease_owner"],
     )
 
 
