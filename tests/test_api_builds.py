@@ -3,6 +3,7 @@ a given commit, a deploy only from the deploy branch), and cancelling (queued, r
 finished), with real git and make and the statuses GitHub (the fake) is sent.
 """
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,19 @@ async def test_starting_a_branch_builds_its_head(world: ApiWorld, hello: Remote)
     final = await world.fake_github.wait_final(head)
     assert final.state == "success"
     assert final.target_url == build["url"]
+
+
+async def test_a_node_without_the_mirror_yet_starts_a_branch_all_the_same(
+    world: ApiWorld, hello: Remote
+) -> None:
+    # Several nodes: another node cloned the registration; this one has no mirror of it yet.
+    head = hello.commit({"Makefile": PASSING}, branch="feature")
+    shutil.rmtree(world.data_dir / "mirrors")
+
+    build = await start(world, ref="feature")
+
+    assert build["sha"] == head
+    assert (await world.fake_github.wait_final(head)).state == "success"
 
 
 async def test_starting_a_sha_and_ref_builds_that_commit(world: ApiWorld, hello: Remote) -> None:

@@ -112,11 +112,12 @@ class Repositories:
     async def branch_head(
         self, repository: str, branch: str, clone_url: str, token: str | None
     ) -> str | None:
-        """The commit `branch` points to now, fetched into the mirror; None if there is none."""
+        """The commit `branch` points to now, fetched into the mirror; None if there is none.
+
+        A node that has no mirror yet (another node cloned the registration) makes one."""
         async with self._lock(repository):
             mirror = self.mirror_path(repository)
-            if not _is_git_dir(mirror):
-                return None
+            await self._ensure_mirror(mirror, self._env(clone_url, token))
             ref = f"refs/heads/{branch}"
             with contextlib.suppress(CheckoutError):
                 await self._git(
