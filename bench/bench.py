@@ -156,7 +156,11 @@ class FakeGitHub:
 
 
 class Daemon:
+    """`hobotnica serve` on one port, or `nodes` of them sharing one PostgreSQL database."""
+
     event_loop = "uvloop"  # the daemon's default; `--event-loop asyncio` compares
+    cluster: Any = None  # a throwaway PostgreSQL (`--database postgresql`); None: SQLite
+    nodes = 1
 
     def __init__(
         self,
@@ -166,49 +170,64 @@ class Daemon:
         sandbox: str = "none",
         builds: str = "",
     ):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.config = root / "hobotnica.toml"
+        self.ports = [free_port() for _ in range(self.nodes)]
+        self.port = self.ports[0]
+        self.base = f"http://127.0.0.1:{self.port}"  # every node shares the public URL
+        self.webhook_urls = [f"http://127.0.0.1:{port}/webhooks/github" for port in self.ports]
+        database = f'database_url = "{self.cluster.new_database()}"\n' if self.cluster else ""
         project_tables = "".join(f'[[projects]]\nrepository = "{p}"\n' for p in projects)
-        self.config.write_text(
-            f'[server]\nport = {self.port}\npublic_url = "{self.base}"\n'
-            f'event_loop = "{self.event_loop}"\n'
-            f'[github]\napi_url = "{fake_url}"\ngit_url = "{(root / "remotes").as_uri()}"\n'
-            f'webhook_secret = "{SECRET}"\ntoken = "{TOKEN}"\ncatch_up = false\n'
-            f'[storage]\ndata_dir = "var"\n[builds]\nsandbox = "{sandbox}"\nconcurrency = 2\n'
-            + builds
-            # The benchmark reads builds through /api/builds/{id}, without signing in.
-            + "[ui]\npublic = true\n"
-            + project_tables
-        )
-        self.process: subprocess.Popen[bytes] | None = None
+        self.configs = []
+        for index, port in enumerate(self.ports):
+            config = root / f"hobotnica-{index}.toml"
+            config.write_text(
+                f'[server]\nport = {port}\npublic_url = "{self.base}"\n'
+                f'event_loop = "{self.event_loop}"\nnode_name = "bench-{index}"\n'
+                f'[github]\napi_url = "{fake_url}"\ngit_url = "{(root / "remotes").as_uri()}"\n'
+                f'webhook_secret = "{SECRET}"\ntoken = "{TOKEN}"\ncatch_up = false\n'
+                f'[storage]\ndata_dir = "var-{index}"\n{database}'
+                f'[builds]\nsandbox = "{sandbox}"\nconcurrency = 2\n'
+                + builds
+                # The benchmark reads builds through /api/builds/{id}, without signing in.
+                + "[ui]\npublic = true\n"
+                + project_tables
+            )
+            self.configs.append(config)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.processes[0] if self.processes else None
 
     def start(self) -> None:
         hobotnica = str(Path(sys.executable).parent / "hobotnica")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOBOTNICA_")}
-        self.process = subprocess.Popen(
-            [hobotnica, "serve", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        for config in self.configs:
+            self.processes.append(
+                subprocess.Popen(
+                    [hobotnica, "serve", "--config", str(config)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
 
     async def wait_healthy(self, session: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(f"{self.base}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise RuntimeError("daemon did not become healthy")
+        for port in self.ports:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://127.0.0.1:{port}/health") as response:
+                        if response.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("daemon did not become healthy")
+                await asyncio.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=60)
 
 
 def push_bodies(repository: str, shas: list[str], branch: str = "main") -> Iterator[bytes]:
@@ -238,9 +257,10 @@ def signed_headers(body: bytes) -> dict[str, str]:
 
 
 async def send_all(
-    session: aiohttp.ClientSession, url: str, bodies: list[bytes], concurrency: int
+    session: aiohttp.ClientSession, urls: list[str], bodies: list[bytes], concurrency: int
 ) -> tuple[list[float], float, list[int]]:
-    """POST every body (signed ahead of time); returns latencies (ms), wall time, build ids."""
+    """POST every body (signed ahead of time), to the nodes in turn; returns latencies (ms),
+    wall time, build ids."""
     prepared = [(body, signed_headers(body)) for body in bodies]
     latencies: list[float] = [0.0] * len(prepared)
     build_ids: list[int] = [0] * len(prepared)
@@ -250,6 +270,7 @@ async def send_all(
         for index in next_index:
             body, hdrs = prepared[index]
             started = time.perf_counter()
+            url = urls[index % len(urls)]
             async with session.post(url, data=body, headers=hdrs) as response:
                 answer = await response.json()
                 assert response.status == 202, (response.status, answer)
@@ -297,11 +318,11 @@ async def s1(
     daemon.start()
     try:
         await daemon.wait_healthy(session)
-        url = f"{daemon.base}/webhooks/github"
+        urls = daemon.webhook_urls
 
         async def one(body: bytes) -> tuple[float, float]:
             sent = time.time()
-            latencies, _, ids = await send_all(session, url, [body], 1)
+            latencies, _, ids = await send_all(session, urls, [body], 1)
             deadline = time.monotonic() + WAIT_LIMIT
             while (b := await build(session, daemon, ids[0]))["state"] in ("queued", "running"):
                 assert time.monotonic() < deadline
@@ -352,7 +373,7 @@ async def s2(
         # Round robin: every repository's first push, then every second push, and so on.
         order = [(r, n) for n in range(10) for r in repos]
         bodies = [bodies_by_repo[r][n] for r, n in order]
-        latencies, took, ids = await send_all(session, f"{daemon.base}/webhooks/github", bodies, 20)
+        latencies, took, ids = await send_all(session, daemon.webhook_urls, bodies, 20)
         last_sent = time.time()
         # The newest push of a repository is the one accepted last (GitHub does not order them).
         newest = {}
@@ -401,7 +422,7 @@ async def s3(
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         bodies = list(push_bodies(f"bench/{name}", shas))
-        latencies, took, ids = await send_all(session, f"{daemon.base}/webhooks/github", bodies, 50)
+        latencies, took, ids = await send_all(session, daemon.webhook_urls, bodies, 50)
         last_sent = time.time()
         newest_sha = shas[ids.index(max(ids))]
         done_at = await wait_final(fake, [newest_sha])
@@ -484,13 +505,35 @@ def main() -> int:
         default=Daemon.event_loop,
         help="the daemon's server.event_loop (default: %(default)s)",
     )
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the store: the embedded SQLite, or a throwaway PostgreSQL cluster (Debian's)",
+    )
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="nodes on the one PostgreSQL (webhooks in turn)"
+    )
     args = parser.parse_args()
+    if args.nodes > 1 and args.database != "postgresql":
+        parser.error("several nodes need --database postgresql")
     Daemon.event_loop = args.event_loop
+    Daemon.nodes = args.nodes
+    with contextlib.ExitStack() as stack:
+        if args.database == "postgresql":
+            sys.path.insert(0, str(HERE.parent))  # the tests' throwaway cluster
+            from tests.support.postgres import throwaway_cluster
+
+            Daemon.cluster = stack.enter_context(throwaway_cluster(durable=True))
+        return measure(args)
+
+
+def measure(args: argparse.Namespace) -> int:
     scenarios = args.scenario or ["s1", "s1-bubblewrap", "s2", "s3"]
     results = asyncio.run(run(scenarios))
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]},"
-        f" daemon on {args.event_loop}"
+        f" daemon on {args.event_loop}, {args.database}, {args.nodes} node(s)"
     )
     print_table(results)
     if args.json:

@@ -77,7 +77,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def throwaway_cluster() -> Iterator[Cluster]:
+def throwaway_cluster(*, durable: bool = False) -> Iterator[Cluster]:
+    """`durable`: commits are fsync'd as in production (the benchmark); tests need not."""
     binaries = server_binaries()
     if binaries is None:
         message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
@@ -98,8 +99,8 @@ def throwaway_cluster() -> Iterator[Cluster]:
     )  # fmt: skip
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory}"
-        " -c fsync=off -c max_connections=200 -c shared_buffers=64MB"
-    )
+        " -c max_connections=200 -c shared_buffers=64MB"
+    ) + ("" if durable else " -c fsync=off")
     subprocess.run(
         _as_cluster_owner(
             [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l",
