@@ -1,5 +1,6 @@
 """The systemd side of deployment: the unit file verifies, and the daemon speaks Type=notify."""
 
+import os
 import shutil
 import signal
 import socket
@@ -16,13 +17,24 @@ UNIT = Path(__file__).parent.parent / "systemd" / "hobotnica@.service"
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
 def test_the_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    # The shipped unit runs /opt/hobotnica; verify it against this checkout's console script.
+    # The shipped unit runs /opt/hobotnica; verify it against this checkout's console script,
+    # with every shipped drop-in (builds as another user, several nodes) applied.
     unit = tmp_path / "hobotnica@8081.service"
     unit.write_text(
         UNIT.read_text().replace("/opt/hobotnica/current/.venv/bin/hobotnica", HOBOTNICA)
     )
+    drop_ins = tmp_path / "hobotnica@8081.service.d"
+    shutil.copytree(UNIT.with_name("hobotnica@.service.d"), drop_ins)
+    assert sorted(path.name for path in drop_ins.iterdir()) == [
+        "build-user.conf",
+        "several-nodes.conf",
+    ]
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},  # where the drop-ins are found
     )
     assert result.returncode == 0, result.stderr
     assert "hobotnica" not in result.stderr  # no complaint about our unit
