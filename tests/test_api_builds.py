@@ -143,9 +143,12 @@ async def test_starting_a_branch_builds_its_head(world: ApiWorld, hello: Remote)
     assert (build["sha"], build["branch"], build["ref"]) == (head, "feature", "refs/heads/feature")
     assert build["state"] == "queued"
     assert build["url"] == f"{world.public_url}/builds/{build['id']}"
+    assert build["node"] is None  # nobody ran it yet
     final = await world.fake_github.wait_final(head)
     assert final.state == "success"
     assert final.target_url == build["url"]
+    ran = await finished(world, build["id"])
+    assert ran["node"] == world.settings.server.node  # host:port, as no node_name is set
 
 
 async def test_a_node_without_the_mirror_yet_starts_a_branch_all_the_same(

@@ -76,6 +76,7 @@ async def test_build_page_header_log_anchors_colours_and_no_external_assets(
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp
     assert "octo/app" in page and "make test" in page and "data-build-state>success" in page
+    assert f"· on {d.settings.server.node}</dd>" in page  # which node ran it
     assert f'<code title="{sha}">{sha[:7]}</code>' in page
     assert '<span id="commit-title">Colour the output</span>' in page and "With a body" in page
     assert "— Codertocat</span>" in page  # the author, from GitHub's example push

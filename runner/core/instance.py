@@ -18,6 +18,12 @@ def new_owner_id(node: str) -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}/{node}"
 
 
+def node_of(owner: str | None) -> str | None:
+    """The node named in an owner id (None for ids from before nodes had names)."""
+    parts = (owner or "").split("/")
+    return parts[3] if len(parts) == 4 else None
+
+
 def is_gone(owner: str | None, *, me: str) -> bool:
     if owner is None:
         return True

@@ -62,6 +62,8 @@ class Build:
     exit_code: int | None = None
     # While it runs: the daemon holding its lease (`runner.core.instance`, host/pid/token/node).
     lease_owner: str | None = None
+    # The daemon that ran it last (its owner id, `runner.core.instance.node_of` names its node).
+    ran_on: str | None = None
 
     @property
     def repository(self) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from runner.core.instance import node_of
 from runner.core.links import build_url
 from runner.core.masking import SecretMasker
 from runner.core.models import Build
@@ -121,6 +122,7 @@ class BuildViews:
             "description": mask(build.description),
             "exit_code": build.exit_code,
             "attempt": build.attempt,
+            "node": node_of(build.ran_on),
             "received_at": _iso(build.received_at),
             "queued_at": _iso(build.queued_at),
             "started_at": _iso(build.started_at),

@@ -9,6 +9,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from runner.core.instance import node_of
 from runner.core.masking import SecretMasker
 from runner.core.models import Build
 from runner.core.names import short_sha
@@ -39,6 +40,7 @@ class BuildView:
     description: str
     exit_code: int | None
     attempt: int
+    node: str | None  # the node that ran it (several nodes), None before any did
     is_final: bool
     received_at: str | None
     queued_at: str | None
@@ -83,6 +85,7 @@ class BuildView:
             description=mask(build.description),
             exit_code=build.exit_code,
             attempt=build.attempt,
+            node=node_of(build.ran_on),
             is_final=build.state.is_final,
             received_at=clock_time(build.received_at),
             queued_at=clock_time(build.queued_at),

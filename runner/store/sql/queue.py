@@ -51,9 +51,9 @@ def claim(db: Connection, limit: int, owner: str, lease_seconds: float) -> list[
         changed = db.execute(
             "UPDATE builds SET state = 'running', description = ?, started_at = ?,"
             " finished_at = NULL, exit_code = NULL, attempt = attempt + 1,"
-            " lease_owner = ?, lease_expires = ?, stop_reason = NULL"
+            " lease_owner = ?, lease_expires = ?, stop_reason = NULL, ran_on = ?"
             " WHERE id = ? AND state = 'queued'",
-            (running.description, now, owner, now + lease_seconds, build_id),
+            (running.description, now, owner, now + lease_seconds, owner, build_id),
         ).rowcount
         if changed:  # not ended meanwhile by a delivery that held the repository's lock
             outbox.enqueue(db, build_id, rows.request_of(row), running)

@@ -47,6 +47,7 @@ def build_of(row: Row) -> Build:
         attempt=row["attempt"],
         exit_code=row["exit_code"],
         lease_owner=row["lease_owner"],
+        ran_on=row["ran_on"],
     )
 
 
