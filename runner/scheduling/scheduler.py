@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import functools
 import time
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -49,6 +49,7 @@ class LeaseTiming:
     @property
     def self_stop(self) -> float:
         return self.lease * 2 / 3
+
 
 RunBuild = Callable[[Build, StopRequest], Coroutine[Any, Any, None]]
 OnRecovered = Callable[[list[RecoveredBuild]], Awaitable[None]]
