@@ -1,4 +1,5 @@
-"""The `hobotnica` command: `serve`, `check-config`, `try`, `switch` and `hash-password`."""
+"""The `hobotnica` command: `serve`, `check-config`, `try`, `switch`, `migrate`, `copy-store`
+and `hash-password`."""
 
 import argparse
 import asyncio
@@ -39,11 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     migrate = commands.add_parser(
         "migrate", help="bring the store's schema up to date (serve does it too) and exit"
     )
+    copy_store = commands.add_parser(
+        "copy-store",
+        help="copy an embedded (SQLite) installation's history into an empty PostgreSQL database",
+        description="Copy the builds, deliveries, statuses, registrations, variables, secrets "
+        "and build logs of an embedded installation into the PostgreSQL database that several "
+        "nodes share, in one transaction. Stop the daemons that use the SQLite store first. "
+        "The target is migrated first and must hold no builds or registrations yet.",
+    )
     commands.add_parser(
         "hash-password",
         help="print a password hash for [ui] users (asks on the terminal, or reads stdin)",
     )
-    for command in (serve, check, try_, switch, migrate):
+    for command in (serve, check, try_, switch, migrate, copy_store):
         command.add_argument(
             "--config",
             type=Path,
@@ -63,7 +72,26 @@ def main(argv: list[str] | None = None) -> int:
     try_.add_argument("path", type=Path, help="a local git repository with a Makefile")
     try_.add_argument("--deploy", action="store_true", help="also run make deploy if tests pass")
     try_.add_argument("--wait", action="store_true", help="wait for the build and print its result")
+    copy_store.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="the SQLite store: its data directory (storage.data_dir), or its hobotnica.sqlite3; "
+        "build logs are read from logs/ beside it",
+    )
+    copy_store.add_argument(
+        "--to",
+        metavar="DATABASE_URL",
+        help="postgresql://USER@HOST:PORT/DB, without a password (~/.pgpass or PGPASSWORD); "
+        "default: the config's storage.database_url (HOBOTNICA_DATABASE_URL wins)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "copy-store":
+        from runner.cli.copy_store import copy_store_command
+
+        return copy_store_command(args.source, args.to, args.config, os.environ)
     if args.command == "hash-password":
         from runner.cli.hash_password import hash_password_command
 

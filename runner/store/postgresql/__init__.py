@@ -31,7 +31,7 @@ from runner.store.postgresql.connection import PostgresConnection
 from runner.store.sql.adapter import SQLStore
 from runner.store.sql.connection import Connection
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "apply_migrations"]
 
 log = structlog.get_logger(logger_name="hobotnica.store")
 
@@ -124,25 +124,11 @@ class PostgresStore(SQLStore):
         return state.startswith(_UNAVAILABLE_CLASSES)
 
     def _migrate(self) -> list[int]:
-        known = migrations.migrations("postgresql")
         with self._pool.connection() as raw, raw.transaction():
-            db = PostgresConnection(raw)
-            db.lock(MIGRATION_LOCK)  # three nodes starting together: the first migrates
-            raw.execute(migrations.CREATE_TABLE)
-            rows = raw.execute("SELECT version, requires FROM schema_migrations").fetchall()
-            required = max((row[1] for row in rows), default=0)
-            todo = migrations.pending(known, {row[0] for row in rows}, required)
-            for migration in todo:
-                for statement in migrations.statements(migration.sql):
-                    raw.execute(statement)
-                raw.execute(
-                    "INSERT INTO schema_migrations (version, name, requires, applied_at)"
-                    " VALUES (%s, %s, %s, extract(epoch FROM now()))",
-                    [migration.version, migration.name, migration.requires],
-                )
-        if todo:
-            log.info("migrated the database", versions=[m.version for m in todo])
-        return [migration.version for migration in todo]
+            applied = apply_migrations(raw)
+        if applied:
+            log.info("migrated the database", versions=applied)
+        return applied
 
     async def _listen(self) -> None:
         """What the other nodes commit, announced here; after a reconnect, everything."""
@@ -160,6 +146,27 @@ class PostgresStore(SQLStore):
             except (psycopg.Error, OSError) as error:
                 log.warning("listening for other nodes failed; retrying", error=str(error))
             await asyncio.sleep(LISTEN_RETRY)
+
+
+def apply_migrations(raw: "psycopg.Connection[Any]") -> list[int]:
+    """Inside the caller's transaction: apply the migrations the database lacks, once, whoever
+    else starts now (the first to take the lock migrates); the versions applied."""
+    PostgresConnection(raw).lock(MIGRATION_LOCK)
+    raw.execute(migrations.CREATE_TABLE)
+    rows = raw.execute("SELECT version, requires FROM schema_migrations").fetchall()
+    required = max((row[1] for row in rows), default=0)
+    todo = migrations.pending(
+        migrations.migrations("postgresql"), {row[0] for row in rows}, required
+    )
+    for migration in todo:
+        for statement in migrations.statements(migration.sql):
+            raw.execute(statement)
+        raw.execute(
+            "INSERT INTO schema_migrations (version, name, requires, applied_at)"
+            " VALUES (%s, %s, %s, extract(epoch FROM now()))",
+            [migration.version, migration.name, migration.requires],
+        )
+    return [migration.version for migration in todo]
 
 
 def _encode(node: str, committed: Committed) -> str:

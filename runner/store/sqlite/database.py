@@ -31,6 +31,23 @@ def is_unavailable(error: BaseException) -> bool:
     return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE
 
 
+def apply_migrations(db: Connection) -> list[int]:
+    """Inside the caller's transaction: apply the migrations the file lacks; the versions."""
+    db.execute(migrations.CREATE_TABLE)
+    rows = db.execute("SELECT version, requires FROM schema_migrations").fetchall()
+    required = max((row[1] for row in rows), default=0)
+    todo = migrations.pending(migrations.migrations("sqlite"), {row[0] for row in rows}, required)
+    for migration in todo:
+        for statement in migrations.statements(migration.sql):
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO schema_migrations (version, name, requires, applied_at)"
+            " VALUES (?, ?, ?, ?)",
+            (migration.version, migration.name, migration.requires, time.time()),
+        )
+    return [migration.version for migration in todo]
+
+
 class SQLiteConnection:
     """`runner.store.sql.connection.Connection` over sqlite3."""
 
@@ -72,21 +89,7 @@ class Database:
     def migrate(self) -> list[int]:
         """Apply the migrations this file lacks, in one transaction; the versions applied."""
         with self.transaction() as db:
-            db.execute(migrations.CREATE_TABLE)
-            rows = db.execute("SELECT version, requires FROM schema_migrations").fetchall()
-            required = max((row[1] for row in rows), default=0)
-            todo = migrations.pending(
-                migrations.migrations("sqlite"), {row[0] for row in rows}, required
-            )
-            for migration in todo:
-                for statement in migrations.statements(migration.sql):
-                    db.execute(statement)
-                db.execute(
-                    "INSERT INTO schema_migrations (version, name, requires, applied_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (migration.version, migration.name, migration.requires, time.time()),
-                )
-        return [migration.version for migration in todo]
+            return apply_migrations(db)
 
     def close(self) -> None:
         self._raw.close()
