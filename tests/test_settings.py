@@ -921,3 +921,29 @@ def test_a_node_is_named_by_its_host_and_port_unless_it_has_a_name(tmp_path: Pat
     assert unnamed.server.node == f"{socket.gethostname()}:8090"
     named = load(tmp_path, '[server]\nnode_name = "build-2.example:8081"\n' + MINIMAL)
     assert named.server.node == "build-2.example:8081"
+
+
+def test_a_database_url_names_postgresql_or_nothing(tmp_path: Path) -> None:
+    assert load(tmp_path, MINIMAL).database_url is None  # the embedded SQLite
+    url = "postgresql://hobotnica@db.internal:5432/hobotnica?sslmode=require"
+    assert load(tmp_path, f'[storage]\ndatabase_url = "{url}"\n' + MINIMAL).database_url == url
+    from_env = load(tmp_path, MINIMAL, {"HOBOTNICA_DATABASE_URL": url})
+    assert from_env.database_url == url
+    message = config_error(tmp_path, '[storage]\ndatabase_url = "mysql://db/x"\n' + MINIMAL)
+    assert "storage.database_url must be a postgresql:// URL" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hobotnica:hunter2-secret@db/hobotnica",
+        "postgresql://hobotnica@db/hobotnica?sslmode=require&password=hunter2-secret",
+        "postgres://db/hobotnica?PASSWORD=hunter2-secret",
+    ],
+)
+def test_a_password_in_the_database_url_is_refused_without_echoing_it(
+    tmp_path: Path, url: str
+) -> None:
+    message = config_error(tmp_path, f'[storage]\ndatabase_url = "{url}"\n' + MINIMAL)
+    assert "must not carry a password" in message and ".pgpass" in message
+    assert "hunter2" not in message

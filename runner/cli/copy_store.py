@@ -13,7 +13,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from runner.core.errors import ConfigError
-from runner.core.setting_checks import database_url
+from runner.core.setting_checks import postgresql_url
 from runner.core.settings import load_settings
 from runner.core.statuses import format_bytes
 from runner.store.copying import NOT_COPIED, CopyError, CopySummary, copy_store
@@ -41,7 +41,7 @@ def copy_store_command(
 
 def _target(to: str | None, config: Path, environ: Mapping[str, str]) -> str:
     if to is not None:
-        url = database_url("--to", to) if to else None
+        url = postgresql_url("--to", to) if to else None
     else:
         url = load_settings(config, environ).database_url
     if not url:

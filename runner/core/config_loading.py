@@ -117,6 +117,10 @@ def _declared(cls: type[Any]) -> tuple[_Declared, ...]:
         kind, extras = hints[field.name], []
         if typing.get_origin(kind) is Annotated:
             kind, *extras = typing.get_args(kind)
+        if None in extras:
+            # A check named like its field reads as the field's default (None) in the class
+            # body: the check would silently never run.
+            raise TypeError(f"{cls.__name__}.{field.name}: a check is None (shadowed by a name?)")
         key = next((extra for extra in extras if isinstance(extra, Key)), Key())
         default = key.default
         if default is _NO_DEFAULT:

@@ -6,7 +6,7 @@ import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from runner.core.errors import ConfigError
 from runner.core.names import (
@@ -141,14 +141,15 @@ def local_url(server: Mapping[str, Any]) -> str:
     return f"http://{server['host']}:{server['port']}"
 
 
-def database_url(name: str, value: str | None) -> str | None:
+def postgresql_url(name: str, value: str | None) -> str | None:
     """A PostgreSQL URL without a password (libpq reads it from ~/.pgpass or PGPASSWORD)."""
     if not value:
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"{name} must be a postgresql:// URL (empty: the embedded SQLite)")
-    if parts.password is not None:
+    in_query = any(key.lower() == "password" for key, _ in parse_qsl(parts.query))
+    if parts.password is not None or in_query:
         raise ConfigError(
             f"{name} must not carry a password: put it in ~/.pgpass (or PGPASSFILE), or in the "
             "environment variable PGPASSWORD"

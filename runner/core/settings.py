@@ -35,12 +35,12 @@ from runner.core.setting_checks import (
     BuildUser,
     branch,
     build_user,
-    database_url,
     github_owner,
     local_url,
     maskable,
     password_hash,
     port_pair,
+    postgresql_url,
     registered_once,
     repository,
     user_name,
@@ -216,7 +216,7 @@ class Settings:
     min_free: Annotated[int, Key(table="storage"), at_least(0, "(bytes)")] = 1024**3
     # Several nodes share one PostgreSQL; None: the embedded SQLite under data_dir.
     database_url: Annotated[
-        str | None, Key(table="storage", env="HOBOTNICA_DATABASE_URL"), database_url
+        str | None, Key(table="storage", env="HOBOTNICA_DATABASE_URL"), postgresql_url
     ] = None
     server: ServerSettings = ServerSettings()
     builds: BuildSettings = BuildSettings()
