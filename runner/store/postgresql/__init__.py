@@ -43,7 +43,7 @@ CONNECT_TIMEOUT = 10.0
 RETRIES = 5  # of a transaction aborted for a deadlock or a serialization failure
 LISTEN_RETRY = 1.0
 MIGRATION_LOCK = "hobotnica schema migrations"
-EVERYTHING = Change.QUEUED | Change.STARTED | Change.ENDED | Change.OUTBOX
+EVERYTHING = Change.QUEUED | Change.STARTED | Change.ENDED | Change.OUTBOX | Change.LOG
 # What says "the database cannot write now": it is unreachable, shutting down, out of space.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 
