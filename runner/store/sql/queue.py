@@ -42,7 +42,12 @@ def claim(db: Connection, limit: int, owner: str, lease_seconds: float) -> list[
     ]
     decision = rules.claim(heads, busy, deployed, limit=limit, now=now)
     for supersede in decision.supersede:
-        rows.end_queued(db, rows.row(db, supersede.build_id), supersede.reason)
+        # Under the repository's lock, as every decision on whether GitHub heard of a build
+        # (`outbox.next_item`); the build may have ended meanwhile.
+        db.lock(rows.row(db, supersede.build_id)["repository"].lower())
+        row = rows.row(db, supersede.build_id)
+        if row["state"] == BuildState.QUEUED.value:
+            rows.end_queued(db, row, supersede.reason)
     started = []
     for build_id in decision.start:
         row = rows.row(db, build_id)
