@@ -15,13 +15,13 @@ import psycopg
 import pytest
 
 from runner.core import statuses
-from runner.core.models import Job
+from runner.core.models import BuildState, Job
 from runner.store import Delivery, Store
 from runner.store.postgresql import PostgresStore
 from runner.store.postgresql.connection import PostgresConnection
-from runner.store.sql import intake
+from runner.store.sql import intake, queue
 from tests.support.postgres import session_cluster
-from tests.support.stores import NOW, deliver, drain, request, sha
+from tests.support.stores import LEASE, NOW, deliver, drain, request, sha
 
 BOUND = 30.0
 
@@ -77,3 +77,34 @@ async def test_a_status_is_not_handed_out_while_a_delivery_drops_it(
     await store.status_done(item.id, "sent")
     assert await drain(store) == []  # nothing of the superseded build, ever
     assert await store.pending_status_count() == 0
+
+
+async def test_a_build_two_nodes_recover_at_once_is_recovered_once(
+    store: Store, database: str
+) -> None:
+    """Node A died running a build. Another node recovers it and a third claims it at once
+    (attempt 2); this node, which began its own recovery before that committed, must leave
+    the build alone: requeuing it would stop attempt 2 and run the build a third time."""
+    [build_id] = await deliver(store, "d-1", request(1))
+    dead, alive = "node-a/1/dead", "node-b/2/alive"
+    [claimed] = await store.claim_builds(1, dead, LEASE)
+    assert claimed.id == build_id
+
+    def dead_is_gone(owner: str | None) -> bool:
+        return owner == dead
+
+    with psycopg.connect(database, autocommit=True) as other_nodes:
+        with other_nodes.transaction():
+            db = PostgresConnection(other_nodes)
+            assert [b.id for b in queue.recover_interrupted(db, dead_is_gone)] == [build_id]
+            assert [b.id for b in queue.claim(db, 1, alive, LEASE)] == [build_id]
+            recovering = asyncio.create_task(store.recover_interrupted(dead_is_gone))
+            await until_a_transaction_waits_for_a_lock(database)
+        async with asyncio.timeout(BOUND):
+            recovered = await recovering
+
+    assert recovered == []
+    build = await store.get_build(build_id)
+    assert build is not None
+    assert (build.state, build.attempt) == (BuildState.RUNNING, 2)
+    assert await store.heartbeat(alive, [build_id], LEASE) == {build_id: None}  # still B's

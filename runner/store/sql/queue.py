@@ -159,12 +159,21 @@ def recover_interrupted(
 ) -> list[RecoveredBuild]:
     """Recover running builds whose owner is gone (`is_gone`) or whose lease lapsed."""
     now = db.now() if now is None else now
-    lost = [
-        row
-        for row in db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
-        if is_gone(row["lease_owner"]) or row["lease_expires"] is None or row["lease_expires"] < now
-    ]
-    return [_recover(db, row) for row in lost]
+
+    def lost(row: Row) -> bool:
+        if row["state"] != BuildState.RUNNING.value:
+            return False
+        lapsed = row["lease_expires"] is None or row["lease_expires"] < now
+        return lapsed or is_gone(row["lease_owner"])
+
+    recovered = []
+    for found in db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall():
+        # Read again under the repository's lock: another node may have recovered the build
+        # meanwhile, and another claimed it again (a new attempt, a live owner).
+        row = _locked(db, found["id"]) if lost(found) else None
+        if row is not None and lost(row):
+            recovered.append(_recover(db, row))
+    return recovered
 
 
 def release(db: Connection, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
