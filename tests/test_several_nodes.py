@@ -1,14 +1,15 @@
-"""Several nodes on one PostgreSQL, behind real nginx, under load, while a node running a build
-is SIGKILLed and started again.
+"""Several nodes on one PostgreSQL, behind real nginx, under load, while the node running a build
+hangs (SIGSTOP, until requests nginx sent it wait unread), is SIGKILLed and started again.
 
 Three `hobotnica serve` processes (each its own data directory, port and node name) share one
 database of the session's throwaway cluster; nginx runs the shipped `nginx/hobotnica-nodes.conf`
 (its upstream and listen addresses moved to loopback, a throwaway certificate). GitHub is the
 one fake. Three repositories get some two hundred signed deliveries: bursts of pushes to one
-branch, single pushes to topic branches, pull requests, pushes to the deploy branch, and
-deliveries sent by "GitHub's Redeliver" to two nodes directly at once. Every build notes in a
-file outside the workspaces when its `make test` or `make deploy` started and ended, on which
-node, and (for deploys) which commit it deployed.
+branch, a slower trickle to another, single pushes to topic branches, pull requests (opened,
+then synchronized), pushes to the deploy branch, and deliveries sent by "GitHub's Redeliver" to
+two nodes directly at once. Every build notes in a file outside the workspaces when its `make
+test` or `make deploy` started and ended, on which node, and (for deploys) which commit it
+deployed.
 
 Then, as a user would see it: every webhook sent through nginx was answered 2xx, also while a
 node was dying; a delivery sent to two nodes is one delivery; each commit has one final status
