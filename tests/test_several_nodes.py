@@ -199,7 +199,9 @@ def plan_deliveries(rng: random.Random, remotes: Path, ran: Path, release: Path)
 
 @dataclass
 class Run:
-    """One attempt of one build's make target, as `record.sh` noted it."""
+    """One attempt of one build's make target, as `record.sh` noted it. A time can be missing:
+    the `date` of a run being stopped may be ended with it (the stop ends every process of the
+    build); the repository's lock still tells whether it overlapped another run."""
 
     job: str
     repository: str
@@ -207,8 +209,9 @@ class Run:
     attempt: int
     sha: str
     node: str
-    start: float
+    start: float | None
     end: float | None = None
+    ended: bool = False  # its end was noted (with a time or without)
 
 
 def read_runs(ran: Path) -> tuple[dict[tuple[int, int], Run], list[str]]:
@@ -217,17 +220,19 @@ def read_runs(ran: Path) -> tuple[dict[tuple[int, int], Run], list[str]]:
     overlaps = []
     text = ran.read_text() if ran.exists() else ""
     for line in text.splitlines():
-        what, job, repository, build_id, attempt, sha, home, at = line.split()
+        fields = line.split()
+        what, job, repository, build_id, attempt, sha, home = fields[:7]
+        at = float(fields[7]) if len(fields) > 7 else None
         key = (int(build_id), int(attempt))
         if what == "start":
             node = home.removesuffix("-home")
-            runs[key] = Run(job, repository, key[0], key[1], sha, node, float(at))
+            runs[key] = Run(job, repository, key[0], key[1], sha, node, at)
         elif what == "overlap":
             overlaps.append(line)
-        elif key in runs and runs[key].end is None:
+        elif key in runs and not runs[key].ended:
             # (An end without a start: stopped before it began. Two ends: stopped right at
             # its end; the first counts.)
-            runs[key].end = float(at)
+            runs[key].end, runs[key].ended = at, True
     return runs, overlaps
 
 
@@ -312,7 +317,11 @@ class Traffic:
                 self.sent += 1
                 self.progress.notify_all()
             await asyncio.sleep(delivery.pause)
-        await asyncio.gather(*sending)
+        try:
+            await asyncio.gather(*sending)
+        finally:  # the test failed meanwhile: nothing goes on sending
+            for task in sending:
+                task.cancel()
 
     async def through_nginx(self, delivery: Delivery) -> None:
         await self._post(self.session, self.site, "nginx", delivery)
@@ -454,7 +463,7 @@ async def run_the_stream(
     async def killer() -> Killed:
         run: Run = await poll("the long build started", long_started, 30.0)
         await traffic.wait_sent(int(len(stream) * KILL_AFTER))
-        assert read_runs(ran)[0][(run.build_id, run.attempt)].end is None, "it still runs"
+        assert not read_runs(ran)[0][(run.build_id, run.attempt)].ended, "it still runs"
         victim = by_name[run.node]
         # It hangs first, then dies: requests nginx sent it are on their way when it dies.
         victim.signal(signal.SIGSTOP)
@@ -469,9 +478,10 @@ async def run_the_stream(
         release.touch()
         return Killed(run.node, run.build_id)
 
-    async with asyncio.timeout(90):
-        _, killed = await asyncio.gather(traffic.send_all(stream), killer())
-    return killed
+    async with asyncio.timeout(90), asyncio.TaskGroup() as tasks:  # one fails: both end
+        tasks.create_task(traffic.send_all(stream))
+        killing = tasks.create_task(killer())
+    return killing.result()
 
 
 def unread_connections(port: int) -> int:
@@ -581,7 +591,7 @@ def check_runs(
     assert all(by_id[run.build_id].sha == run.sha for run in runs.values())
     # Every make target noted its end, but the one whose node was killed: its processes were
     # ended with the node's cgroup (SIGKILL, no trap runs).
-    unended = [key for key, run in runs.items() if run.end is None]
+    unended = [key for key, run in runs.items() if not run.ended]
     assert set(unended) <= {(killed.build_id, 1)}, unended
 
     # One repository's builds, tests and deploys, never ran at the same time on any nodes:
@@ -589,20 +599,19 @@ def check_runs(
     assert overlaps == []
     crossed = []
     for repository in REPOSITORIES:
-        mine = [r for r in runs.values() if r.repository == repository and r.end is not None]
-        mine.sort(key=lambda r: r.start)
-        for before, after in itertools.pairwise(mine):
-            if after.start < (before.end or 0):
+        timed = [r for r in runs.values() if r.repository == repository and r.start and r.end]
+        timed.sort(key=lambda r: r.start or 0)
+        for before, after in itertools.pairwise(timed):
+            if (after.start or 0) < (before.end or 0):
                 crossed.append((before, after))
     assert crossed == []
 
     # Deploys never went backwards: each repository's deploys ran in push order.
     order = {(d.repository, d.sha): index for index, d in enumerate(stream)}
     for repository in REPOSITORIES:
-        deployed = sorted(
-            (r for r in runs.values() if r.job == "deploy" and r.repository == repository),
-            key=lambda r: r.start,
-        )
+        deployed = [r for r in runs.values() if r.job == "deploy" and r.repository == repository]
+        assert all(r.start for r in deployed), "a deploy is never stopped as it starts"
+        deployed.sort(key=lambda r: r.start or 0)
         pushed = [order[(repository, r.sha)] for r in deployed]
         assert pushed == sorted(set(pushed)), (repository, pushed)
 
