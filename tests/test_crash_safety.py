@@ -7,9 +7,14 @@
   waits are honoured.
 - Drain: SIGTERM while a build runs; `/health` turns 503, webhooks are still accepted and kept for
   the next instance, the running build finishes and its status is posted before the exit.
+
+Both run on each store: the embedded SQLite file (whose integrity is SQLite's own check), and a
+PostgreSQL database of the session's throwaway cluster (checked with amcheck, PostgreSQL's
+verifier of indexes and tables). On either, what the store holds at the end is read with SQL.
 """
 
 import asyncio
+import contextlib
 import random
 import signal
 import sqlite3
@@ -21,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
+import pytest
 
 from tests.support.daemon_process import (
     FINAL_STATES,
@@ -30,6 +37,7 @@ from tests.support.daemon_process import (
     serve_fake_github,
 )
 from tests.support.gitrepo import make_remote, makefile
+from tests.support.postgres import session_cluster
 
 REPOSITORIES = ("octo/alpha", "octo/beta", "octo/gamma")
 PUSHES = 30
@@ -37,6 +45,76 @@ TAIL = 6  # the last pushes come in one burst after the last restart, into the r
 SEED = 20240611
 SETTLE_TIMEOUT = 120.0
 CLOCK_SLACK = 0.1
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The store a daemon of these tests keeps: SQLite under its data directory, or PostgreSQL."""
+
+    name: str
+    database_url: str | None
+
+    def rows(self, data_dir: Path, sql: str, parameters: tuple[object, ...] = ()) -> list[Any]:
+        """Rows of one query (`?` placeholders), read while no daemon has the store open."""
+        if self.database_url is None:
+            with contextlib.closing(sqlite3.connect(data_dir / "hobotnica.sqlite3")) as db:
+                return [tuple(row) for row in db.execute(sql, parameters)]
+        with psycopg.connect(self.database_url, connect_timeout=10) as db:
+            return list(db.execute(sql.replace("?", "%s"), parameters).fetchall())
+
+    def damage(self, data_dir: Path) -> list[str]:
+        """What the store's own checker finds wrong with it; [] when it is intact."""
+        if self.database_url is None:
+            found = [row[0] for row in self.rows(data_dir, "PRAGMA integrity_check")]
+            return [] if found == ["ok"] else found
+        # amcheck: every B-tree index is well formed and holds every row of its table
+        # (heapallindexed), and every table's pages and tuples are sound (verify_heapam).
+        with psycopg.connect(self.database_url, connect_timeout=10, autocommit=True) as db:
+            db.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+            indexes = db.execute(
+                "SELECT c.oid::regclass::text FROM pg_index AS i"
+                " JOIN pg_class AS c ON c.oid = i.indexrelid"
+                " JOIN pg_am AS am ON am.oid = c.relam"
+                " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE am.amname = 'btree' AND n.nspname = 'public'"
+            ).fetchall()
+            tables = db.execute(
+                "SELECT c.oid::regclass::text FROM pg_class AS c"
+                " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'r' AND n.nspname = 'public'"
+            ).fetchall()
+            assert indexes and tables, "the schema is there to check"
+            problems = []
+            for (index,) in indexes:
+                try:
+                    db.execute("SELECT bt_index_check(%s::regclass, true)", (index,))
+                except psycopg.Error as error:
+                    problems.append(f"{index}: {error}")
+            for (table,) in tables:
+                for row in db.execute("SELECT * FROM verify_heapam(%s::regclass)", (table,)):
+                    problems.append(f"{table}: {row}")
+            return problems
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", None)
+    return Backend("postgresql", session_cluster().new_database())
+
+
+def assert_store_at_rest(backend: Backend, data_dir: Path) -> None:
+    """After a clean exit: the store is intact, no build is left queued or running, and no
+    status is left waiting to be posted."""
+    sqlite_file = (data_dir / "hobotnica.sqlite3").exists()
+    assert sqlite_file == (backend.database_url is None), "the store is the one configured"
+    assert backend.damage(data_dir) == []
+    unfinished = backend.rows(
+        data_dir, "SELECT id, state FROM builds WHERE state IN ('queued', 'running')"
+    )
+    assert unfinished == []
+    waiting = backend.rows(data_dir, "SELECT build_id, state FROM outbox WHERE done_at IS NULL")
+    assert waiting == []
 
 
 @dataclass
@@ -174,7 +252,9 @@ def settled(builds: list[dict[str, Any]], pushes: list[Push], fake: TimedGitHub)
     return True
 
 
-async def test_chaos_sigkill_and_a_flaky_github_lose_nothing(tmp_path: Path) -> None:
+async def test_chaos_sigkill_and_a_flaky_github_lose_nothing(
+    tmp_path: Path, backend: Backend
+) -> None:
     rng = random.Random(SEED)
     ran = tmp_path / "ran.txt"
     remotes = tmp_path / "remotes"
@@ -192,6 +272,7 @@ async def test_chaos_sigkill_and_a_flaky_github_lose_nothing(tmp_path: Path) -> 
             git_url=remotes.as_uri(),
             data_dir=data_dir,
             projects=[{"repository": name} for name in REPOSITORIES],
+            database_url=backend.database_url,
         )
         try:
             await daemon.start()
@@ -259,11 +340,7 @@ async def test_chaos_sigkill_and_a_flaky_github_lose_nothing(tmp_path: Path) -> 
 
     # The process ended cleanly and left the database intact and no build behind.
     assert exit_code == 0, log
-    db = sqlite3.connect(data_dir / "hobotnica.sqlite3")
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        db.close()
+    assert_store_at_rest(backend, data_dir)
     assert not leftovers
 
     # GitHub's waits were honoured: nothing was posted before a rate limit allowed it.
@@ -284,7 +361,9 @@ async def test_chaos_sigkill_and_a_flaky_github_lose_nothing(tmp_path: Path) -> 
     assert not too_early, too_early
 
 
-async def test_sigterm_drains_keeps_new_webhooks_and_reports_before_exit(tmp_path: Path) -> None:
+async def test_sigterm_drains_keeps_new_webhooks_and_reports_before_exit(
+    tmp_path: Path, backend: Backend
+) -> None:
     remotes = tmp_path / "remotes"
     remotes.mkdir()
     remote = make_remote(remotes, "octo/app")
@@ -302,6 +381,7 @@ async def test_sigterm_drains_keeps_new_webhooks_and_reports_before_exit(tmp_pat
             git_url=remotes.as_uri(),
             data_dir=data_dir,
             projects=[{"repository": "octo/app"}],
+            database_url=backend.database_url,
         )
         try:
             await daemon.start()
@@ -332,14 +412,10 @@ async def test_sigterm_drains_keeps_new_webhooks_and_reports_before_exit(tmp_pat
             assert fake.last_state(slow_sha) == "success"
 
             # The drain kept the late push, queued and unbuilt, for the next instance.
-            db = sqlite3.connect(data_dir / "hobotnica.sqlite3")  # nobody else has it open
-            try:
-                row = db.execute(
-                    "SELECT state, attempt FROM builds WHERE id = ?", (later_id,)
-                ).fetchone()
-            finally:
-                db.close()
-            assert tuple(row) == ("queued", 0)
+            rows = backend.rows(  # nobody else has the store open
+                data_dir, "SELECT state, attempt FROM builds WHERE id = ?", (later_id,)
+            )
+            assert rows == [("queued", 0)]
 
             await daemon.start()
             async with asyncio.timeout(30):
@@ -351,5 +427,6 @@ async def test_sigterm_drains_keeps_new_webhooks_and_reports_before_exit(tmp_pat
             await fake.wait_until(lambda: fake.last_state(later_sha) == "success", timeout=30)
             daemon.signal(signal.SIGTERM)
             assert await daemon.wait_exit(30) == 0, daemon.log_tail()
+            assert_store_at_rest(backend, data_dir)
         finally:
             await daemon.close()

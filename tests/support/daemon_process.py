@@ -7,7 +7,8 @@
 - `DaemonProcess`: writes a config TOML, starts the console script next to `sys.executable`
   (in a small environment of its own, plus any variables the test gives it) with stdout and
   stderr appended to a log file, waits (bounded) for `/health`, sends signed pushes, signals the
-  process, and reads builds and their logs through `/api/builds/{id}`.
+  process, and reads builds and their logs through `/api/builds/{id}`. With a `database_url` it
+  is one node of several sharing that PostgreSQL database (`node_name` names it).
 
 Everything here is async and never blocks the loop: the fake GitHub answers from the same loop.
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 from aiohttp import web
 
 from tests.conftest import SECRET, TOKEN
@@ -171,16 +173,28 @@ def write_config(
     data_dir: Path,
     projects: list[dict[str, Any]],
     builds: Mapping[str, Any] | None = None,
+    database_url: str | None = None,
+    node_name: str | None = None,
+    github: Mapping[str, Any] | None = None,
 ) -> None:
+    """The daemon's TOML. `database_url` (PostgreSQL) makes it a node of a shared store, named
+    `node_name`; without it the store is the embedded SQLite under `data_dir`."""
+    server: dict[str, Any] = {"host": "127.0.0.1", "port": port, "public_url": public_url}
+    if node_name is not None:
+        server["node_name"] = node_name
+    storage: dict[str, Any] = {"data_dir": str(data_dir), "min_free": 0}
+    if database_url is not None:
+        storage["database_url"] = database_url
     tables: dict[str, Mapping[str, Any]] = {
-        "server": {"host": "127.0.0.1", "port": port, "public_url": public_url},
+        "server": server,
         "github": {
             "api_url": api_url,
             "git_url": git_url,
             "webhook_secret": SECRET,
             "token": TOKEN,
+            **(github or {}),
         },
-        "storage": {"data_dir": str(data_dir), "min_free": 0},
+        "storage": storage,
         "builds": {"concurrency": 2, "kill_grace": 2, "drain_timeout": 60, **(builds or {})},
         "ui": {"public": True},  # these tests read builds through /api/builds/{id}
     }
@@ -214,8 +228,12 @@ class DaemonProcess:
         public_url: str | None = None,
         builds: Mapping[str, Any] | None = None,
         environment: Mapping[str, str] | None = None,
+        database_url: str | None = None,
+        node_name: str | None = None,
+        github: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
+        self.database_url = database_url
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.public_url = public_url or self.base
@@ -240,6 +258,9 @@ class DaemonProcess:
             data_dir=data_dir,
             projects=projects,
             builds=builds,
+            database_url=database_url,
+            node_name=node_name,
+            github=github,
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT)
@@ -397,12 +418,17 @@ class DaemonProcess:
             raise self.unreachable(error) from error
 
     async def all_builds(self) -> list[dict[str, Any]]:
-        """Every build, by id from 1 up to the first missing one.
+        """Every build, read through this daemon's API.
 
-        Ids come from AUTOINCREMENT and builds are never deleted here, so there are no gaps; a
-        deploy is created in the same transaction that ends its test build, so a scan that sees
-        the test final also sees the deploy (it has a higher id).
+        On SQLite ids come from AUTOINCREMENT and builds are never deleted here, so the scan
+        goes from 1 up to the first missing id; a deploy is created in the same transaction
+        that ends its test build, so a scan that sees the test final also sees the deploy (it
+        has a higher id). A PostgreSQL sequence may skip a value (a transaction retried after a
+        deadlock), so there the ids are listed from the database first.
         """
+        if self.database_url is not None:
+            builds = [await self.build(build_id) for build_id in await build_ids(self.database_url)]
+            return [build for build in builds if build is not None]
         builds: list[dict[str, Any]] = []
         for build_id in range(1, 100_000):
             build = await self.build(build_id)
@@ -410,6 +436,24 @@ class DaemonProcess:
                 return builds
             builds.append(build)
         raise AssertionError("too many builds")
+
+
+async def build_ids(database_url: str) -> list[int]:
+    """Every build's id in a shared store, in order."""
+    rows = await query(database_url, "SELECT id FROM builds ORDER BY id")
+    return [int(row[0]) for row in rows]
+
+
+async def query(
+    database_url: str, sql: str, parameters: tuple[object, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Rows of one read of a shared store (PostgreSQL), off the event loop."""
+
+    def read() -> list[tuple[Any, ...]]:
+        with psycopg.connect(database_url, connect_timeout=10) as connection:
+            return list(connection.execute(sql, parameters).fetchall())
+
+    return await asyncio.to_thread(read)
 
 
 def processes_with_marker_prefix(public_url: str) -> list[int]:

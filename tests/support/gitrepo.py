@@ -79,3 +79,54 @@ def environment_in_log(log: str) -> dict[str, str]:
     """The variables `PRINT_MAKES_ENVIRONMENT` printed into a build's log."""
     printed = log.split("ENV-BEGIN\n", 1)[1].split("ENV-END", 1)[0]
     return dict(line.split("=", 1) for line in printed.splitlines())
+
+
+@dataclass(frozen=True)
+class NewCommit:
+    """One commit for `commit_many`: on top of `branch`'s previous one (a new branch starts
+    with a root commit), changing `files`; `also` are more refs to point at it (a pull
+    request's `refs/pull/N/head`)."""
+
+    branch: str
+    files: dict[str, str]
+    message: str
+    also: tuple[str, ...] = ()
+
+
+def commit_many(
+    remote: Remote, commits: list[NewCommit], *, base_time: int = 1700000000
+) -> list[str]:
+    """Many commits at once, straight into the bare repository (one `git fast-import`, some
+    hundred times quicker than a commit and a push each); their shas, in order."""
+    stream: list[bytes] = []
+
+    def data(text: str) -> None:
+        encoded = text.encode()
+        stream.append(b"data %d\n%s\n" % (len(encoded), encoded))
+
+    last: dict[str, int] = {}
+    for mark, commit in enumerate(commits, start=1):
+        stream.append(f"commit refs/heads/{commit.branch}\nmark :{mark}\n".encode())
+        stream.append(
+            f"committer {GIT_ENV['GIT_COMMITTER_NAME']} <{GIT_ENV['GIT_COMMITTER_EMAIL']}>"
+            f" {base_time + mark} +0000\n".encode()
+        )
+        data(commit.message)
+        if commit.branch in last:
+            stream.append(f"from :{last[commit.branch]}\n".encode())
+        last[commit.branch] = mark
+        for name, content in commit.files.items():
+            stream.append(f"M 100644 inline {name}\n".encode())
+            data(content)
+        stream.append(b"\n")
+        for ref in commit.also:
+            stream.append(f"reset {ref}\nfrom :{mark}\n\n".encode())
+    marks = remote.bare / "hobotnica-test-marks"
+    subprocess.run(
+        ["git", "--git-dir", str(remote.bare), "fast-import", "--quiet",
+         f"--export-marks={marks}"],
+        input=b"".join(stream), env=GIT_ENV, check=True, capture_output=True,
+    )  # fmt: skip
+    shas = dict(line.split() for line in marks.read_text().splitlines())
+    marks.unlink()
+    return [shas[f":{mark}"] for mark in range(1, len(commits) + 1)]

@@ -62,6 +62,12 @@ def next_item(db: Connection, now: float) -> tuple[OutboxItem | None, float | No
                 "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL"
             ).fetchone()[0]
             return None, None if later is None else float(later)
+        # Whether GitHub heard of a build is decided under its repository's lock (a delivery
+        # superseding it, a claim, a cancel); marking a state `sending` takes that lock too, and
+        # reads the states again under it. Without it, on a store whose transactions run side
+        # by side (PostgreSQL), a delivery could find the build unheard of and drop its states
+        # while this hands one of them out: GitHub would show that `pending` for ever.
+        db.lock(row["repository"].lower())
         # The newest state that is due. A newer one still held (perhaps another build's
         # pending) is posted when due, or dropped: collapsing this one under it could leave
         # the commit showing an old `pending` for ever.
@@ -70,6 +76,8 @@ def next_item(db: Connection, now: float) -> tuple[OutboxItem | None, float | No
             " AND context = ? AND next_attempt_at <= ? ORDER BY id DESC LIMIT 1",
             (row["repository"], row["sha"], row["context"], now),
         ).fetchone()
+        if newest is None:  # dropped meanwhile, by the transaction that held the lock
+            continue
         _close_older(db, now, newest)
         sent = _sent_count(db, newest)
         if sent >= GITHUB_STATUS_LIMIT or (

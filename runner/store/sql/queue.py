@@ -42,7 +42,12 @@ def claim(db: Connection, limit: int, owner: str, lease_seconds: float) -> list[
     ]
     decision = rules.claim(heads, busy, deployed, limit=limit, now=now)
     for supersede in decision.supersede:
-        rows.end_queued(db, rows.row(db, supersede.build_id), supersede.reason)
+        # Under the repository's lock, as every decision on whether GitHub heard of a build
+        # (`outbox.next_item`); the build may have ended meanwhile.
+        db.lock(rows.row(db, supersede.build_id)["repository"].lower())
+        row = rows.row(db, supersede.build_id)
+        if row["state"] == BuildState.QUEUED.value:
+            rows.end_queued(db, row, supersede.reason)
     started = []
     for build_id in decision.start:
         row = rows.row(db, build_id)
@@ -154,12 +159,21 @@ def recover_interrupted(
 ) -> list[RecoveredBuild]:
     """Recover running builds whose owner is gone (`is_gone`) or whose lease lapsed."""
     now = db.now() if now is None else now
-    lost = [
-        row
-        for row in db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
-        if is_gone(row["lease_owner"]) or row["lease_expires"] is None or row["lease_expires"] < now
-    ]
-    return [_recover(db, row) for row in lost]
+
+    def lost(row: Row) -> bool:
+        if row["state"] != BuildState.RUNNING.value:
+            return False
+        lapsed = row["lease_expires"] is None or row["lease_expires"] < now
+        return lapsed or is_gone(row["lease_owner"])
+
+    recovered = []
+    for found in db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall():
+        # Read again under the repository's lock: another node may have recovered the build
+        # meanwhile, and another claimed it again (a new attempt, a live owner).
+        row = _locked(db, found["id"]) if lost(found) else None
+        if row is not None and lost(row):
+            recovered.append(_recover(db, row))
+    return recovered
 
 
 def release(db: Connection, owner: str, build_ids: Iterable[int]) -> list[RecoveredBuild]:
