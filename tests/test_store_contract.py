@@ -5,6 +5,7 @@ backend is done when this module passes on it. What only one backend can show (i
 rows, its costs) is in that backend's own module (`tests/test_sqlite_store.py`).
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -1518,3 +1519,21 @@ async def test_an_installation_secret_is_made_once_and_kept(backend: Backend) ->
     assert await first.installation_secret("other", 32) != key
     await first.close()
     assert await (await backend.open()).installation_secret("session", 32) == key
+
+
+async def test_a_delivery_that_fails_in_a_group_commit_leaves_the_others_stored(
+    store: Store,
+) -> None:
+    # Deliveries arriving together are written in one transaction; one the database refuses
+    # (here: no event) gets its error, and the others are stored all the same.
+    def delivery(n: int, event: Any = "push") -> Delivery:
+        return Delivery(f"d-{n}", event, "42", NOW, "accepted", (request(n, branch=f"b{n}"),))
+
+    answers = await asyncio.gather(
+        *(store.record_delivery(d) for d in (delivery(1), delivery(2, event=None), delivery(3))),
+        return_exceptions=True,
+    )
+    assert isinstance(answers[1], Exception)
+    assert [len(a.build_ids) for a in (answers[0], answers[2])] == [1, 1]  # type: ignore[union-attr]
+    assert await queued_count(store) == 2
+    assert await store.known_deliveries(["d-1", "d-2", "d-3"]) == {"d-1", "d-3"}

@@ -82,6 +82,7 @@ class PostgresStore(SQLStore):
         if self._closed:
             return
         self._closed = True
+        await self._intake_written()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,4 @@
-"""What each write of the SQLite store committed, for `runner.store.announcements`."""
+"""What each write of the store committed, for `runner.store.announcements`."""
 
 import time
 
@@ -22,6 +22,22 @@ def recorded(outcome: DeliveryOutcome, *_: object) -> Committed | None:
     # A superseded build's final status is due at once; a new build's `Queued` is held.
     due = time.time() + (0 if outcome.superseded_ids else PENDING_HOLD)
     return Committed(change, stops, due)
+
+
+def recorded_together(answers: list[DeliveryOutcome | Exception], *_: object) -> Committed | None:
+    """What a group commit of deliveries committed, all in one (a delivery that failed: none)."""
+    parts = [
+        committed
+        for answer in answers
+        if not isinstance(answer, Exception) and (committed := recorded(answer)) is not None
+    ]
+    if not parts:
+        return None
+    change = Change.NONE
+    for part in parts:
+        change |= part.change
+    stops = tuple(stop for part in parts for stop in part.stops)
+    return Committed(change, stops, min(part.outbox_due_at for part in parts))
 
 
 def claimed(builds: list[Build], *_: object) -> Committed | None:

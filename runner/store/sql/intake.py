@@ -24,6 +24,19 @@ def record_deliveries(
     """
     if len(deliveries) == 1:  # alone in its transaction: it needs no savepoint
         return [record(db, deliveries[0])]
+    # Each repository's lock (several nodes) is taken up front, in one order for everyone, so
+    # two nodes' batches never wait for each other in a cycle.
+    for repository in sorted({r.repository.lower() for d in deliveries for r in d.requests}):
+        db.lock(repository)
+    # All at once first (two statements for the batch); only if one fails, one at a time, each
+    # in its own savepoint (two statements each), so that one leaves the others committed.
+    db.execute("SAVEPOINT batch")
+    try:
+        together: list[DeliveryOutcome | Exception] = [record(db, d) for d in deliveries]
+        db.execute("RELEASE batch")
+        return together
+    except Exception:
+        db.execute("ROLLBACK TO batch")
     answers: list[DeliveryOutcome | Exception] = []
     for delivery in deliveries:
         db.execute("SAVEPOINT delivery")
@@ -33,6 +46,7 @@ def record_deliveries(
             db.execute("ROLLBACK TO delivery")
             answers.append(error)
         db.execute("RELEASE delivery")
+    db.execute("RELEASE batch")
     return answers
 
 

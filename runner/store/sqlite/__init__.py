@@ -3,10 +3,8 @@
 SQLite calls (and their fsyncs) block, so every operation runs on one dedicated thread, never on
 the event loop; one thread also means one connection and no lock juggling inside the process
 (a second blue/green instance is serialised by SQLite's own locking). The operations are the
-shared ones of `runner.store.sql.adapter`; this adds the thread, the file, and group commit:
-while one intake transaction is being written, deliveries that arrive meanwhile wait and go
-together in the next transaction, behind one fsync. A lone delivery waits for nobody, so low
-load pays nothing and a burst pays one fsync per batch.
+shared ones of `runner.store.sql.adapter` (with its group commit of deliveries); this adds the
+thread and the file.
 """
 
 import asyncio
@@ -16,8 +14,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from runner.store.announcements import Committed
-from runner.store.records import Delivery, DeliveryOutcome
-from runner.store.sql import announce, intake
 from runner.store.sql.adapter import SQLStore
 from runner.store.sql.connection import Connection
 from runner.store.sqlite.database import Database, database_path, is_unavailable
@@ -32,8 +28,6 @@ class SQLiteStore(SQLStore):
         super().__init__()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._database = Database(path)
-        self._intake: list[tuple[Delivery, asyncio.Future[DeliveryOutcome]]] = []
-        self._intake_writer: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
@@ -62,41 +56,9 @@ class SQLiteStore(SQLStore):
         if self._closed:
             return
         self._closed = True
-        if self._intake_writer is not None:
-            await self._intake_writer
+        await self._intake_written()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._database.close)
         self._thread.shutdown(wait=True)
-
-    async def record_delivery(self, delivery: Delivery) -> DeliveryOutcome:
-        """Persist a delivery (durably, fsync'd) before returning; see the group commit above."""
-        answer: asyncio.Future[DeliveryOutcome] = asyncio.get_running_loop().create_future()
-        self._intake.append((delivery, answer))
-        if self._intake_writer is None or self._intake_writer.done():
-            self._intake_writer = asyncio.create_task(self._write_intake(), name="intake-writer")
-        return await answer
-
-    async def _write_intake(self) -> None:
-        while self._intake:
-            batch, self._intake = self._intake, []
-            try:
-                answers = await self.run(
-                    intake.record_deliveries, True, [delivery for delivery, _ in batch]
-                )
-            except Exception as error:  # the transaction itself failed: nothing was stored
-                answers = [error] * len(batch)
-            except asyncio.CancelledError:  # shutting down: nobody waits unanswered
-                for _, future in batch:
-                    future.cancel()
-                raise
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if not isinstance(answer, Exception):
-                    self.announcements.announce(announce.recorded(answer))
-                if future.done():
-                    continue
-                if isinstance(answer, Exception):
-                    future.set_exception(answer)
-                else:
-                    future.set_result(answer)
 
     async def prune(self, *, older_than: float, keep_per_repository: int) -> list[int]:
         pruned = await super().prune(older_than=older_than, keep_per_repository=keep_per_repository)
