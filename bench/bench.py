@@ -161,6 +161,7 @@ class Daemon:
     event_loop = "uvloop"  # the daemon's default; `--event-loop asyncio` compares
     cluster: Any = None  # a throwaway PostgreSQL (`--database postgresql`); None: SQLite
     nodes = 1
+    logs: Path | None = None  # `--logs DIR`: each daemon's output goes there
 
     def __init__(
         self,
@@ -202,11 +203,16 @@ class Daemon:
         hobotnica = str(Path(sys.executable).parent / "hobotnica")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOBOTNICA_")}
         for config in self.configs:
+            output: Any = subprocess.DEVNULL
+            if self.logs is not None:
+                self.logs.mkdir(parents=True, exist_ok=True)
+                name = f"{config.parent.name}-{config.stem}-{len(self.processes)}.log"
+                output = (self.logs / name).open("ab")
             self.processes.append(
                 subprocess.Popen(
                     [hobotnica, "serve", "--config", str(config)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT if self.logs is not None else subprocess.DEVNULL,
                     env=env,
                 )
             )
@@ -514,7 +520,9 @@ def main() -> int:
     parser.add_argument(
         "--nodes", type=int, default=1, help="nodes on the one PostgreSQL (webhooks in turn)"
     )
+    parser.add_argument("--logs", type=Path, help="keep each daemon's output in this folder")
     args = parser.parse_args()
+    Daemon.logs = args.logs
     if args.nodes > 1 and args.database != "postgresql":
         parser.error("several nodes need --database postgresql")
     Daemon.event_loop = args.event_loop

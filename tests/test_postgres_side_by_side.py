@@ -19,9 +19,9 @@ from runner.core.models import BuildState, Job
 from runner.store import Delivery, Store
 from runner.store.postgresql import PostgresStore
 from runner.store.postgresql.connection import PostgresConnection
-from runner.store.sql import intake, queue
+from runner.store.sql import intake, queue, rows
 from tests.support.postgres import session_cluster
-from tests.support.stores import LEASE, NOW, deliver, drain, request, sha
+from tests.support.stores import LEASE, NOW, REPO, deliver, drain, request, sha
 
 BOUND = 30.0
 
@@ -108,3 +108,27 @@ async def test_a_build_two_nodes_recover_at_once_is_recovered_once(
     assert build is not None
     assert (build.state, build.attempt) == (BuildState.RUNNING, 2)
     assert await store.heartbeat(alive, [build_id], LEASE) == {build_id: None}  # still B's
+
+
+async def test_a_delivery_takes_its_repositorys_lock_before_any_row_lock(
+    store: Store, database: str
+) -> None:
+    """Another node's batch of deliveries holds the repository's lock and is about to write
+    the repository's hook row; this node records a lone delivery of the same repository. Had
+    the lone delivery written the hook row before asking for the repository's lock, each would
+    wait for the other (a deadlock PostgreSQL breaks after a second, failing one of them: under
+    three nodes' load, webhooks were refused 503). It must wait for the lock, touching nothing."""
+    lone = Delivery("d-2", "push", "42", NOW, "accepted", (request(2),), hook_repository=REPO)
+    with psycopg.connect(database, autocommit=True) as other_node:
+        with other_node.transaction():
+            db = PostgresConnection(other_node)
+            rows.lock_repositories(db, [REPO])  # as its batch does, first thing
+            recording = asyncio.create_task(store.record_delivery(lone))
+            await until_a_transaction_waits_for_a_lock(database)
+            # The hook row is free: the batch writes it without waiting at all.
+            other_node.execute("SET LOCAL lock_timeout = '1ms'")
+            intake.record(db, Delivery("d-1", "push", "42", NOW, "accepted", (request(1),),
+                                       hook_repository=REPO))  # fmt: skip
+        async with asyncio.timeout(BOUND):
+            outcome = await recording
+    assert len(outcome.build_ids) == 1

@@ -191,11 +191,12 @@ class Intake:
         )
         try:
             recorded = await self.record(delivery)
-        except StoreUnavailable:
+        except StoreUnavailable as error:
             # Never 500: GitHub shows this text, and catch-up asks for the delivery again.
             response = _error(503, CANNOT_STORE)
             response.headers["Retry-After"] = STORE_RETRY_AFTER
-            return response, {**fields, "outcome": "refused: store unavailable"}
+            refused = {"outcome": "refused: store unavailable", "error": str(error)}
+            return response, {**fields, **refused}
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}

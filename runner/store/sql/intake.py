@@ -26,8 +26,7 @@ def record_deliveries(
         return [record(db, deliveries[0])]
     # Each repository's lock (several nodes) is taken up front, in one order for everyone, so
     # two nodes' batches never wait for each other in a cycle.
-    for repository in sorted({r.repository.lower() for d in deliveries for r in d.requests}):
-        db.lock(repository)
+    rows.lock_repositories(db, [r.repository for d in deliveries for r in d.requests])
     # All at once first (two statements for the batch); only if one fails, one at a time, each
     # in its own savepoint (two statements each), so that one leaves the others committed.
     db.execute("SAVEPOINT batch")
@@ -52,6 +51,9 @@ def record_deliveries(
 
 def record(db: Connection, delivery: Delivery) -> DeliveryOutcome:
     """A delivery and the builds it asks for; a known delivery id changes nothing."""
+    # Every lock first, in the one order (several nodes): a row lock taken before a
+    # repository's lock (the hook's, say) would let two transactions wait for each other.
+    rows.lock_repositories(db, [request.repository for request in delivery.requests])
     inserted = db.execute(
         "INSERT INTO deliveries (id, event, hook_id, received_at, outcome)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -69,8 +71,6 @@ def record(db: Connection, delivery: Delivery) -> DeliveryOutcome:
     build_ids: list[int] = []
     superseded: list[int] = []
     running: list[tuple[int, str]] = []
-    for repository in sorted({request.repository.lower() for request in delivery.requests}):
-        db.lock(repository)  # in one order: two deliveries never wait for each other's lock
     now = db.now()
     for request in delivery.requests:
         later = pushed_later(db, request)

@@ -41,6 +41,8 @@ def claim(db: Connection, limit: int, owner: str, lease_seconds: float) -> list[
         later for head in heads if head.job is Job.DEPLOY for later in _maybe_later(db, head)
     ]
     decision = rules.claim(heads, busy, deployed, limit=limit, now=now)
+    touched = [s.build_id for s in decision.supersede] + list(decision.start)
+    rows.lock_repositories(db, [rows.row(db, build_id)["repository"] for build_id in touched])
     for supersede in decision.supersede:
         # Under the repository's lock, as every decision on whether GitHub heard of a build
         # (`outbox.next_item`); the build may have ended meanwhile.
@@ -167,7 +169,10 @@ def recover_interrupted(
         return lapsed or is_gone(row["lease_owner"])
 
     recovered = []
-    for found in db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall():
+    running = db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
+    candidates = [row for row in running if lost(row)]
+    rows.lock_repositories(db, [row["repository"] for row in candidates])
+    for found in candidates:
         # Read again under the repository's lock: another node may have recovered the build
         # meanwhile, and another claimed it again (a new attempt, a live owner).
         row = _locked(db, found["id"]) if lost(found) else None

@@ -177,3 +177,10 @@ def supersede(
         found = facts_by_id.get(decision.build_id)
         request = found.request if found else request_of(row(db, decision.build_id))
         end_waiting(db, decision.build_id, request, decision.reason, decision.tell_github)
+
+
+def lock_repositories(db: Connection, repositories: Iterable[str]) -> None:
+    """Take these repositories' locks up front, in the one order every transaction uses (a
+    repository's lock may be taken again later: it is the transaction's already)."""
+    for repository in sorted({name.lower() for name in repositories}):
+        db.lock(repository)
