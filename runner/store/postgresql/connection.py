@@ -60,6 +60,7 @@ class PostgresConnection:
     def __init__(self, raw: "psycopg.Connection[Any]") -> None:
         self.raw = raw
         self._now: float | None = None
+        self._locked: set[str] = set()  # this transaction's locks (a connection: one transaction)
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor:
         cursor = self.raw.cursor(row_factory=rows)
@@ -75,7 +76,12 @@ class PostgresConnection:
         return int(found[0])
 
     def lock(self, key: str) -> None:
-        self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+        """Hold `key`'s lock to the transaction's end; asking again costs no round trip. (A lock
+        first taken inside a savepoint that is rolled back would be given up: the store's SQL
+        takes its locks before any savepoint.)"""
+        if key not in self._locked:
+            self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+            self._locked.add(key)
 
     def now(self) -> float:
         if self._now is None:
