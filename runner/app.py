@@ -243,6 +243,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         on_recovered=host.end_leftovers,
         jobs=app[JOBS],
         shortage=app[FREE_SPACE].shortage,
+        can_run=app[PROJECTS].can_build_here,
     )
     intake = app[INTAKE] = Intake(
         settings=settings,

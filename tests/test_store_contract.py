@@ -1537,3 +1537,15 @@ async def test_a_delivery_that_fails_in_a_group_commit_leaves_the_others_stored(
     assert [len(a.build_ids) for a in (answers[0], answers[2])] == [1, 1]  # type: ignore[union-attr]
     assert await queued_count(store) == 2
     assert await store.known_deliveries(["d-1", "d-2", "d-3"]) == {"d-1", "d-3"}
+
+
+async def test_a_node_claims_only_builds_it_can_run(store: Store) -> None:
+    # `hobotnica try`'s local repositories live in one node's data directory.
+    [here] = await deliver(store, "d1", request(1, repository="octo/app"))
+    [elsewhere] = await deliver(store, "d2", request(2, repository="local/project"))
+
+    def can_run(repository: str) -> bool:
+        return repository != "local/project"
+
+    assert [b.id for b in await store.claim_builds(2, OWNER, LEASE, can_run)] == [here]
+    assert [b.id for b in await store.claim_builds(2, "node-2", LEASE)] == [elsewhere]

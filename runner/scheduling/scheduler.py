@@ -68,8 +68,10 @@ class Scheduler:
         jobs: BackgroundJobs,
         shortage: Callable[[], str | None] = lambda: None,
         timing: LeaseTiming = LeaseTiming(),
+        can_run: Callable[[str], bool] = lambda _repository: True,
     ) -> None:
         self._timing = timing
+        self._can_run = can_run  # which repositories' builds this node can run
         self._store = store
         self._run_build = run_build
         self._concurrency = concurrency
@@ -127,7 +129,9 @@ class Scheduler:
             free = self._concurrency - len(self._running)
             if free > 0 and self._may_start():
                 try:
-                    claimed = await self._store.claim_builds(free, self._owner, self._timing.lease)
+                    claimed = await self._store.claim_builds(
+                        free, self._owner, self._timing.lease, self._can_run
+                    )
                     for build in claimed:
                         self._start(build)
                     if len(claimed) < free and (settled := await self._store.settling_until()):

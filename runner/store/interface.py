@@ -43,6 +43,10 @@ PENDING_HOLD = 0.3
 IsGone = Callable[[str | None], bool]
 
 
+def runs_anything(_repository: str) -> bool:
+    return True
+
+
 class Deliveries(Protocol):
     async def record_delivery(self, delivery: Delivery) -> DeliveryOutcome:
         """Persist a delivery and queue its builds (a known delivery id changes nothing)."""
@@ -56,7 +60,16 @@ class Deliveries(Protocol):
 
 
 class BuildQueue(Protocol):
-    async def claim_builds(self, limit: int, owner: str, lease_seconds: float) -> list[Build]: ...
+    async def claim_builds(
+        self,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        can_run: Callable[[str], bool] = runs_anything,
+    ) -> list[Build]:
+        """Lease up to `limit` queued builds to `owner`, of repositories it `can_run` (a node
+        builds `hobotnica try`'s local repositories only where they are)."""
+        ...
 
     async def settling_until(self) -> float | None: ...
 

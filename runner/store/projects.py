@@ -79,6 +79,10 @@ class ProjectDirectory:
         """A project of the config file or a local repository (not an API registration)."""
         return self.find(repository) is not None
 
+    def can_build_here(self, repository: str) -> bool:
+        """A local repository lives in one node's data directory: only that node builds it."""
+        return not self.is_local(repository) or self.find(repository) is not None
+
     def local_path(self, name: str) -> Path:
         return self.local_root / f"{name}.git"
 

@@ -18,8 +18,15 @@ from runner.store.sql import outbox, rows
 from runner.store.sql.connection import Connection, Row
 
 
-def claim(db: Connection, limit: int, owner: str, lease_seconds: float) -> list[Build]:
-    """Lease up to `limit` queued builds to `owner` (`rules.claim` picks them)."""
+def claim(
+    db: Connection,
+    limit: int,
+    owner: str,
+    lease_seconds: float,
+    can_run: Callable[[str], bool] = lambda _repository: True,
+) -> list[Build]:
+    """Lease up to `limit` queued builds to `owner` (`rules.claim` picks them) of repositories
+    it `can_run`."""
     if limit <= 0:
         return []
     db.lock("claim")  # one claim at a time, over every daemon sharing the store
@@ -32,6 +39,7 @@ def claim(db: Connection, limit: int, owner: str, lease_seconds: float) -> list[
             " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
             "             WHERE q.repository = b.repository AND q.state = 'queued')"
         )
+        if can_run(row["repository"])
     ]
     busy = [
         row[0]
