@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from runner.core.errors import ConfigError
+from runner.store.sql.connection import Connection
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _REQUIRES = re.compile(r"^--\s*requires code of version (\d+) or later", re.MULTILINE)
@@ -23,6 +24,29 @@ CREATE_TABLE = (
     " version integer PRIMARY KEY, name text NOT NULL, requires integer NOT NULL,"
     " applied_at double precision NOT NULL)"
 )
+
+
+# Nodes starting together: the first to take it migrates (SQLite's one writer serialises anyway).
+MIGRATION_LOCK = "hobotnica schema migrations"
+
+
+def apply(db: Connection, backend: str) -> list[int]:
+    """Inside the caller's transaction: apply the migrations of `backend` the database lacks,
+    once, whoever else starts now; the versions applied."""
+    db.lock(MIGRATION_LOCK)
+    db.execute(CREATE_TABLE)
+    rows = db.execute("SELECT version, requires FROM schema_migrations").fetchall()
+    required = max((row[1] for row in rows), default=0)
+    todo = pending(migrations(backend), {row[0] for row in rows}, required)
+    for migration in todo:
+        for statement in statements(migration.sql):
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO schema_migrations (version, name, requires, applied_at)"
+            " VALUES (?, ?, ?, ?)",
+            (migration.version, migration.name, migration.requires, db.now()),
+        )
+    return [migration.version for migration in todo]
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ POOL_SIZE = 8
 CONNECT_TIMEOUT = 10.0
 RETRIES = 5  # of a transaction aborted for a deadlock or a serialization failure
 LISTEN_RETRY = 1.0
-MIGRATION_LOCK = "hobotnica schema migrations"
 EVERYTHING = Change.QUEUED | Change.STARTED | Change.ENDED | Change.OUTBOX | Change.LOG
 # What says "the database cannot write now": it is unreachable, shutting down, out of space.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
@@ -151,23 +150,8 @@ class PostgresStore(SQLStore):
 
 def apply_migrations(raw: "psycopg.Connection[Any]") -> list[int]:
     """Inside the caller's transaction: apply the migrations the database lacks, once, whoever
-    else starts now (the first to take the lock migrates); the versions applied."""
-    PostgresConnection(raw).lock(MIGRATION_LOCK)
-    raw.execute(migrations.CREATE_TABLE)
-    rows = raw.execute("SELECT version, requires FROM schema_migrations").fetchall()
-    required = max((row[1] for row in rows), default=0)
-    todo = migrations.pending(
-        migrations.migrations("postgresql"), {row[0] for row in rows}, required
-    )
-    for migration in todo:
-        for statement in migrations.statements(migration.sql):
-            raw.execute(statement)
-        raw.execute(
-            "INSERT INTO schema_migrations (version, name, requires, applied_at)"
-            " VALUES (%s, %s, %s, extract(epoch FROM now()))",
-            [migration.version, migration.name, migration.requires],
-        )
-    return [migration.version for migration in todo]
+    else starts now; the versions applied."""
+    return migrations.apply(PostgresConnection(raw), "postgresql")
 
 
 def _encode(node: str, committed: Committed) -> str:

@@ -33,19 +33,7 @@ def is_unavailable(error: BaseException) -> bool:
 
 def apply_migrations(db: Connection) -> list[int]:
     """Inside the caller's transaction: apply the migrations the file lacks; the versions."""
-    db.execute(migrations.CREATE_TABLE)
-    rows = db.execute("SELECT version, requires FROM schema_migrations").fetchall()
-    required = max((row[1] for row in rows), default=0)
-    todo = migrations.pending(migrations.migrations("sqlite"), {row[0] for row in rows}, required)
-    for migration in todo:
-        for statement in migrations.statements(migration.sql):
-            db.execute(statement)
-        db.execute(
-            "INSERT INTO schema_migrations (version, name, requires, applied_at)"
-            " VALUES (?, ?, ?, ?)",
-            (migration.version, migration.name, migration.requires, time.time()),
-        )
-    return [migration.version for migration in todo]
+    return migrations.apply(db, "sqlite")
 
 
 class SQLiteConnection:
