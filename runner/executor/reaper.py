@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,16 +46,26 @@ def marker_for(build_url: str, attempt: int) -> Marker:
     return (f"HOBOTNICA_BUILD_URL={build_url}".encode(), f"HOBOTNICA_ATTEMPT={attempt}".encode())
 
 
+def _other_processes() -> Iterator[Path]:
+    """/proc/PID of every process on the host but this daemon."""
+    own = str(os.getpid())
+    return (
+        entry for entry in Path("/proc").iterdir() if entry.name.isdigit() and entry.name != own
+    )
+
+
+def _environment(entry: Path) -> list[bytes]:
+    return (entry / "environ").read_bytes().split(b"\0")
+
+
 def marked_attempts(build_url_prefix: str) -> set[tuple[str, int]]:
     """(build URL, attempt) of every live process on the host whose marker starts with
     `build_url_prefix`: what this installation's builds are running here now."""
     wanted = f"HOBOTNICA_BUILD_URL={build_url_prefix}".encode()
     found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _other_processes():
         try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
+            environ = _environment(entry)
         except OSError:
             continue  # gone meanwhile, or not ours to read
         url = next((item for item in environ if item.startswith(wanted)), None)
@@ -67,10 +78,7 @@ def marked_attempts(build_url_prefix: str) -> set[tuple[str, int]]:
 def find_tree(process_group: int | None, marker: Marker) -> list[Leftover]:
     """Live processes in the group or carrying the marker (zombies are already dead)."""
     found = []
-    own_pid = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == own_pid:
-            continue
+    for entry in _other_processes():
         try:
             stat = (entry / "stat").read_text()
             # The command may contain spaces and parentheses; fields resume after the last ")".
@@ -78,7 +86,7 @@ def find_tree(process_group: int | None, marker: Marker) -> list[Leftover]:
             if state == "Z":
                 continue
             in_group = process_group is not None and int(pgrp) == process_group
-            if in_group or set(marker) <= set((entry / "environ").read_bytes().split(b"\0")):
+            if in_group or set(marker) <= set(_environment(entry)):
                 found.append(Leftover(int(entry.name), stat.split("(", 1)[1].rsplit(")", 1)[0]))
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to read
