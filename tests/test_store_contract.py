@@ -1539,6 +1539,66 @@ async def test_a_delivery_that_fails_in_a_group_commit_leaves_the_others_stored(
     assert await store.known_deliveries(["d-1", "d-2", "d-3"]) == {"d-1", "d-3"}
 
 
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+async def test_deliveries_written_together_end_exactly_as_written_one_after_another(
+    kind: str, tmp_path: Path
+) -> None:
+    # A group commit decides a whole batch in memory and writes it in a few statements; what it
+    # leaves must be what the same deliveries leave arriving one at a time: the same builds, the
+    # same ends, the same statuses for GitHub, the same running builds asked to stop.
+    late = 1_700_000_001.0
+    batch = [
+        push("b-1", request(1), stop_running=True),  # stops the running build, settles
+        push("b-2", request(2)),  # supersedes b-1's build, born in this batch
+        push("b-2", request(2)),  # a redelivery inside the batch
+        push("d-0", request(0)),  # a redelivery of a delivery stored before
+        push("b-3", request(3, branch="feature")),  # supersedes a build GitHub heard of
+        push("b-4", pushed(4, late, branch="late")),  # older than the lane's head: born ended
+        push("b-5", request(5, job=Job.DEPLOY), request(6, job=Job.DEPLOY)),
+        push("b-7", request(7, repository="octo/b"), request(8, pull_request=7)),
+        push("b-9", request(1), stop_running=True),  # b-1's commit again, in a new delivery
+        push("b-10", pushed(10, late + 10, branch="late"), request(11, job=Job.DEPLOY)),
+        push("b-12", pushed(12, late + 8, branch="late")),  # older than b-10's: born ended
+    ]
+
+    async def outcome_of(kind: str, folder: str, together: bool) -> tuple[object, ...]:
+        async with BACKENDS[kind](tmp_path / folder) as backend:
+            store = await backend.open()
+            [running] = await deliver(store, "d-0", request(0))
+            await store.claim_builds(1, OWNER, LEASE)
+            await deliver(store, "d-f", request(50, branch="feature"))
+            await deliver(store, "d-d", request(60, job=Job.DEPLOY))
+            await deliver(store, "d-l", pushed(70, late + 5, branch="late"))
+            await drain(store)  # GitHub hears of every build so far
+            if together:
+                answers = await asyncio.gather(*map(store.record_delivery, batch))
+            else:
+                answers = [await store.record_delivery(delivery) for delivery in batch]
+            builds = [
+                (b.id, b.request.sha, b.job, b.state, b.description)
+                for repository in ("octo/app", "octo/b")
+                for b in await store.list_builds(repository)
+            ]
+            stops = await store.heartbeat(OWNER, [running], LEASE)
+            posted = [
+                (i.build_id, i.sha, i.context, i.status.state, i.status.description)
+                for i in await drain(store)
+            ]
+            settling = await store.settling_until() is not None
+            await store.close()
+            return tuple(answers), builds, stops, posted, settling
+
+    together = await outcome_of(kind, "together", together=True)
+    one_by_one = await outcome_of(kind, "one-by-one", together=False)
+    assert together == one_by_one
+    answers, builds, stops, posted, _ = together
+    # What the scenario is meant to exercise did happen.
+    assert sum(answer.duplicate for answer in answers) == 2  # type: ignore[attr-defined]
+    assert stops == {1: f"Superseded by {sha(1)[:7]}"}
+    assert any(description.startswith("Superseded by") for *_, description in posted)
+    assert len(builds) == 4 + 12
+
+
 async def test_a_node_claims_only_builds_it_can_run(store: Store) -> None:
     # `hobotnica try`'s local repositories live in one node's data directory.
     [here] = await deliver(store, "d1", request(1, repository="octo/app"))

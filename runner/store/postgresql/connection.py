@@ -68,12 +68,23 @@ class PostgresConnection:
         return cursor
 
     def executemany(self, sql: str, rows_: Iterable[Sequence[object]]) -> None:
-        with self.raw.cursor() as cursor:
-            cursor.executemany(translate(sql), [_adapt(row) for row in rows_])
+        self._each(sql, [_adapt(row) for row in rows_], returning=False)
 
-    def insert(self, sql: str, parameters: Sequence[object]) -> int:
-        found = self.execute(f"{sql} RETURNING id", parameters).fetchone()
-        return int(found[0])
+    def execute_each(self, sql: str, rows_: Iterable[Sequence[object]]) -> list[list[Any]]:
+        return self._each(sql, [_adapt(row) for row in rows_], returning=True)
+
+    def _each(self, sql: str, parameters: list[list[object]], returning: bool) -> list[list[Any]]:
+        """Many rows in one pipeline (one round trip); one row as a plain statement, which
+        costs less than entering and leaving a pipeline."""
+        with self.raw.cursor(row_factory=rows) as cursor:
+            if len(parameters) == 1:
+                cursor.execute(translate(sql), parameters[0])
+                return [cursor.fetchall() if cursor.description else []]
+            if parameters:
+                cursor.executemany(translate(sql), parameters, returning=returning)
+            if not returning:
+                return []
+            return [list(result.fetchall()) for result in cursor.results()]
 
     def lock(self, key: str) -> None:
         """Hold `key`'s lock to the transaction's end; asking again costs no round trip. (A lock

@@ -4,8 +4,9 @@ The queries of `runner.store.sql` are written once, in the SQL both SQLite and P
 read (`?` placeholders, 0/1 flags, `COLLATE nocase`, `RETURNING`, `ON CONFLICT`), against this
 small interface; each backend's adapter hands them its connection behind it:
 
-- `execute` / `executemany`, returning rows that read by column name or position, and
-  `insert`, returning the new row's id;
+- `execute`, returning rows that read by column name or position; `executemany`, and
+  `execute_each`, which answers each run's rows: both run one statement for many rows of
+  parameters in one round trip where the database is across a network (PostgreSQL's pipeline);
 - `lock(key)`: serialise the transactions that change one repository's builds (SQLite's single
   writer does it already; PostgreSQL takes a transaction-scoped advisory lock);
 - `now()`: the time of the transaction, from the database's clock where there is one, so the
@@ -38,8 +39,8 @@ class Connection(Protocol):
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
 
-    def insert(self, sql: str, parameters: Sequence[object]) -> int:
-        """Run an `INSERT` into a table with an `id` key; the new row's id."""
+    def execute_each(self, sql: str, rows: Iterable[Sequence[object]]) -> list[list[Any]]:
+        """Run `sql` once for each row of parameters, in order; the rows each run returned."""
         ...
 
     def lock(self, key: str) -> None:

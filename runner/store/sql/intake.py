@@ -1,37 +1,41 @@
 """Deliveries and the builds they ask for, and the hooks they came through (for catch-up).
 
-A delivery and its builds are one savepoint inside a group-committed transaction
-(`record_deliveries`): deliveries that arrive while one transaction is written go together in
-the next, behind one fsync. What a new build does to its lane is `rules.arrive`'s decision.
+Deliveries that arrive while one transaction is written go together in the next, behind one
+commit (group commit, `record_deliveries`). A batch is written in a fixed number of statements
+whatever its size, because on a database across a network every statement is a round trip: its
+deliveries in one, the lanes they touch read in one or two, then the rules decide each build in
+memory, in arrival order, exactly as one delivery after another would (`rules.arrive`), and
+what they decided is written in one statement per table. A batch that fails is written again one
+delivery at a time, each in its own savepoint, so one bad delivery fails alone.
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from runner.core import statuses
-from runner.core.models import BuildRequest, BuildState, Job
+from runner.core.models import BuildRequest, BuildState
 from runner.scheduling import rules
 from runner.store.records import Delivery, DeliveryOutcome, Hook
-from runner.store.sql import rows
+from runner.store.sql import outbox, rows
 from runner.store.sql.connection import Connection
+
+Lane = tuple[str, str, str]  # repository (lower case), ref, job
 
 
 def record_deliveries(
     db: Connection, deliveries: Sequence[Delivery]
 ) -> list[DeliveryOutcome | Exception]:
-    """Several deliveries in one transaction: one fsync for all (group commit).
-
-    Each delivery is its own savepoint, so one that fails leaves the others committed.
-    """
+    """Several deliveries in one transaction: one commit (one fsync) for all; a delivery that
+    fails leaves the others committed."""
+    # Each repository's lock (several nodes) is taken up front, in one order for everyone, so
+    # two nodes' batches never wait for each other in a cycle (and before any savepoint, whose
+    # rollback would give a lock taken inside it up).
+    rows.lock_repositories(db, [r.repository for d in deliveries for r in d.requests])
     if len(deliveries) == 1:  # alone in its transaction: it needs no savepoint
         return [record(db, deliveries[0])]
-    # Each repository's lock (several nodes) is taken up front, in one order for everyone, so
-    # two nodes' batches never wait for each other in a cycle.
-    rows.lock_repositories(db, [r.repository for d in deliveries for r in d.requests])
-    # All at once first (two statements for the batch); only if one fails, one at a time, each
-    # in its own savepoint (two statements each), so that one leaves the others committed.
     db.execute("SAVEPOINT batch")
     try:
-        together: list[DeliveryOutcome | Exception] = [record(db, d) for d in deliveries]
+        together: list[DeliveryOutcome | Exception] = list(_record_together(db, deliveries))
         db.execute("RELEASE batch")
         return together
     except Exception:
@@ -51,84 +55,219 @@ def record_deliveries(
 
 def record(db: Connection, delivery: Delivery) -> DeliveryOutcome:
     """A delivery and the builds it asks for; a known delivery id changes nothing."""
-    # Every lock first, in the one order (several nodes): a row lock taken before a
-    # repository's lock (the hook's, say) would let two transactions wait for each other.
-    rows.lock_repositories(db, [request.repository for request in delivery.requests])
-    inserted = db.execute(
-        "INSERT INTO deliveries (id, event, hook_id, received_at, outcome)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-        (delivery.id, delivery.event, delivery.hook_id, delivery.received_at, delivery.outcome),
-    ).rowcount
-    if not inserted:
-        return DeliveryOutcome(duplicate=True)
-    if delivery.hook_id and delivery.hook_repository:
-        # Written only when it changed: one index lookup per delivery, no page dirtied.
-        db.execute(
-            "INSERT INTO hooks (repository, hook_id) VALUES (?, ?) ON CONFLICT (repository)"
-            " DO UPDATE SET hook_id = excluded.hook_id WHERE hooks.hook_id != excluded.hook_id",
-            (delivery.hook_repository, delivery.hook_id),
-        )
-    build_ids: list[int] = []
-    superseded: list[int] = []
-    running: list[tuple[int, str]] = []
+    return _record_together(db, [delivery])[0]
+
+
+def _record_together(db: Connection, deliveries: Sequence[Delivery]) -> list[DeliveryOutcome]:
+    rows.lock_repositories(db, [r.repository for d in deliveries for r in d.requests])
     now = db.now()
-    for request in delivery.requests:
-        later = pushed_later(db, request)
-        waiting = () if later else _lane(db, request, BuildState.QUEUED)
-        busy = () if later or not delivery.stop_running else _running_tests(db, request)
-        arrival = rules.arrive(
-            request,
-            later_push=later,
-            queued=waiting,
-            running=busy,
-            stop_running=delivery.stop_running,
-            now=now,
-        )
-        for build_id, reason in arrival.stop_running:
-            db.execute(
-                "UPDATE builds SET stop_reason = ? WHERE id = ? AND stop_reason IS NULL",
-                (reason, build_id),
-            )
-        build_id = rows.insert_build(
-            db, request, delivery.id, delivery.received_at, None, arrival.not_before
-        )
-        build_ids.append(build_id)
-        if arrival.born_superseded_by is not None:
-            # An old push arriving late (a redelivery): it would supersede the branch's head.
-            reason = statuses.superseded_by(arrival.born_superseded_by)
-            rows.end_queued(db, rows.row(db, build_id), reason, heard=False)
-            continue
-        rows.supersede(db, arrival.supersede, waiting)
-        superseded += [ended.build_id for ended in arrival.supersede]
-        running += [(stopped, request.sha) for stopped, _ in arrival.stop_running]
-    return DeliveryOutcome(False, tuple(build_ids), tuple(superseded), tuple(running))
-
-
-def pushed_later(db: Connection, request: BuildRequest) -> str | None:
-    """The sha of a build in `request`'s lane pushed after it, if GitHub says so."""
-    if request.pushed_at is None:
-        return None
-    found = db.execute(
-        "SELECT sha FROM builds WHERE repository = ? AND ref = ? AND job = ?"
-        " AND pushed_at > ? ORDER BY pushed_at DESC LIMIT 1",
-        (request.repository, request.ref, request.job.value, request.pushed_at),
-    ).fetchone()
-    return None if found is None else str(found["sha"])
-
-
-def _lane(db: Connection, request: BuildRequest, state: BuildState) -> list[rules.BuildFacts]:
-    """What `rules.arrive` may supersede: the lane's builds (a deploy's lane is every deploy of
-    the repository), read through the lane's index."""
-    ref = None if request.job is Job.DEPLOY else request.ref
-    return rows.facts(db, request.repository, state, request.job, ref)
-
-
-def _running_tests(db: Connection, request: BuildRequest) -> list[rules.BuildFacts]:
-    if request.job is not Job.TEST:
-        return []
-    return rows.facts(
-        db, request.repository, BuildState.RUNNING, Job.TEST, request.ref, heard=False
+    inserted = db.execute_each(
+        "INSERT INTO deliveries (id, event, hook_id, received_at, outcome)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+        [(d.id, d.event, d.hook_id, d.received_at, d.outcome) for d in deliveries],
     )
+    new = [delivery for delivery, found in zip(deliveries, inserted, strict=True) if found]
+    _remember_hooks(db, new)
+    lanes = _Lanes.read(db, [request for delivery in new for request in delivery.requests])
+    plan = _Plan(now)
+    outcomes = {id(delivery): plan.arrive(delivery, lanes) for delivery in new}
+    build_ids = plan.write(db)
+    return [
+        outcomes[id(delivery)].resolved(build_ids)
+        if id(delivery) in outcomes
+        else DeliveryOutcome(duplicate=True)
+        for delivery in deliveries
+    ]
+
+
+def _remember_hooks(db: Connection, deliveries: Iterable[Delivery]) -> None:
+    """Each repository's hook, as its newest delivery names it (for catch-up)."""
+    hooks = {d.hook_repository: d.hook_id for d in deliveries if d.hook_id and d.hook_repository}
+    # Written only when it changed: one index lookup per repository, no page dirtied.
+    db.executemany(
+        "INSERT INTO hooks (repository, hook_id) VALUES (?, ?) ON CONFLICT (repository)"
+        " DO UPDATE SET hook_id = excluded.hook_id WHERE hooks.hook_id != excluded.hook_id",
+        list(hooks.items()),
+    )
+
+
+def _lane(request: BuildRequest) -> Lane:
+    return (request.repository.lower(), request.ref, request.job.value)
+
+
+@dataclass
+class _Lanes:
+    """What the rules need to know of the lanes a batch touches, as stored, then as the batch
+    changes them: the repositories' queued and running builds, each lane's newest push."""
+
+    waiting: dict[str, dict[int, rules.BuildFacts]]  # repository (lower case) → queued by id
+    running: dict[str, list[rules.BuildFacts]]
+    newest_push: dict[Lane, tuple[float, str]]  # (pushed_at, sha)
+
+    @classmethod
+    def read(cls, db: Connection, requests: Sequence[BuildRequest]) -> "_Lanes":
+        lanes = cls({}, {}, {})
+        repositories = sorted({request.repository for request in requests})
+        found = db.execute_each(
+            f"{rows.FACTS} WHERE b.state IN ('{BuildState.QUEUED.value}',"
+            f" '{BuildState.RUNNING.value}') AND b.repository = ?",
+            [(repository,) for repository in repositories],
+        )
+        for repository, builds in zip(repositories, found, strict=True):
+            waiting = lanes.waiting.setdefault(repository.lower(), {})
+            running = lanes.running.setdefault(repository.lower(), [])
+            for facts in map(rows.facts_of, builds):
+                if facts.state is BuildState.QUEUED:
+                    waiting[facts.id] = facts
+                else:
+                    running.append(facts)
+        pushed = sorted(
+            {(r.repository, r.ref, r.job.value) for r in requests if r.pushed_at is not None}
+        )
+        newest = db.execute_each(
+            "SELECT sha, pushed_at FROM builds WHERE repository = ? AND ref = ? AND job = ?"
+            " AND pushed_at IS NOT NULL ORDER BY pushed_at DESC LIMIT 1",
+            pushed,
+        )
+        for (repository, ref, job), top in zip(pushed, newest, strict=True):
+            if top:
+                lanes.note_push((repository.lower(), ref, job), top[0]["pushed_at"], top[0]["sha"])
+        return lanes
+
+    def note_push(self, lane: Lane, pushed_at: float | None, sha: str) -> None:
+        if pushed_at is not None and pushed_at > self.newest_push.get(lane, (-1.0, ""))[0]:
+            self.newest_push[lane] = (pushed_at, sha)
+
+    def pushed_later(self, request: BuildRequest) -> str | None:
+        """The sha of a build of `request`'s lane pushed after it, if GitHub says so."""
+        if request.pushed_at is None:
+            return None
+        newest = self.newest_push.get(_lane(request))
+        return newest[1] if newest is not None and newest[0] > request.pushed_at else None
+
+
+@dataclass
+class _NewBuild:
+    delivery: Delivery
+    request: BuildRequest
+    not_before: float | None
+    ended_as: str | None = None  # superseded within the batch, or born superseded
+
+
+@dataclass
+class _Arrived:
+    """A delivery's outcome, with the batch's new builds named by their place in it (their
+    ids are known once they are written): negative numbers, -1 the first."""
+
+    build_ids: list[int]
+    superseded_ids: list[int]
+    running: list[tuple[int, str]]
+
+    def resolved(self, ids: Sequence[int]) -> DeliveryOutcome:
+        def real(build_id: int) -> int:
+            return ids[-build_id - 1] if build_id < 0 else build_id
+
+        return DeliveryOutcome(
+            False,
+            tuple(map(real, self.build_ids)),
+            tuple(map(real, self.superseded_ids)),
+            tuple(self.running),
+        )
+
+
+@dataclass
+class _Plan:
+    """What a batch writes, decided in arrival order: its new builds, the stored builds it
+    ends (superseded), the statuses it posts (`posts`), the running builds it asks to stop."""
+
+    now: float
+    new: list[_NewBuild] = field(default_factory=list)
+    ended: list[tuple[rules.BuildFacts, str, bool]] = field(default_factory=list)
+    posts: list[tuple[int, BuildRequest, statuses.Status]] = field(default_factory=list)
+    stops: list[tuple[str, int]] = field(default_factory=list)
+
+    def arrive(self, delivery: Delivery, lanes: _Lanes) -> _Arrived:
+        arrived = _Arrived([], [], [])
+        for request in delivery.requests:
+            repository = request.repository.lower()
+            later = lanes.pushed_later(request)
+            waiting = lanes.waiting.setdefault(repository, {})
+            running = lanes.running.get(repository, [])
+            arrival = rules.arrive(
+                request,
+                later_push=later,
+                queued=() if later else list(waiting.values()),
+                running=() if later or not delivery.stop_running else running,
+                stop_running=delivery.stop_running,
+                now=self.now,
+            )
+            self.stops += [(reason, build_id) for build_id, reason in arrival.stop_running]
+            build_id = -len(self.new) - 1
+            self.new.append(_NewBuild(delivery, request, arrival.not_before))
+            self.posts.append((build_id, request, statuses.queued(request.job)))
+            lanes.note_push(_lane(request), request.pushed_at, request.sha)
+            arrived.build_ids.append(build_id)
+            if arrival.born_superseded_by is not None:
+                # An old push arriving late (a redelivery): it would supersede the branch's head.
+                self.new[-1].ended_as = statuses.superseded_by(arrival.born_superseded_by)
+                continue
+            for decision in arrival.supersede:
+                self._end(waiting.pop(decision.build_id), decision)
+                arrived.superseded_ids.append(decision.build_id)
+            arrived.running += [(stopped, request.sha) for stopped, _ in arrival.stop_running]
+            waiting[build_id] = rules.BuildFacts(
+                build_id, request, BuildState.QUEUED, not_before=arrival.not_before
+            )
+        return arrived
+
+    def _end(self, build: rules.BuildFacts, decision: rules.Supersede) -> None:
+        if build.id < 0:  # this batch's: GitHub cannot have heard of it yet
+            self.new[-build.id - 1].ended_as = decision.reason
+            return
+        self.ended.append((build, decision.reason, decision.tell_github))
+        if decision.tell_github:
+            self.posts.append((build.id, build.request, statuses.errored(decision.reason)))
+
+    def write(self, db: Connection) -> list[int]:
+        """Everything decided, one statement per kind; the new builds' ids, in order."""
+        ids = [
+            int(found[0][0])
+            for found in db.execute_each(
+                rows.INSERT_BUILD,
+                [
+                    rows.build_values(
+                        new.request,
+                        new.delivery.id,
+                        new.delivery.received_at,
+                        None,
+                        self.now,
+                        new.not_before,
+                        new.ended_as,
+                    )
+                    for new in self.new
+                ],
+            )
+        ]
+        ended_new = {-index - 1 for index, new in enumerate(self.new) if new.ended_as}
+        db.executemany(
+            outbox.ENQUEUE,
+            [
+                outbox.item_values(
+                    ids[-build_id - 1] if build_id < 0 else build_id,
+                    request,
+                    status,
+                    self.now,
+                    dropped=build_id in ended_new,
+                )
+                for build_id, request, status in self.posts
+            ],
+        )
+        rows.end_many(db, [(build.id, reason) for build, reason, _ in self.ended])
+        outbox.drop_waiting_many(db, [build.id for build, _, heard in self.ended if not heard])
+        db.executemany(
+            "UPDATE builds SET stop_reason = ? WHERE id = ? AND stop_reason IS NULL", self.stops
+        )
+        return ids
 
 
 def hooks(db: Connection) -> list[Hook]:

@@ -18,34 +18,41 @@ store's, the same on every backend (`runner.store.interface`):
   pushes this is most of the savings. Final states are due at once.
 """
 
+from collections.abc import Iterable
+
 from runner.core.models import BuildRequest
 from runner.core.statuses import Status, StatusState
 from runner.store.interface import FINAL_ONLY_AFTER, GITHUB_STATUS_LIMIT, PENDING_HOLD
 from runner.store.records import OutboxItem
 from runner.store.sql.connection import Connection, Row
 
+ENQUEUE = (
+    "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
+    " created_at, next_attempt_at, done_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
 
-def enqueue(
-    db: Connection,
-    build_id: int,
-    request: BuildRequest,
-    status: Status,
-) -> None:
-    now = db.now()
+
+def enqueue(db: Connection, build_id: int, request: BuildRequest, status: Status) -> None:
+    db.execute(ENQUEUE, item_values(build_id, request, status, db.now()))
+
+
+def item_values(
+    build_id: int, request: BuildRequest, status: Status, now: float, *, dropped: bool = False
+) -> tuple[object, ...]:
+    """`ENQUEUE`'s parameters: a status to post, or (`dropped`) one its build's end made
+    pointless before anyone could post it."""
     due = now + PENDING_HOLD if status.state is StatusState.PENDING else 0.0
-    db.execute(
-        "INSERT INTO outbox (build_id, repository, sha, context, state, description,"
-        " created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?)",
-        (
-            build_id,
-            request.repository,
-            request.sha,
-            request.job.context,
-            status.state.value,
-            status.description,
-            now,
-            due,
-        ),
+    return (
+        build_id,
+        request.repository,
+        request.sha,
+        request.job.context,
+        status.state.value,
+        status.description,
+        now,
+        due,
+        now if dropped else None,
+        "dropped" if dropped else None,
     )
 
 
@@ -102,9 +109,14 @@ def forget_unannounced(db: Connection, build_id: int) -> bool:
 
 
 def drop_waiting(db: Connection, build_id: int) -> None:
-    db.execute(
+    drop_waiting_many(db, [build_id])
+
+
+def drop_waiting_many(db: Connection, build_ids: Iterable[int]) -> None:
+    now = db.now()
+    db.executemany(
         "UPDATE outbox SET done_at = ?, outcome = 'dropped' WHERE build_id = ? AND done_at IS NULL",
-        (db.now(), build_id),
+        [(now, build_id) for build_id in build_ids],
     )
 
 

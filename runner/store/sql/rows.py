@@ -1,7 +1,7 @@
 """Rows of the `builds` table as the rest of the store sees them, and the writes every part of
 the SQLite store shares: inserting a build (with its `Queued` status) and ending one."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from runner.core import statuses
 from runner.core.models import Build, BuildRequest, BuildState, Job
@@ -96,6 +96,51 @@ def facts(
     return [facts_of(found) for found in db.execute(query, arguments)]
 
 
+INSERT_BUILD = (
+    "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
+    " pull_request, from_fork, deploy_after_test, message, author, state, description,"
+    " received_at, queued_at, not_before, pushed_at, finished_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+)
+
+
+def build_values(
+    request: BuildRequest,
+    delivery_id: str | None,
+    received_at: float,
+    parent_id: int | None,
+    now: float,
+    not_before: float | None = None,
+    ended_as: str | None = None,
+) -> tuple[object, ...]:
+    """`INSERT_BUILD`'s parameters: a queued build, or one that ended `error` as it was born
+    (`ended_as`: why)."""
+    state, description = BuildState.QUEUED, "Queued"
+    if ended_as is not None:
+        state, description = BuildState.ERROR, statuses.truncate(ended_as)
+    return (
+        delivery_id,
+        parent_id,
+        request.repository,
+        request.job.value,
+        request.sha,
+        request.ref,
+        request.branch,
+        request.pull_request,
+        request.from_fork,
+        request.deploy_after_test,
+        request.message,
+        request.author,
+        state.value,
+        description,
+        received_at,
+        now,
+        not_before,
+        request.pushed_at,
+        None if ended_as is None else now,
+    )
+
+
 def insert_build(
     db: Connection,
     request: BuildRequest,
@@ -104,32 +149,8 @@ def insert_build(
     parent_id: int | None,
     not_before: float | None = None,
 ) -> int:
-    build_id = db.insert(
-        "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
-        " pull_request, from_fork, deploy_after_test, message, author, state, description,"
-        " received_at, queued_at, not_before, pushed_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            delivery_id,
-            parent_id,
-            request.repository,
-            request.job.value,
-            request.sha,
-            request.ref,
-            request.branch,
-            request.pull_request,
-            request.from_fork,
-            request.deploy_after_test,
-            request.message,
-            request.author,
-            BuildState.QUEUED.value,
-            "Queued",
-            received_at,
-            db.now(),
-            not_before,
-            request.pushed_at,
-        ),
-    )
+    values = build_values(request, delivery_id, received_at, parent_id, db.now(), not_before)
+    build_id = int(db.execute(INSERT_BUILD, values).fetchone()[0])
     outbox.enqueue(db, build_id, request, statuses.queued(request.job))
     return build_id
 
@@ -141,11 +162,25 @@ def end(
     description: str,
     exit_code: int | None,
 ) -> None:
-    db.execute(
-        "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?,"
-        " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-        (state.value, statuses.truncate(description), exit_code, db.now(), build_id),
+    db.execute(_END, (state.value, statuses.truncate(description), exit_code, db.now(), build_id))
+
+
+def end_many(db: Connection, superseded: Sequence[tuple[int, str]]) -> None:
+    """End these (build id, why) as `error`, in one statement."""
+    now = db.now()
+    db.executemany(
+        _END,
+        [
+            (BuildState.ERROR.value, statuses.truncate(why), None, now, build_id)
+            for build_id, why in superseded
+        ],
     )
+
+
+_END = (
+    "UPDATE builds SET state = ?, description = ?, exit_code = ?, finished_at = ?,"
+    " lease_owner = NULL, lease_expires = NULL WHERE id = ?"
+)
 
 
 def end_queued(db: Connection, queued: Row, description: str, heard: bool | None = None) -> None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from runner.store import migrations
 from runner.store.sql.connection import Connection, Cursor
@@ -48,10 +49,8 @@ class SQLiteConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         self.raw.executemany(sql, rows)
 
-    def insert(self, sql: str, parameters: Sequence[object]) -> int:
-        row_id = self.raw.execute(sql, parameters).lastrowid
-        assert row_id is not None
-        return row_id
+    def execute_each(self, sql: str, rows: Iterable[Sequence[object]]) -> list[list[Any]]:
+        return [self.raw.execute(sql, row).fetchall() for row in rows]
 
     def lock(self, key: str) -> None:
         """The transaction holds the database's only write lock already."""
