@@ -4,6 +4,7 @@
 aiohttp 3.14: pnuckowski/aioresponses#289. A scripted server is real HTTP and as quick.)
 """
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,22 @@ import pytest
 from aiohttp import web
 from gidgethub.aiohttp import GitHubAPI
 
+from runner.core.background import BackgroundJobs
+from runner.core.metrics import Metrics
 from runner.reporting.pace import SharedPace, TokenBucket
 from runner.reporting.reporter import (
     BAD_TOKEN_WAIT,
     SECONDARY_LIMIT_WAIT,
     GitHubStatuses,
     LoggedStatuses,
+    Outcome,
+    StatusReporter,
     StatusRouter,
     retry_delay,
 )
-from tests.support.stores import BACKENDS
+from runner.store import Store
+from runner.store.sql import announce, outbox
+from tests.support.stores import BACKENDS, OWNER, deliver, nobody_gone, request, sha
 
 PAYLOAD = {"state": "success", "context": "hobotnica/test", "description": "ok", "target_url": "x"}
 PostAnswered = Any
@@ -146,3 +153,99 @@ async def test_only_statuses_that_go_to_github_are_paced() -> None:
         )
         assert not router.posts_to_github("octo/app")
         assert router.posts_to_github("octo-org/registered")
+
+
+class _RecordingGitHub:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str]] = []
+        self.changed = asyncio.Event()
+
+    async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
+        self.posted.append((sha, payload["description"]))
+        self.changed.set()
+        return "sent"
+
+    async def posted_at_least(self, count: int) -> None:
+        while len(self.posted) < count:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 10)
+
+
+def _reporter(store: Store, github: _RecordingGitHub, jobs: BackgroundJobs) -> StatusReporter:
+    return StatusReporter(
+        store,
+        github,  # type: ignore[arg-type]
+        public_url="http://127.0.0.1:1",
+        is_local=lambda _repository: False,
+        owner=OWNER,
+        is_gone=nobody_gone,
+        metrics=Metrics(),
+        jobs=jobs,
+        per_minute=6000,
+    )
+
+
+async def test_a_held_pending_state_does_not_wake_the_reporter_before_it_is_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new build's `Queued` is held; looking at the outbox as it arrives would only compete
+    # with claiming that build. The reporter looks once, when the state is due, and posts it.
+    monkeypatch.setattr(outbox, "PENDING_HOLD", 0.5)
+    monkeypatch.setattr(announce, "PENDING_HOLD", 0.5)
+    async with BACKENDS["sqlite"](tmp_path) as backend:
+        store = await backend.open()
+        github, jobs = _RecordingGitHub(), BackgroundJobs()
+        reporter = _reporter(store, github, jobs)
+        looked = 0
+        next_status = store.next_status
+
+        async def counted(now: float) -> Any:
+            nonlocal looked
+            looked += 1
+            return await next_status(now)
+
+        store.next_status = counted  # type: ignore[method-assign]
+        reporter.start()
+        await asyncio.wait_for(_until(lambda: looked == 1), 10)  # the first look, at start
+        await deliver(store, "d-1", request(1))
+        await github.posted_at_least(1)
+        assert github.posted == [(sha(1), "Queued")]
+        assert looked == 2
+        await jobs.close()
+
+
+async def test_a_status_committed_while_the_reporter_looks_is_posted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reporter read the outbox; before it goes to sleep, a status due now is committed and
+    # announced. It must look again, not sleep on what it read (a status left unsent).
+    monkeypatch.setattr(outbox, "PENDING_HOLD", 0.0)
+    monkeypatch.setattr(announce, "PENDING_HOLD", 0.0)
+    async with BACKENDS["sqlite"](tmp_path) as backend:
+        store = await backend.open()
+        github, jobs = _RecordingGitHub(), BackgroundJobs()
+        reporter = _reporter(store, github, jobs)
+        next_status = store.next_status
+        looks = 0
+
+        async def racing(now: float) -> Any:
+            nonlocal looks
+            looks += 1
+            found = await next_status(now)
+            if looks == 3:  # found nothing: meanwhile, another delivery commits
+                assert found[0] is None
+                await deliver(store, "d-2", request(2, branch="other"))
+            return found
+
+        store.next_status = racing  # type: ignore[method-assign]
+        reporter.start()
+        await asyncio.wait_for(_until(lambda: looks == 1), 10)  # nothing yet: it sleeps
+        await deliver(store, "d-1", request(1))  # look 2 posts it; look 3 finds nothing
+        await github.posted_at_least(2)
+        assert github.posted == [(sha(1), "Queued"), (sha(2), "Queued")]
+        await jobs.close()
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

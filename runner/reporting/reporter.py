@@ -198,7 +198,11 @@ class StatusReporter:
         self._metrics = metrics
         self._pace = SharedPace(store, per_minute=per_minute)
         self._wake = asyncio.Event()
-        self._sleep_until: float | None = None  # None: until woken
+        # While idle: when it looks at the outbox next (None: when woken). While it looks: None
+        # and `_looking`; whatever is announced meanwhile makes it look once more.
+        self._sleep_until: float | None = None
+        self._looking = False
+        self._alarm: asyncio.TimerHandle | None = None
         self._jobs = jobs
 
     def start(self) -> None:
@@ -213,14 +217,30 @@ class StatusReporter:
         self._wake.set()
 
     def wake_at(self, when: float) -> None:
-        """Look at the outbox again at `when` (a held pending state becomes due then)."""
-        if self._sleep_until is None or when < self._sleep_until:
+        """Look at the outbox again by `when` (a held pending state becomes due then).
+
+        A state due later does not wake it now: looking costs store operations that would
+        compete with claiming the build that just arrived.
+        """
+        if self._looking:
+            self._wake.set()  # it may have read the outbox before this change: look again
+            return
+        if self._sleep_until is not None and when >= self._sleep_until:
+            return  # it looks by then anyway
+        delay = when - time.time()
+        if delay <= 0:
             self._wake.set()
+            return
+        self._sleep_until = when
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm = asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def _loop(self) -> None:
         lease_renewed = 0.0
         while True:
             self._wake.clear()
+            self._looking = True
             retry_at: float | None = None
             try:
                 now = time.time()
@@ -248,10 +268,13 @@ class StatusReporter:
                 log.warning("status reporter waits for the store", error=str(error))
                 retry_at = time.time() + 5
             self._sleep_until = retry_at
+            self._looking = False
             timeout = None if retry_at is None else max(0.0, retry_at - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            self._sleep_until = time.time()
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
 
     async def _deliver(self, item: OutboxItem) -> None:
         payload = item.status.payload(

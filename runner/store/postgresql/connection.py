@@ -90,9 +90,19 @@ class PostgresConnection:
         """Hold `key`'s lock to the transaction's end; asking again costs no round trip. (A lock
         first taken inside a savepoint that is rolled back would be given up: the store's SQL
         takes its locks before any savepoint.)"""
-        if key not in self._locked:
+        if key in self._locked:
+            return
+        if self._now is None:  # the transaction's time comes with its first lock: no round trip
+            found = self.raw.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)),"
+                " extract(epoch FROM transaction_timestamp())",
+                [key],
+            ).fetchone()
+            assert found is not None
+            self._now = float(found[1])
+        else:
             self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-            self._locked.add(key)
+        self._locked.add(key)
 
     def now(self) -> float:
         if self._now is None:

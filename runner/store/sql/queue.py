@@ -49,31 +49,29 @@ def claim(
         later for head in heads if head.job is Job.DEPLOY for later in _maybe_later(db, head)
     ]
     decision = rules.claim(heads, busy, deployed, limit=limit, now=now)
+    facts = {head.id: head for head in heads}
     touched = [s.build_id for s in decision.supersede] + list(decision.start)
-    rows.lock_repositories(db, [rows.row(db, build_id)["repository"] for build_id in touched])
+    rows.lock_repositories(db, [facts[build_id].repository for build_id in touched])
     for supersede in decision.supersede:
         # Under the repository's lock, as every decision on whether GitHub heard of a build
         # (`outbox.next_item`); the build may have ended meanwhile.
-        db.lock(rows.row(db, supersede.build_id)["repository"].lower())
         row = rows.row(db, supersede.build_id)
         if row["state"] == BuildState.QUEUED.value:
             rows.end_queued(db, row, supersede.reason)
     started = []
     for build_id in decision.start:
-        row = rows.row(db, build_id)
-        db.lock(row["repository"].lower())
-        running = statuses.running(Job(row["job"]))
-        changed = db.execute(
+        running = statuses.running(facts[build_id].job)
+        row = db.execute(
             "UPDATE builds SET state = 'running', description = ?, started_at = ?,"
             " finished_at = NULL, exit_code = NULL, attempt = attempt + 1,"
             " lease_owner = ?, lease_expires = ?, stop_reason = NULL, ran_on = ?"
-            " WHERE id = ? AND state = 'queued'",
+            " WHERE id = ? AND state = 'queued' RETURNING *",
             (running.description, now, owner, now + lease_seconds, owner, build_id),
-        ).rowcount
-        if changed:  # not ended meanwhile by a delivery that held the repository's lock
+        ).fetchone()
+        if row is not None:  # not ended meanwhile by a delivery that held the repository's lock
             outbox.enqueue(db, build_id, rows.request_of(row), running)
-            started.append(build_id)
-    return [rows.build_of(rows.row(db, build_id)) for build_id in started]
+            started.append(rows.build_of(row))
+    return started
 
 
 def _maybe_later(db: Connection, build: rules.BuildFacts) -> list[rules.BuildFacts]:
