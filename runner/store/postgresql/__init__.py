@@ -100,19 +100,21 @@ class PostgresStore(SQLStore):
                 if not write:
                     return function(PostgresConnection(raw)), None
                 for attempt in range(RETRIES):
+                    db = PostgresConnection(raw, begin=True)
                     try:
-                        with raw.transaction():
-                            result = function(PostgresConnection(raw))
-                            committed = announce(result)
-                            if committed is not None:
-                                raw.execute(
-                                    "SELECT pg_notify(%s, %s)",
-                                    [CHANNEL, _encode(self._node, committed)],
-                                )
+                        result = function(db)
+                        committed = announce(result)
+                        db.commit(
+                            None if committed is None else (CHANNEL, _encode(self._node, committed))
+                        )
                         return result, committed
                     except (errors.DeadlockDetected, errors.SerializationFailure):
+                        db.rollback()
                         if attempt == RETRIES - 1:
                             raise
+                    except BaseException:
+                        db.rollback()
+                        raise
                 raise AssertionError("unreachable")
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)

@@ -6,6 +6,7 @@ The shared queries are written with `?` placeholders and 0/1 flags; here they be
 timestamp from the server's clock, so every node measures leases by one clock.
 """
 
+import contextlib
 import functools
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -57,15 +58,47 @@ def _adapt(parameters: Sequence[object]) -> list[object]:
 
 
 class PostgresConnection:
-    def __init__(self, raw: "psycopg.Connection[Any]") -> None:
+    """One transaction (`begin`) or autocommit reads. A transaction costs no round trip of its
+    own: `BEGIN` goes with its first statement and `COMMIT` with its notification, each pair in
+    one pipeline."""
+
+    def __init__(self, raw: "psycopg.Connection[Any]", *, begin: bool = False) -> None:
         self.raw = raw
+        self._begin = begin  # BEGIN not sent yet
         self._now: float | None = None
         self._locked: set[str] = set()  # this transaction's locks (a connection: one transaction)
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor:
+        return self._execute(sql, _adapt(parameters))
+
+    def _execute(self, sql: str, parameters: Sequence[object]) -> "psycopg.Cursor[Row]":
         cursor = self.raw.cursor(row_factory=rows)
-        cursor.execute(translate(sql), _adapt(parameters))
+        if self._begin:
+            self._begin = False
+            with self.raw.pipeline():
+                self.raw.execute("BEGIN")
+                cursor.execute(translate(sql), parameters)
+        else:
+            cursor.execute(translate(sql), parameters)
         return cursor
+
+    def commit(self, notification: tuple[str, str] | None) -> None:
+        """Commit, publishing `notification` (channel, payload) with it."""
+        if self._begin:  # nothing was written
+            if notification is not None:
+                self.raw.execute("SELECT pg_notify(%s, %s)", list(notification))
+            return
+        with self.raw.pipeline():
+            if notification is not None:
+                self.raw.execute("SELECT pg_notify(%s, %s)", list(notification))
+            self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """After an error: end the transaction. A connection that broke is the pool's to
+        discard; the error that broke it is the one to report."""
+        with contextlib.suppress(psycopg.Error):
+            if self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self.raw.execute("ROLLBACK")
 
     def executemany(self, sql: str, rows_: Iterable[Sequence[object]]) -> None:
         self._each(sql, [_adapt(row) for row in rows_], returning=False)
@@ -76,15 +109,17 @@ class PostgresConnection:
     def _each(self, sql: str, parameters: list[list[object]], returning: bool) -> list[list[Any]]:
         """Many rows in one pipeline (one round trip); one row as a plain statement, which
         costs less than entering and leaving a pipeline."""
+        if len(parameters) == 1:
+            cursor = self._execute(sql, parameters[0])
+            return [cursor.fetchall() if cursor.description else []]
+        if not parameters:
+            return []
+        if self._begin:
+            self._begin = False
+            self.raw.execute("BEGIN")
         with self.raw.cursor(row_factory=rows) as cursor:
-            if len(parameters) == 1:
-                cursor.execute(translate(sql), parameters[0])
-                return [cursor.fetchall() if cursor.description else []]
-            if parameters:
-                cursor.executemany(translate(sql), parameters, returning=returning)
-            if not returning:
-                return []
-            return [list(result.fetchall()) for result in cursor.results()]
+            cursor.executemany(translate(sql), parameters, returning=returning)
+            return [list(result.fetchall()) for result in cursor.results()] if returning else []
 
     def lock(self, key: str) -> None:
         """Hold `key`'s lock to the transaction's end; asking again costs no round trip. (A lock
@@ -93,22 +128,18 @@ class PostgresConnection:
         if key in self._locked:
             return
         if self._now is None:  # the transaction's time comes with its first lock: no round trip
-            found = self.raw.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)),"
+            found = self.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(?, 0)),"
                 " extract(epoch FROM transaction_timestamp())",
                 [key],
             ).fetchone()
-            assert found is not None
             self._now = float(found[1])
         else:
-            self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [key])
         self._locked.add(key)
 
     def now(self) -> float:
         if self._now is None:
-            found = self.raw.execute(
-                "SELECT extract(epoch FROM transaction_timestamp())"
-            ).fetchone()
-            assert found is not None
+            found = self.execute("SELECT extract(epoch FROM transaction_timestamp())").fetchone()
             self._now = float(found[0])
         return self._now
