@@ -9,11 +9,13 @@ meanwhile are gone.
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import psycopg
 import pytest
 
 from runner.store import Delivery
 from runner.store.announcements import Change, Committed
 from runner.store.postgresql import EVERYTHING, PostgresStore
+from runner.store.postgresql.connection import PostgresConnection
 from tests.support.postgres import session_cluster
 from tests.support.stores import LEASE, NOW, OWNER, deliver, request, sha
 
@@ -113,3 +115,25 @@ async def test_a_node_whose_listener_reconnects_looks_at_everything_again(
     assert ended.strip() == "2"
 
     await heard_b.first(lambda c: c.change == EVERYTHING)
+
+
+async def test_a_write_sent_with_the_next_statement_that_fails_fails_its_transaction() -> None:
+    # On PostgreSQL a write that answers nothing waits to go with the next statement (one round
+    # trip). If it fails, the transaction fails where that statement is sent, and none of it is
+    # kept: what a store operation writes is all or nothing, as on SQLite.
+    url = session_cluster().new_database()
+    with psycopg.connect(url, autocommit=True) as raw:
+        raw.execute("CREATE TABLE kept (name text NOT NULL)")
+        db = PostgresConnection(raw, begin=True)
+        db.executemany("INSERT INTO kept (name) VALUES (?)", [("first",)])
+        db.executemany("INSERT INTO kept (name) VALUES (?)", [("second",), (None,)])
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            db.execute("SELECT count(*) FROM kept")
+        db.rollback()
+        assert raw.execute("SELECT count(*) FROM kept").fetchone() == (0,)
+
+        db = PostgresConnection(raw, begin=True)
+        db.executemany("INSERT INTO kept (name) VALUES (?)", [("third",)])
+        assert db.execute("SELECT count(*) FROM kept").fetchone()[0] == 1  # in its transaction
+        db.commit(None)
+        assert raw.execute("SELECT name FROM kept").fetchall() == [("third",)]

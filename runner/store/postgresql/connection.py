@@ -58,13 +58,17 @@ def _adapt(parameters: Sequence[object]) -> list[object]:
 
 
 class PostgresConnection:
-    """One transaction (`begin`) or autocommit reads. A transaction costs no round trip of its
-    own: `BEGIN` goes with its first statement and `COMMIT` with its notification, each pair in
-    one pipeline."""
+    """One transaction (`begin`), or autocommit reads. What needs no answer waits to go with
+    the next statement that does, in one pipeline (one round trip): `BEGIN` with the first
+    statement, writes through `executemany` with what follows them, and `COMMIT` with the
+    notification and the last writes. (A write that fails this way fails when the next
+    statement is sent: inside the same transaction, so the transaction fails as it would.)"""
 
     def __init__(self, raw: "psycopg.Connection[Any]", *, begin: bool = False) -> None:
         self.raw = raw
-        self._begin = begin  # BEGIN not sent yet
+        self._in_transaction = begin
+        # Not sent yet: (statement, rows of parameters), in order.
+        self._unsent: list[tuple[str, list[list[object]]]] = [("BEGIN", [[]])] if begin else []
         self._now: float | None = None
         self._locked: set[str] = set()  # this transaction's locks (a connection: one transaction)
 
@@ -73,22 +77,56 @@ class PostgresConnection:
 
     def _execute(self, sql: str, parameters: Sequence[object]) -> "psycopg.Cursor[Row]":
         cursor = self.raw.cursor(row_factory=rows)
-        if self._begin:
-            self._begin = False
+        if self._unsent:
             with self.raw.pipeline():
-                self.raw.execute("BEGIN")
+                self._send_unsent()
                 cursor.execute(translate(sql), parameters)
         else:
             cursor.execute(translate(sql), parameters)
         return cursor
 
+    def _send_unsent(self) -> None:
+        """Inside a pipeline: what waited, in order."""
+        for sql, parameters in self._unsent:
+            if len(parameters) == 1:
+                self.raw.execute(sql, parameters[0])
+            else:
+                with self.raw.cursor() as cursor:
+                    cursor.executemany(sql, parameters)
+        self._unsent.clear()
+
+    def executemany(self, sql: str, rows_: Iterable[Sequence[object]]) -> None:
+        parameters = [_adapt(row) for row in rows_]
+        if not parameters:
+            return
+        self._unsent.append((translate(sql), parameters))
+        if not self._in_transaction:  # nothing else would send it
+            with self.raw.pipeline():
+                self._send_unsent()
+
+    def execute_each(self, sql: str, rows_: Iterable[Sequence[object]]) -> list[list[Any]]:
+        """Many rows in one pipeline (one round trip); one row as a plain statement."""
+        parameters = [_adapt(row) for row in rows_]
+        if len(parameters) == 1:
+            cursor = self._execute(sql, parameters[0])
+            return [cursor.fetchall() if cursor.description else []]
+        if not parameters:
+            return []
+        with self.raw.cursor(row_factory=rows) as cursor:
+            with self.raw.pipeline():
+                self._send_unsent()
+                cursor.executemany(translate(sql), parameters, returning=True)
+            return [list(result.fetchall()) for result in cursor.results()]
+
     def commit(self, notification: tuple[str, str] | None) -> None:
         """Commit, publishing `notification` (channel, payload) with it."""
-        if self._begin:  # nothing was written
+        if self._unsent == [("BEGIN", [[]])]:  # nothing was written
+            self._unsent.clear()
             if notification is not None:
                 self.raw.execute("SELECT pg_notify(%s, %s)", list(notification))
             return
         with self.raw.pipeline():
+            self._send_unsent()
             if notification is not None:
                 self.raw.execute("SELECT pg_notify(%s, %s)", list(notification))
             self.raw.execute("COMMIT")
@@ -99,27 +137,6 @@ class PostgresConnection:
         with contextlib.suppress(psycopg.Error):
             if self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 self.raw.execute("ROLLBACK")
-
-    def executemany(self, sql: str, rows_: Iterable[Sequence[object]]) -> None:
-        self._each(sql, [_adapt(row) for row in rows_], returning=False)
-
-    def execute_each(self, sql: str, rows_: Iterable[Sequence[object]]) -> list[list[Any]]:
-        return self._each(sql, [_adapt(row) for row in rows_], returning=True)
-
-    def _each(self, sql: str, parameters: list[list[object]], returning: bool) -> list[list[Any]]:
-        """Many rows in one pipeline (one round trip); one row as a plain statement, which
-        costs less than entering and leaving a pipeline."""
-        if len(parameters) == 1:
-            cursor = self._execute(sql, parameters[0])
-            return [cursor.fetchall() if cursor.description else []]
-        if not parameters:
-            return []
-        if self._begin:
-            self._begin = False
-            self.raw.execute("BEGIN")
-        with self.raw.cursor(row_factory=rows) as cursor:
-            cursor.executemany(translate(sql), parameters, returning=returning)
-            return [list(result.fetchall()) for result in cursor.results()] if returning else []
 
     def lock(self, key: str) -> None:
         """Hold `key`'s lock to the transaction's end; asking again costs no round trip. (A lock

@@ -37,7 +37,10 @@ class Cursor(Protocol):
 class Connection(Protocol):
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor: ...
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run `sql` for each row; inside a transaction, it may be sent with the next statement
+        (so an error in it may surface there)."""
+        ...
 
     def execute_each(self, sql: str, rows: Iterable[Sequence[object]]) -> list[list[Any]]:
         """Run `sql` once for each row of parameters, in order; the rows each run returned."""

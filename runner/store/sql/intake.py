@@ -66,17 +66,18 @@ def _record_together(db: Connection, deliveries: Sequence[Delivery]) -> list[Del
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
         [(d.id, d.event, d.hook_id, d.received_at, d.outcome) for d in deliveries],
     )
-    new = [delivery for delivery, found in zip(deliveries, inserted, strict=True) if found]
-    _remember_hooks(db, new)
-    lanes = _Lanes.read(db, [request for delivery in new for request in delivery.requests])
+    new = [
+        delivery if found else None for delivery, found in zip(deliveries, inserted, strict=True)
+    ]
+    fresh = [delivery for delivery in new if delivery is not None]
+    _remember_hooks(db, fresh)
+    lanes = _Lanes.read(db, [request for delivery in fresh for request in delivery.requests])
     plan = _Plan(now)
-    outcomes = {id(delivery): plan.arrive(delivery, lanes) for delivery in new}
+    arrived = [None if delivery is None else plan.arrive(delivery, lanes) for delivery in new]
     build_ids = plan.write(db)
     return [
-        outcomes[id(delivery)].resolved(build_ids)
-        if id(delivery) in outcomes
-        else DeliveryOutcome(duplicate=True)
-        for delivery in deliveries
+        DeliveryOutcome(duplicate=True) if outcome is None else outcome.resolved(build_ids)
+        for outcome in arrived
     ]
 
 
