@@ -185,13 +185,17 @@ def _reporter(store: Store, github: _RecordingGitHub, jobs: BackgroundJobs) -> S
     )
 
 
+def _hold_pending_states(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    monkeypatch.setattr(outbox, "PENDING_HOLD", seconds)
+    monkeypatch.setattr(announce, "PENDING_HOLD", seconds)
+
+
 async def test_a_held_pending_state_does_not_wake_the_reporter_before_it_is_due(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A new build's `Queued` is held; looking at the outbox as it arrives would only compete
     # with claiming that build. The reporter looks once, when the state is due, and posts it.
-    monkeypatch.setattr(outbox, "PENDING_HOLD", 0.5)
-    monkeypatch.setattr(announce, "PENDING_HOLD", 0.5)
+    _hold_pending_states(monkeypatch, 0.5)
     async with BACKENDS["sqlite"](tmp_path) as backend:
         store = await backend.open()
         github, jobs = _RecordingGitHub(), BackgroundJobs()
@@ -219,8 +223,7 @@ async def test_a_status_committed_while_the_reporter_looks_is_posted(
 ) -> None:
     # The reporter read the outbox; before it goes to sleep, a status due now is committed and
     # announced. It must look again, not sleep on what it read (a status left unsent).
-    monkeypatch.setattr(outbox, "PENDING_HOLD", 0.0)
-    monkeypatch.setattr(announce, "PENDING_HOLD", 0.0)
+    _hold_pending_states(monkeypatch, 0.0)
     async with BACKENDS["sqlite"](tmp_path) as backend:
         store = await backend.open()
         github, jobs = _RecordingGitHub(), BackgroundJobs()

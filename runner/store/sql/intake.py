@@ -165,15 +165,17 @@ class _Arrived:
     running: list[tuple[int, str]]
 
     def resolved(self, ids: Sequence[int]) -> DeliveryOutcome:
-        def real(build_id: int) -> int:
-            return ids[-build_id - 1] if build_id < 0 else build_id
-
         return DeliveryOutcome(
             False,
-            tuple(map(real, self.build_ids)),
-            tuple(map(real, self.superseded_ids)),
+            tuple(_real_id(build_id, ids) for build_id in self.build_ids),
+            tuple(_real_id(build_id, ids) for build_id in self.superseded_ids),
             tuple(self.running),
         )
+
+
+def _real_id(build_id: int, ids: Sequence[int]) -> int:
+    """A build's id, once the batch's new builds (`ids`, in order) are written."""
+    return ids[-build_id - 1] if build_id < 0 else build_id
 
 
 @dataclass
@@ -254,7 +256,7 @@ class _Plan:
             outbox.ENQUEUE,
             [
                 outbox.item_values(
-                    ids[-build_id - 1] if build_id < 0 else build_id,
+                    _real_id(build_id, ids),
                     request,
                     status,
                     self.now,
