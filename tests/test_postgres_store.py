@@ -7,7 +7,9 @@ meanwhile are gone.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -137,3 +139,38 @@ async def test_a_write_sent_with_the_next_statement_that_fails_fails_its_transac
         assert db.execute("SELECT count(*) FROM kept").fetchone()[0] == 1  # in its transaction
         db.commit(None)
         assert raw.execute("SELECT name FROM kept").fetchall() == [("third",)]
+
+
+def test_a_lock_sent_with_the_next_statement_holds_from_that_statement_on() -> None:
+    # A lock waits to go with the transaction's next statement (no round trip of its own);
+    # from that statement on it serialises as a lock taken alone would: the second
+    # transaction's read waits for the first one's commit, and sees what it wrote.
+    url = session_cluster().new_database()
+    with (
+        psycopg.connect(url, autocommit=True) as first_raw,
+        psycopg.connect(url, autocommit=True) as second_raw,
+        psycopg.connect(url, autocommit=True) as watch,
+    ):
+        first_raw.execute("CREATE TABLE written (name text NOT NULL)")
+        first = PostgresConnection(first_raw, begin=True)
+        first.lock("owner/repository")
+        first.execute("SELECT 1")  # the lock went with it
+
+        def second_reads() -> int:
+            second = PostgresConnection(second_raw, begin=True)
+            second.lock("owner/repository")
+            found = int(second.execute("SELECT count(*) FROM written").fetchone()[0])
+            second.commit(None)
+            return found
+
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            reading = thread.submit(second_reads)
+            deadline = time.monotonic() + BOUND
+            while not watch.execute(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone():
+                assert time.monotonic() < deadline, "the second transaction never waited"
+                assert not reading.done(), "the second transaction did not wait for the lock"
+            first.executemany("INSERT INTO written (name) VALUES (?)", [("first",)])
+            first.commit(None)
+            assert reading.result(timeout=BOUND) == 1

@@ -7,6 +7,8 @@ small interface; each backend's adapter hands them its connection behind it:
 - `execute`, returning rows that read by column name or position; `executemany`, and
   `execute_each`, which answers each run's rows: both run one statement for many rows of
   parameters in one round trip where the database is across a network (PostgreSQL's pipeline);
+- `execute_together`: several statements, in order, in one round trip (what one of them
+  reads cannot decide what the next one is);
 - `lock(key)`: serialise the transactions that change one repository's builds (SQLite's single
   writer does it already; PostgreSQL takes a transaction-scoped advisory lock);
 - `now()`: the time of the transaction, from the database's clock where there is one, so the
@@ -46,8 +48,15 @@ class Connection(Protocol):
         """Run `sql` once for each row of parameters, in order; the rows each run returned."""
         ...
 
+    def execute_together(
+        self, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[list[Any]]:
+        """Run each (statement, parameters) in order; the rows each one returned."""
+        ...
+
     def lock(self, key: str) -> None:
-        """Until the transaction ends, no other transaction holds `key`'s lock."""
+        """From the transaction's next statement to its end, no other transaction holds
+        `key`'s lock."""
         ...
 
     def now(self) -> float:

@@ -11,6 +11,7 @@ delivery at a time, each in its own savepoint, so one bad delivery fails alone.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from runner.core import statuses
 from runner.core.models import BuildRequest, BuildState
@@ -60,25 +61,34 @@ def record(db: Connection, delivery: Delivery) -> DeliveryOutcome:
 
 def _record_together(db: Connection, deliveries: Sequence[Delivery]) -> list[DeliveryOutcome]:
     rows.lock_repositories(db, [r.repository for d in deliveries for r in d.requests])
-    now = db.now()
-    inserted = db.execute_each(
-        "INSERT INTO deliveries (id, event, hook_id, received_at, outcome)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
-        [(d.id, d.event, d.hook_id, d.received_at, d.outcome) for d in deliveries],
-    )
-    new = [
-        delivery if found else None for delivery, found in zip(deliveries, inserted, strict=True)
+    # The deliveries and the lanes they may touch in one round trip: a duplicate's lanes are
+    # read for nothing, which costs less than waiting to know which deliveries are new.
+    requests = [request for delivery in deliveries for request in delivery.requests]
+    lane_reads = _Lanes.reads(requests)
+    writes: list[tuple[str, Sequence[object]]] = [
+        (_INSERT_DELIVERY, (d.id, d.event, d.hook_id, d.received_at, d.outcome)) for d in deliveries
     ]
-    fresh = [delivery for delivery in new if delivery is not None]
-    _remember_hooks(db, fresh)
-    lanes = _Lanes.read(db, [request for delivery in fresh for request in delivery.requests])
-    plan = _Plan(now)
+    found = db.execute_together(writes + lane_reads)
+    inserted, lanes_found = found[: len(deliveries)], found[len(deliveries) :]
+    new = [
+        delivery if written else None
+        for delivery, written in zip(deliveries, inserted, strict=True)
+    ]
+    _remember_hooks(db, [delivery for delivery in new if delivery is not None])
+    lanes = _Lanes.read(requests, lanes_found)
+    plan = _Plan(db.now())
     arrived = [None if delivery is None else plan.arrive(delivery, lanes) for delivery in new]
     build_ids = plan.write(db)
     return [
         DeliveryOutcome(duplicate=True) if outcome is None else outcome.resolved(build_ids)
         for outcome in arrived
     ]
+
+
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, event, hook_id, received_at, outcome)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
 
 
 def _remember_hooks(db: Connection, deliveries: Iterable[Delivery]) -> None:
@@ -105,16 +115,31 @@ class _Lanes:
     running: dict[str, list[rules.BuildFacts]]
     newest_push: dict[Lane, tuple[float, str]]  # (pushed_at, sha)
 
+    @staticmethod
+    def reads(requests: Sequence[BuildRequest]) -> list[tuple[str, Sequence[object]]]:
+        """The statements that read what the rules need of these requests' lanes."""
+        return [
+            (
+                f"{rows.FACTS} WHERE b.state IN ('{BuildState.QUEUED.value}',"
+                f" '{BuildState.RUNNING.value}') AND b.repository = ?",
+                (repository,),
+            )
+            for repository in _repositories(requests)
+        ] + [
+            (
+                "SELECT sha, pushed_at FROM builds WHERE repository = ? AND ref = ? AND job = ?"
+                " AND pushed_at IS NOT NULL ORDER BY pushed_at DESC LIMIT 1",
+                lane,
+            )
+            for lane in _pushed_lanes(requests)
+        ]
+
     @classmethod
-    def read(cls, db: Connection, requests: Sequence[BuildRequest]) -> "_Lanes":
+    def read(cls, requests: Sequence[BuildRequest], found: Sequence[list[Any]]) -> "_Lanes":
+        """The lanes, from what `reads(requests)` found."""
         lanes = cls({}, {}, {})
-        repositories = sorted({request.repository for request in requests})
-        found = db.execute_each(
-            f"{rows.FACTS} WHERE b.state IN ('{BuildState.QUEUED.value}',"
-            f" '{BuildState.RUNNING.value}') AND b.repository = ?",
-            [(repository,) for repository in repositories],
-        )
-        for repository, builds in zip(repositories, found, strict=True):
+        repositories = _repositories(requests)
+        for repository, builds in zip(repositories, found[: len(repositories)], strict=True):
             waiting = lanes.waiting.setdefault(repository.lower(), {})
             running = lanes.running.setdefault(repository.lower(), [])
             for facts in map(rows.facts_of, builds):
@@ -122,15 +147,8 @@ class _Lanes:
                     waiting[facts.id] = facts
                 else:
                     running.append(facts)
-        pushed = sorted(
-            {(r.repository, r.ref, r.job.value) for r in requests if r.pushed_at is not None}
-        )
-        newest = db.execute_each(
-            "SELECT sha, pushed_at FROM builds WHERE repository = ? AND ref = ? AND job = ?"
-            " AND pushed_at IS NOT NULL ORDER BY pushed_at DESC LIMIT 1",
-            pushed,
-        )
-        for (repository, ref, job), top in zip(pushed, newest, strict=True):
+        newest = found[len(repositories) :]
+        for (repository, ref, job), top in zip(_pushed_lanes(requests), newest, strict=True):
             if top:
                 lanes.note_push((repository.lower(), ref, job), top[0]["pushed_at"], top[0]["sha"])
         return lanes
@@ -145,6 +163,14 @@ class _Lanes:
             return None
         newest = self.newest_push.get(_lane(request))
         return newest[1] if newest is not None and newest[0] > request.pushed_at else None
+
+
+def _repositories(requests: Sequence[BuildRequest]) -> list[str]:
+    return sorted({request.repository for request in requests})
+
+
+def _pushed_lanes(requests: Sequence[BuildRequest]) -> list[tuple[str, str, str]]:
+    return sorted({(r.repository, r.ref, r.job.value) for r in requests if r.pushed_at is not None})
 
 
 @dataclass

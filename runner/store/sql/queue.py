@@ -30,21 +30,22 @@ def claim(
     if limit <= 0:
         return []
     db.lock("claim")  # one claim at a time, over every daemon sharing the store
+    # The oldest queued build of each repository (the only ones that may start), and the
+    # repositories with a build running, in one round trip.
+    queued_rows, running_rows = db.execute_together(
+        [
+            (
+                "SELECT b.* FROM builds AS b WHERE b.state = 'queued'"
+                " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
+                "             WHERE q.repository = b.repository AND q.state = 'queued')",
+                (),
+            ),
+            ("SELECT DISTINCT repository FROM builds WHERE state = 'running'", ()),
+        ]
+    )
     now = db.now()
-    # The oldest queued build of each repository: the only ones that may start.
-    heads = [
-        rows.facts_of(row)
-        for row in db.execute(
-            "SELECT b.* FROM builds AS b WHERE b.state = 'queued'"
-            " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
-            "             WHERE q.repository = b.repository AND q.state = 'queued')"
-        )
-        if can_run(row["repository"])
-    ]
-    busy = [
-        row[0]
-        for row in db.execute("SELECT DISTINCT repository FROM builds WHERE state = 'running'")
-    ]
+    heads = [rows.facts_of(row) for row in queued_rows if can_run(row["repository"])]
+    busy = [row[0] for row in running_rows]
     deployed = [
         later for head in heads if head.job is Job.DEPLOY for later in _maybe_later(db, head)
     ]

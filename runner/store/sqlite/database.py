@@ -52,6 +52,11 @@ class SQLiteConnection:
     def execute_each(self, sql: str, rows: Iterable[Sequence[object]]) -> list[list[Any]]:
         return [self.raw.execute(sql, row).fetchall() for row in rows]
 
+    def execute_together(
+        self, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[list[Any]]:
+        return [self.raw.execute(sql, parameters).fetchall() for sql, parameters in statements]
+
     def lock(self, key: str) -> None:
         """The transaction holds the database's only write lock already."""
 
