@@ -1,137 +1,63 @@
 """Hobotnica's benchmark: `make bench`. Bounded, loopback only, a few minutes on 2 cores.
 
-It creates local bare repositories (commits made in bulk with `git fast-import`), starts a real
-`hobotnica serve` with a fake GitHub in this process (statuses are really posted to it), sends
-signed push payloads shaped like GitHub's, and reports as a table and as JSON:
+It starts a real `hobotnica serve` with a fake GitHub in this process (statuses are really posted
+to it) and drives it with the neutral driver (`driver.py`): local bare repositories, signed
+GitHub-shaped pushes, each delivery on a new connection as GitHub sends them. It reports a table
+and JSON:
 
-- S1: one push at a time, 20 times, to a warm mirror: intake latency (p50/p99) and push → `make`
-  start (p50/p95; the Makefile's `test` target prints the time it starts into its log). Rows for a
-  commit already in the mirror, a new commit (incremental fetch), and the sandbox.
+- S1: one push at a time to a warm clone. Headline: each push a new commit (the mirror fetches
+  it), each delivery a new connection: response p50/p99 and push → `make` start p50/p95 (the
+  Makefile stamps its start). Secondary rows (`mirrored_keepalive_`): the same commit again over
+  a kept-alive connection. Also with the bubblewrap sandbox.
 - S2: 10 repositories x 10 pushes at concurrency 20: intake rate, builds run, whether the newest
   push of every repository was built, and the time until all newest pushes have a final status.
-- S3: 2,000 pushes to one repository at concurrency 50: intake rate and p99, builds run, time from
-  the last webhook to the newest push's final status. Run 3 times; the median run is reported.
+- S3: 2,000 pushes to one repository at concurrency 50, a new connection each: intake rate, p50
+  and p99, builds run, whether the newest was built, time from the last webhook to its final
+  status. Run 3 times; the median run is reported; then once over kept-alive connections
+  (`keepalive_`, secondary).
 - Memory: the daemon's RSS idle, and its peak through S3 (sampled from /proc every 10 ms).
+
+`--peer webhook` runs S1 and S3 in the same run against adnanh/webhook with a shell script
+(`peer_webhook.py`) and prints both side by side with the ratios; `--database` compares the
+stores.
 """
 
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import peer_webhook
 from aiohttp import web
+from driver import (
+    HERE,
+    SECRET,
+    START_STAMP,
+    free_port,
+    make_repository,
+    makefile,
+    percentile,
+    push_bodies,
+    rss_mib,
+    s1_rows,
+    send_all,
+)
 
-HERE = Path(__file__).parent
-PAYLOAD_EXAMPLE = HERE.parent / "tests" / "payloads" / "push.json"
-SECRET = "bench-secret-0123456789abcdef"
 TOKEN = "bench-token-0123456789"
 WAIT_LIMIT = 120.0
 S3_RUNS = 3
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-}
-START_STAMP = "make-started-at"
-FAST_MAKEFILE = f"test:\n\t@echo {START_STAMP} $$(date +%s.%N)\n"
-# S2 and S3 run a test that takes a moment, as real ones do.
-SLOW_MAKEFILE = f"test:\n\t@echo {START_STAMP} $$(date +%s.%N)\n\t@sleep 0.2\n"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def append_commit(bare: Path, n: int) -> str:
-    """One more commit on main (the daemon has not seen it yet); returns its sha."""
-    message = f"appended {n}\n".encode()
-    stream = (
-        b"commit refs/heads/main\n"
-        + f"committer Bench <bench@example.com> {1800000000 + n} +0000\n".encode()
-        + f"data {len(message)}\n".encode()
-        + message
-        + b"from refs/heads/main^0\n"
-        + f"M 644 inline appended\ndata {len(str(n))}\n{n}\n".encode()
-    )
-    subprocess.run(
-        ["git", "-C", str(bare), "fast-import", "--quiet"], input=stream, check=True, env=GIT_ENV
-    )
-    out = subprocess.run(
-        ["git", "-C", str(bare), "rev-parse", "main"], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
-def make_repository(root: Path, name: str, commits: int, makefile: str) -> list[str]:
-    """A bare repository with `commits` commits on main; returns their shas, oldest first."""
-    bare = root / f"{name}.git"
-    bare.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, env=GIT_ENV
-    )
-    stream = []
-    for n in range(commits):
-        data = f"{name} {n}\n".encode()  # unique per repository: shas must not repeat
-        message = f"{name}: commit {n}\n".encode()
-        stream += [
-            b"commit refs/heads/main\n",
-            f"mark :{n + 1}\n".encode(),
-            f"committer Bench <bench@example.com> {1700000000 + n} +0000\n".encode(),
-            f"data {len(message)}\n".encode() + message,
-        ]
-        if n:
-            stream.append(f"from :{n}\n".encode())
-        stream.append(f"M 644 inline Makefile\ndata {len(makefile)}\n{makefile}\n".encode())
-        stream.append(f"M 644 inline n\ndata {len(data)}\n".encode() + data + b"\n")
-    subprocess.run(
-        ["git", "-C", str(bare), "fast-import", "--quiet"],
-        input=b"".join(stream),
-        check=True,
-        env=GIT_ENV,
-    )
-    out = subprocess.run(
-        ["git", "-C", str(bare), "rev-list", "--reverse", "main"],
-        check=True,
-        capture_output=True,
-        env=GIT_ENV,
-        text=True,
-    )
-    return out.stdout.split()
+S3_PUSHES = 2000
 
 
 @dataclass
@@ -139,6 +65,7 @@ class FakeGitHub:
     """Takes status posts like GitHub and notes when each commit got a final state."""
 
     final_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    build_final_at: dict[int, float] = field(default_factory=dict)  # by the build its link names
     posts: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -147,6 +74,8 @@ class FakeGitHub:
         self.posts += 1
         if body["state"] != "pending":
             self.final_at[(request.match_info["sha"], body["state"])] = time.time()
+            build_id = int(body["target_url"].rsplit("/", 1)[1])
+            self.build_final_at.setdefault(build_id, time.time())
             self.changed.set()
         return web.json_response(body, status=201)
 
@@ -236,62 +165,21 @@ class Daemon:
             process.wait(timeout=60)
 
 
-def push_bodies(repository: str, shas: list[str], branch: str = "main") -> Iterator[bytes]:
-    example = json.loads(PAYLOAD_EXAMPLE.read_text())
-    owner, name = repository.split("/")
-    example["repository"].update(full_name=repository, name=name, default_branch="production")
-    example["repository"]["owner"]["login"] = owner
-    example["ref"] = f"refs/heads/{branch}"
-    before = "0" * 40
-    for sha in shas:
-        example.update(before=before, after=sha)
-        example["head_commit"].update(id=sha, message=f"commit {sha[:7]}")
-        before = sha
-        yield json.dumps(example).encode()
-
-
-def signed_headers(body: bytes) -> dict[str, str]:
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": "GitHub-Hookshot/bench",
-        "X-GitHub-Event": "push",
-        "X-GitHub-Delivery": str(uuid.uuid4()),
-        "X-GitHub-Hook-ID": "1",
-        "X-Hub-Signature-256": "sha256="
-        + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
-    }
-
-
-async def send_all(
-    session: aiohttp.ClientSession, urls: list[str], bodies: list[bytes], concurrency: int
-) -> tuple[list[float], float, list[int]]:
-    """POST every body (signed ahead of time), to the nodes in turn; returns latencies (ms),
-    wall time, build ids."""
-    prepared = [(body, signed_headers(body)) for body in bodies]
-    latencies: list[float] = [0.0] * len(prepared)
-    build_ids: list[int] = [0] * len(prepared)
-    next_index = iter(range(len(prepared)))
-
-    async def worker() -> None:
-        for index in next_index:
-            body, hdrs = prepared[index]
-            started = time.perf_counter()
-            url = urls[index % len(urls)]
-            async with session.post(url, data=body, headers=hdrs) as response:
-                answer = await response.json()
-                assert response.status == 202, (response.status, answer)
-            latencies[index] = (time.perf_counter() - started) * 1000
-            build_ids[index] = answer["builds"][0]
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - started, build_ids
-
-
 async def build(session: aiohttp.ClientSession, daemon: Daemon, build_id: int) -> dict[str, Any]:
     async with session.get(f"{daemon.base}/api/builds/{build_id}") as response:
         data: dict[str, Any] = await response.json()
         return data
+
+
+async def wait_build_final(fake: FakeGitHub, build_id: int) -> None:
+    """Until GitHub hears a build's final state (as GitHub would: nothing polls the daemon)."""
+    deadline = time.monotonic() + WAIT_LIMIT
+    while build_id not in fake.build_final_at:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"build {build_id} got no final status")
+        fake.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fake.changed.wait(), 1)
 
 
 async def wait_final(fake: FakeGitHub, shas: list[str]) -> float:
@@ -317,48 +205,33 @@ async def builds_run(session: aiohttp.ClientSession, daemon: Daemon, ids: list[i
 
 
 async def s1(
-    session: aiohttp.ClientSession, root: Path, fake_url: str, sandbox: str
+    session: aiohttp.ClientSession, root: Path, fake: FakeGitHub, fake_url: str, sandbox: str
 ) -> dict[str, float]:
-    shas = make_repository(root / "remotes" / "bench", "s1", 1, FAST_MAKEFILE)
+    remotes = root / "remotes"
+    shas = make_repository(remotes / "bench", "s1", 1, makefile(root / "stamps"))
     daemon = Daemon(root, fake_url, ["bench/s1"], sandbox)
     daemon.start()
     try:
         await daemon.wait_healthy(session)
-        urls = daemon.webhook_urls
 
-        async def one(body: bytes) -> tuple[float, float]:
-            sent = time.time()
-            latencies, _, ids = await send_all(session, urls, [body], 1)
-            deadline = time.monotonic() + WAIT_LIMIT
-            while (b := await build(session, daemon, ids[0]))["state"] in ("queued", "running"):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.025)  # make stamps its own start: polling only adds load
+        async def one(body: bytes, *, keep_alive: bool = False) -> tuple[float, float]:
+            delivered = await send_all(
+                daemon.webhook_urls, [body], 1, keep_alive=session if keep_alive else None
+            )
+            sent = delivered.sent_at[0]
+            build_id = delivered.answers[0]["builds"][0]
+            # make stamps its own start; polling the daemon meanwhile would only add load.
+            await wait_build_final(fake, build_id)
+            b = await build(session, daemon, build_id)
             assert b["state"] == "success", b
-            async with session.get(f"{daemon.base}/api/builds/{ids[0]}/log") as response:
+            async with session.get(f"{daemon.base}/api/builds/{build_id}/log") as response:
                 log = await response.text()
             started = float(log.split(START_STAMP + " ", 1)[1].split()[0])
-            return latencies[0], (started - sent) * 1000
+            return delivered.latencies_ms[0], (started - sent) * 1000
 
         bodies = list(push_bodies("bench/s1", shas))
         await one(bodies[0])  # the first build clones the mirror
-        known = [await one(bodies[0]) for _ in range(20)]  # the same commit again
-        fresh = []
-        if sandbox == "none":  # each push a commit the mirror has not fetched yet
-            bare = root / "remotes" / "bench" / "s1.git"
-            for n in range(20):
-                sha = append_commit(bare, n)
-                fresh.append(await one(next(push_bodies("bench/s1", [sha]))))
-        rows = {"known": known} | ({"new": fresh} if fresh else {})
-        return {
-            f"{name}_{key}": value
-            for name, samples in rows.items()
-            for key, value in (
-                ("intake_p50_ms", statistics.median(s[0] for s in samples)),
-                ("intake_p99_ms", percentile([s[0] for s in samples], 0.99)),
-                ("push_to_make_p50_ms", statistics.median(s[1] for s in samples)),
-                ("push_to_make_p95_ms", percentile([s[1] for s in samples], 0.95)),
-            )
-        }
+        return await s1_rows("bench/s1", remotes / "bench" / "s1.git", bodies[0], one)
     finally:
         daemon.stop()
 
@@ -368,7 +241,9 @@ async def s2(
 ) -> dict[str, float]:
     repos = [f"bench/s2-{n}" for n in range(10)]
     shas = {
-        r: make_repository(root / "remotes" / "bench", r.split("/")[1], 10, SLOW_MAKEFILE)
+        r: make_repository(
+            root / "remotes" / "bench", r.split("/")[1], 10, makefile(root / "stamps", seconds=0.2)
+        )
         for r in repos
     }
     daemon = Daemon(root, fake_url, repos)
@@ -379,7 +254,9 @@ async def s2(
         # Round robin: every repository's first push, then every second push, and so on.
         order = [(r, n) for n in range(10) for r in repos]
         bodies = [bodies_by_repo[r][n] for r, n in order]
-        latencies, took, ids = await send_all(session, daemon.webhook_urls, bodies, 20)
+        delivered = await send_all(daemon.webhook_urls, bodies, 20)
+        latencies, took = delivered.latencies_ms, delivered.took_s
+        ids = [answer["builds"][0] for answer in delivered.answers]
         last_sent = time.time()
         # The newest push of a repository is the one accepted last (GitHub does not order them).
         newest = {}
@@ -407,9 +284,17 @@ async def s2(
 
 
 async def s3(
-    session: aiohttp.ClientSession, root: Path, fake: FakeGitHub, fake_url: str, name: str
+    session: aiohttp.ClientSession,
+    root: Path,
+    fake: FakeGitHub,
+    fake_url: str,
+    name: str,
+    *,
+    keep_alive: bool = False,
 ) -> dict[str, float]:
-    shas = make_repository(root / "remotes" / "bench", name, 2000, SLOW_MAKEFILE)  # unique shas
+    shas = make_repository(  # unique shas
+        root / "remotes" / "bench", name, S3_PUSHES, makefile(root / "stamps", seconds=0.2)
+    )
     daemon = Daemon(root, fake_url, [f"bench/{name}"])
     daemon.start()
     try:
@@ -428,17 +313,21 @@ async def s3(
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         bodies = list(push_bodies(f"bench/{name}", shas))
-        latencies, took, ids = await send_all(session, daemon.webhook_urls, bodies, 50)
+        delivered = await send_all(
+            daemon.webhook_urls, bodies, 50, keep_alive=session if keep_alive else None
+        )
         last_sent = time.time()
+        ids = [answer["builds"][0] for answer in delivered.answers]
         newest_sha = shas[ids.index(max(ids))]
         done_at = await wait_final(fake, [newest_sha])
         sampling.set()
         sampler.join()
         return {
-            "intake_per_s": len(bodies) / took,
-            "intake_p50_ms": statistics.median(latencies),
-            "intake_p99_ms": percentile(latencies, 0.99),
+            "intake_per_s": len(bodies) / delivered.took_s,
+            "intake_p50_ms": statistics.median(delivered.latencies_ms),
+            "intake_p99_ms": percentile(delivered.latencies_ms, 0.99),
             "builds_run": await builds_run(session, daemon, ids),
+            "newest_built": float((await build(session, daemon, max(ids)))["state"] == "success"),
             "newest_final_s": done_at - last_sent,
             "rss_idle_mib": idle,
             "rss_peak_mib": peak[0],
@@ -468,9 +357,9 @@ async def run(scenarios: list[str]) -> dict[str, dict[str, float]]:
                 root = Path(tmp) / name
                 root.mkdir()
                 if name == "s1":
-                    results["s1"] = await s1(session, root, fake_url, "none")
+                    results["s1"] = await s1(session, root, fake, fake_url, "none")
                 elif name == "s1-bubblewrap" and bubblewrap_problem() is None:
-                    results["s1-bubblewrap"] = await s1(session, root, fake_url, "bubblewrap")
+                    results["s1-bubblewrap"] = await s1(session, root, fake, fake_url, "bubblewrap")
                 elif name == "s2":
                     results["s2"] = await s2(session, root, fake, fake_url)
                 elif name == "s3":
@@ -485,6 +374,12 @@ async def run(scenarios: list[str]) -> dict[str, dict[str, float]]:
                     results["s3"] = runs[len(runs) // 2]
                     results["s3"]["intake_per_s_min"] = runs[0]["intake_per_s"]
                     results["s3"]["intake_per_s_max"] = runs[-1]["intake_per_s"]
+                    # Secondary: one run over kept-alive connections (not GitHub's traffic).
+                    kept = root / "keepalive"
+                    kept.mkdir()
+                    alive = await s3(session, kept, fake, fake_url, "s3-kept", keep_alive=True)
+                    for key in ("intake_per_s", "intake_p50_ms", "intake_p99_ms"):
+                        results["s3"][f"keepalive_{key}"] = alive[key]
     await runner.cleanup()
     return results
 
@@ -528,6 +423,12 @@ def main() -> int:
         help="with --database both: run the scenarios this many times, SQLite then PostgreSQL"
         " each time, and report each figure's median (a noisy machine's drift hits both alike)",
     )
+    parser.add_argument(
+        "--peer",
+        choices=["webhook"],
+        help="also run S1 and S3 against a peer in the same run, with the same driver, and print"
+        " the ratios: adnanh/webhook with a shell script (Debian's package, installed if missing)",
+    )
     parser.add_argument("--logs", type=Path, help="keep each daemon's output in this folder")
     args = parser.parse_args()
     Daemon.logs = args.logs
@@ -546,35 +447,89 @@ def main() -> int:
 
 def measure(args: argparse.Namespace, cluster: Any) -> int:
     scenarios = args.scenario or ["s1", "s1-bubblewrap", "s2", "s3"]
-    stores = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-    rounds: dict[str, list[dict[str, dict[str, float]]]] = {store: [] for store in stores}
-    for _ in range(args.rounds if args.database == "both" else 1):
-        for store in stores:
-            Daemon.cluster = cluster if store == "postgresql" else None
-            Daemon.nodes = args.nodes if store == "postgresql" else 1
-            rounds[store].append(asyncio.run(run(scenarios)))
+    systems = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    systems += [args.peer] if args.peer else []
+    rounds: dict[str, list[dict[str, dict[str, float]]]] = {system: [] for system in systems}
+    for _ in range(args.rounds if len(systems) > 1 else 1):
+        for system in systems:
+            if system == "webhook":
+                rounds[system].append(asyncio.run(run_peer(scenarios)))
+                continue
+            Daemon.cluster = cluster if system == "postgresql" else None
+            Daemon.nodes = args.nodes if system == "postgresql" else 1
+            rounds[system].append(asyncio.run(run(scenarios)))
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]},"
         f" daemon on {args.event_loop}"
     )
     results = {}
-    for store, runs in rounds.items():
-        print(
-            f"\n== {store}, {args.nodes if store == 'postgresql' else 1} node(s),"
-            f" median of {len(runs)} round(s)"
+    for system, runs in rounds.items():
+        nodes = args.nodes if system == "postgresql" else 1
+        title = (
+            "adnanh/webhook + shell script" if system == "webhook" else f"{system}, {nodes} node(s)"
         )
-        results[store] = {
+        print(f"\n== {title}, median of {len(runs)} round(s)")
+        results[system] = {
             scenario: {
                 key: statistics.median(run[scenario][key] for run in runs)
                 for key in runs[0][scenario]
             }
             for scenario in runs[0]
         }
-        print_table(results[store])
+        print_table(results[system])
+    if args.peer:
+        print_ratios(results[systems[0]], results[args.peer])
     if args.json:
         figures = results if len(results) > 1 else next(iter(results.values()))
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+async def run_peer(scenarios: list[str]) -> dict[str, dict[str, float]]:
+    """The peer's S1 and S3 (what it has no equivalent of is not run)."""
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix=".work-peer-", dir=HERE) as tmp:
+        if "s1" in scenarios:
+            (Path(tmp) / "s1").mkdir()
+            results["s1"] = await peer_webhook.s1(Path(tmp) / "s1")
+        if "s3" in scenarios:
+            runs = []
+            for attempt in range(S3_RUNS):
+                root = Path(tmp) / f"s3-{attempt}"
+                root.mkdir()
+                runs.append(await peer_webhook.s3(root, f"s3-{attempt}"))
+            runs.sort(key=lambda run: run["intake_per_s"])
+            results["s3"] = runs[len(runs) // 2]
+    return results
+
+
+# (scenario, figure, what it says, the issue's bound on ours / theirs: "<= 0.6" and so on)
+RATIOS = [
+    ("s1", "push_to_make_p50_ms", "S1 push → make p50 (new commit, new connection)", "<= 0.6"),
+    ("s1", "response_p50_ms", "S1 response p50 (ours fsync'd first)", "<= 1"),
+    (
+        "s1",
+        "mirrored_keepalive_push_to_make_p50_ms",
+        "S1 push → make p50, mirrored, kept alive",
+        "",
+    ),
+    ("s3", "intake_per_s", "S3 intake per second (new connections)", ">= 3"),
+    ("s3", "intake_p50_ms", "S3 response p50", ""),
+    ("s3", "intake_p99_ms", "S3 response p99", ""),
+    ("s3", "builds_run", "S3 builds run", ""),
+    ("s3", "newest_built", "S3 newest push built (1 = yes)", ""),
+    ("s3", "rss_idle_mib", "idle RSS, MiB", ""),
+]
+
+
+def print_ratios(ours: dict[str, dict[str, float]], theirs: dict[str, dict[str, float]]) -> None:
+    print(f"\n== side by side\n  {'':52} {'ours':>10} {'theirs':>10} {'ratio':>7}  bound")
+    for scenario, key, label, bound in RATIOS:
+        if key not in ours.get(scenario, {}) or key not in theirs.get(scenario, {}):
+            continue
+        mine, peer = ours[scenario][key], theirs[scenario][key]
+        ratio = f"{mine / peer:7.2f}" if peer else "      -"
+        print(f"  {label:52} {mine:10.2f} {peer:10.2f} {ratio}  {bound}")
 
 
 if __name__ == "__main__":
