@@ -266,6 +266,9 @@ async def test_builds_run_as_builds_user_and_see_nothing_of_the_daemon(
 
     await d.deliver("push", push_payload("octo/lib", other_sha))
     await fake_github.wait_final(other_sha)
+    # Its deploy too: while a build runs, its workspace and mirror are lent to the build user,
+    # whom every build without a sandbox shares (the bubblewrap sandbox hides them).
+    await fake_github.wait_final(other_sha, "hobotnica/deploy")
     _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="feature"))
     final = await fake_github.wait_final(sha)
 

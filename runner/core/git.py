@@ -186,10 +186,11 @@ class Repositories:
         if request.pull_request is not None:
             refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us
         await self._git(*FETCH, "--", clone_url, *refspecs, git_dir=mirror, env=env)
-        if not await self._has_commit(mirror, request.sha):
-            # Not on any branch any more (force-pushed away): ask for the commit itself.
-            with contextlib.suppress(CheckoutError):
-                await self._git(*FETCH, "--", clone_url, request.sha, git_dir=mirror, env=env)
+        if await self._has_commit(mirror, request.sha):
+            return mirror
+        # Not on any branch any more (force-pushed away): ask for the commit itself.
+        with contextlib.suppress(CheckoutError):
+            await self._git(*FETCH, "--", clone_url, request.sha, git_dir=mirror, env=env)
         if not await self._has_commit(mirror, request.sha):
             raise CheckoutError(f"commit {short_sha(request.sha)} not found in the repository")
         return mirror

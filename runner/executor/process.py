@@ -9,6 +9,9 @@ With a cgroup, the tree starts inside it: the first process is util-linux's `flo
 for a lock the daemon holds on the cgroup's directory while the daemon moves it into the cgroup,
 then runs the command. So not one instruction of the build runs outside its cgroup, and the
 daemon keeps starting children with vfork (a child cannot be placed before it execs otherwise).
+Moving a process into a cgroup waits out a kernel RCU grace period (10 ms on the development
+machine), so the worker starts and places that first process while the checkout runs (`hold_start`),
+and `run_make` only lets it go.
 """
 
 import asyncio
@@ -56,13 +59,17 @@ async def run_make(
     marker: Marker,
     stop: StopRequest,
     cgroup: BuildCgroup | None = None,
+    held: "HeldStart | None" = None,
 ) -> MakeOutcome:
+    """`held`: the first process, started in `cgroup` already (`hold_start`, same argv)."""
+    if held is None and cgroup is not None:
+        held = await hold_start(cgroup, argv, workspace=workspace, env=env)
     started_at = time.time()
     started = time.monotonic()
-    if cgroup is None:
-        process = await spawn(argv, cwd=workspace, env=env, merge_stderr=True, new_session=True)
+    if held is not None:
+        process = held.release()
     else:
-        process = await _spawn_in(cgroup, argv, workspace=workspace, env=env)
+        process = await spawn(argv, cwd=workspace, env=env, merge_stderr=True, new_session=True)
     pump = asyncio.create_task(_pump(process.stdout, log, masker))
     # make's own exit ends the build, not its pipe's end, which a `server &` left behind holds.
     exited = asyncio.ensure_future(process.wait())
@@ -96,9 +103,36 @@ async def run_make(
     )
 
 
-async def _spawn_in(
+class HeldStart:
+    """A build's first process, in the build's cgroup, held (util-linux `flock` waits for the
+    daemon's lock on the cgroup's directory) until `release` lets it run the command."""
+
+    def __init__(self, process: Child, lock: int) -> None:
+        self.process = process
+        self._lock = lock
+        self.released = False
+
+    def release(self) -> Child:
+        if not self.released:
+            self.released = True
+            os.close(self._lock)  # the trampoline takes its shared lock and runs the command
+        return self.process
+
+    async def abandon(self) -> None:
+        """The build ends before make: the held process goes, having run nothing."""
+        if self.released:
+            return
+        self.released = True
+        self.process.kill()
+        os.close(self._lock)
+        await self.process.wait()
+        self.process.close_pipes()
+
+
+async def hold_start(
     cgroup: BuildCgroup, argv: Sequence[str], *, workspace: Path, env: Mapping[str, str]
-) -> Child:
+) -> HeldStart:
+    """Start `argv`'s first process in `cgroup`, held until `HeldStart.release`."""
     lock = os.open(cgroup.lock_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # nobody else ever takes it: no wait
@@ -107,15 +141,18 @@ async def _spawn_in(
         process = await spawn(
             trampoline, cwd=workspace, env=env, merge_stderr=True, new_session=True
         )
-        try:
-            cgroup.place(process.pid)
-        except BaseException:
-            process.kill()
-            process.close_pipes()
-            raise
-    finally:
-        os.close(lock)  # the trampoline takes its shared lock and runs the command, placed
-    return process
+    except BaseException:
+        os.close(lock)
+        raise
+    try:
+        # The move waits for the kernel (an RCU grace period): not on the event loop.
+        await asyncio.shield(asyncio.to_thread(cgroup.place, process.pid))
+    except BaseException:
+        process.kill()
+        process.close_pipes()
+        os.close(lock)
+        raise
+    return HeldStart(process, lock)
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from runner.core import statuses
 from runner.core.errors import CheckoutError, StoreUnavailable
 from runner.core.git import Repositories, refuses_credentials
 from runner.core.links import build_url, has_skip_marker, log_path
+from runner.core.masking import SecretMasker
 from runner.core.metrics import Metrics
 from runner.core.models import Build, Job
 from runner.core.settings import Project, Settings
@@ -27,7 +28,7 @@ from runner.executor.cgroups import BuildCgroup, CgroupTree, build_cgroup_name
 from runner.executor.environment import build_environment
 from runner.executor.log_shipping import LogShipper
 from runner.executor.logfile import BuildLog
-from runner.executor.process import MakeOutcome, run_make
+from runner.executor.process import HeldStart, MakeOutcome, hold_start, run_make
 from runner.executor.reaper import marker_for
 from runner.executor.sandbox import Sandbox
 from runner.scheduling.stop import StopRequest
@@ -46,6 +47,17 @@ RESULT_RETRY_MAX = 30.0
 @dataclass
 class _Timing:
     make_started_at: float | None = None  # when `make` started, if it did
+
+
+@dataclass
+class _Command:
+    """How make starts: its argv and environment, its cgroup, and its first process, started
+    and held in the cgroup while the checkout runs."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cgroup: BuildCgroup | None
+    held: "asyncio.Task[HeldStart] | None"
 
 
 @dataclass
@@ -116,100 +128,135 @@ class BuildWorker:
                 f"build {build.id}: make {build.job.value} for {build.repository} "
                 f"{request.sha} ({masker.mask_text(what)}), attempt {build.attempt}"
             )
-            try:
-                workspace = await self._checkout(build, project, stop)
-            except CheckoutError as error:
-                if stop.reason is not None:  # superseded while fetching: say that, plainly
-                    build_log.note(f"stopped during checkout: {stop.reason}")
-                    return statuses.errored(stop.reason), None
-                reason = masker.mask_text(str(error))
-                build_log.note(f"checkout failed: {reason}")
-                if project.token is not None and refuses_credentials(str(error)):
-                    self.on_credentials_refused(build.repository)
-                return statuses.errored(f"Checkout failed: {reason}"), None
-            if not request.message:
-                message, author = await self.repositories.commit_info(build.repository, request.sha)
-                await self.store.set_commit_info(build.id, message, author)
-                if request.pull_request is not None and has_skip_marker(message):
-                    build_log.note("not built: [skip ci] in the head commit message")
-                    # Never `success`: anyone who can open a pull request could turn a required
-                    # check green without running it.
-                    return statuses.errored("Not built: [skip ci] in the head commit"), None
-            url = build_url(self.settings.server.public_url, build.id)
+            mirror = self.repositories.mirror_path(build.repository)
+            workspace = self.repositories.workspace_path(build.repository)
             env = build_environment(
                 inherited=self.settings.inherited_env,
                 build=build,
                 project=project,
                 public_url=self.settings.server.public_url,
             )
-            if stop.reason is not None:
-                build_log.note(f"not started: {stop.reason}")
-                return statuses.errored(stop.reason), None
-            build_log.note(f"checked out {request.sha}; running make {build.job.value}")
-            mirror = self.repositories.mirror_path(build.repository)
             argv = self.sandbox.command(
                 ["make", build.job.value], workspace=workspace, mirror_objects=mirror / "objects"
             )
             if self.account is not None:
                 argv, env = self.account.command(argv), self.account.environment(env)
-            async with self._contained(build, workspace, mirror, stop) as cgroup:
-                outcome = await run_make(
-                    argv,
-                    workspace=workspace,
-                    env=env,
-                    timeout=self._timeout(project),
-                    kill_grace=self.settings.builds.kill_grace,
-                    log=build_log,
-                    masker=masker,
-                    marker=marker_for(url, build.attempt),
-                    stop=stop,
-                    cgroup=cgroup,
-                )
-                out_of_memory = cgroup is not None and cgroup.oom_kills() > 0
-            timing.make_started_at = outcome.started_at
-            self._report_leftovers(build_log, outcome)
-            self._measure(build, outcome)
-            if out_of_memory:
-                limit = self.settings.builds.memory_max or 0
-                reason = statuses.out_of_memory(limit)
-                build_log.note(f"{reason}: the kernel ended a process of the build")
-                return statuses.errored(reason), outcome.exit_code
-            return self._status(build, project, outcome, build_log), outcome.exit_code
+            async with self._cgroup(build, stop) as cgroup:
+                # make's first process is started and placed in the cgroup while the checkout
+                # runs (placing waits for the kernel); it runs nothing until released.
+                held = None
+                if cgroup is not None:
+                    await asyncio.to_thread(workspace.mkdir, parents=True, exist_ok=True)
+                    held = asyncio.create_task(
+                        hold_start(cgroup, argv, workspace=workspace, env=env)
+                    )
+                try:
+                    command = _Command(argv, env, cgroup, held)
+                    return await self._check_out_and_make(
+                        build, project, stop, build_log, masker, command, timing
+                    )
+                finally:
+                    if held is not None:
+                        await _let_go(held)
         finally:
             build_log.close()
             if shipper is not None:
                 await shipper.close()
 
-    @contextlib.asynccontextmanager
-    async def _contained(
-        self, build: Build, workspace: Path, mirror: Path, stop: StopRequest
-    ) -> AsyncIterator[BuildCgroup | None]:
-        """The build's cgroup (if the host has one) and the workspace lent to the build user,
-        for the time make runs; a build over its memory is stopped at once."""
-        limits = self.settings.builds
-        cgroup = None
-        if self.cgroups is not None:
-            name = build_cgroup_name(build.id, build.attempt)
-            cgroup = await asyncio.to_thread(
-                self.cgroups.create, name, memory_max=limits.memory_max, tasks_max=limits.tasks_max
-            )
-        watch = None
-        if cgroup is not None and limits.memory_max is not None:
-            watch = asyncio.create_task(_stop_when_out_of_memory(cgroup, stop, limits.memory_max))
-        lent = False
+    async def _check_out_and_make(
+        self,
+        build: Build,
+        project: Project,
+        stop: StopRequest,
+        build_log: BuildLog,
+        masker: SecretMasker,
+        command: "_Command",
+        timing: _Timing,
+    ) -> tuple[Status, int | None]:
+        request, cgroup, held = build.request, command.cgroup, command.held
         try:
-            if self.account is not None:
-                await asyncio.to_thread(self.account.lend, workspace, mirror)
-                lent = True
+            workspace = await self._checkout(build, project, stop)
+        except CheckoutError as error:
+            if stop.reason is not None:  # superseded while fetching: say that, plainly
+                build_log.note(f"stopped during checkout: {stop.reason}")
+                return statuses.errored(stop.reason), None
+            reason = masker.mask_text(str(error))
+            build_log.note(f"checkout failed: {reason}")
+            if project.token is not None and refuses_credentials(str(error)):
+                self.on_credentials_refused(build.repository)
+            return statuses.errored(f"Checkout failed: {reason}"), None
+        if not request.message:
+            message, author = await self.repositories.commit_info(build.repository, request.sha)
+            await self.store.set_commit_info(build.id, message, author)
+            if request.pull_request is not None and has_skip_marker(message):
+                build_log.note("not built: [skip ci] in the head commit message")
+                # Never `success`: anyone who can open a pull request could turn a required
+                # check green without running it.
+                return statuses.errored("Not built: [skip ci] in the head commit"), None
+        if stop.reason is not None:
+            build_log.note(f"not started: {stop.reason}")
+            return statuses.errored(stop.reason), None
+        build_log.note(f"checked out {request.sha}; running make {build.job.value}")
+        mirror = self.repositories.mirror_path(build.repository)
+        url = build_url(self.settings.server.public_url, build.id)
+        async with self._lent(workspace, mirror):
+            outcome = await run_make(
+                command.argv,
+                workspace=workspace,
+                env=command.env,
+                timeout=self._timeout(project),
+                kill_grace=self.settings.builds.kill_grace,
+                log=build_log,
+                masker=masker,
+                marker=marker_for(url, build.attempt),
+                stop=stop,
+                cgroup=cgroup,
+                held=None if held is None else await held,
+            )
+            out_of_memory = cgroup is not None and cgroup.oom_kills() > 0
+        timing.make_started_at = outcome.started_at
+        self._report_leftovers(build_log, outcome)
+        self._measure(build, outcome)
+        if out_of_memory:
+            limit = self.settings.builds.memory_max or 0
+            reason = statuses.out_of_memory(limit)
+            build_log.note(f"{reason}: the kernel ended a process of the build")
+            return statuses.errored(reason), outcome.exit_code
+        return self._status(build, project, outcome, build_log), outcome.exit_code
+
+    @contextlib.asynccontextmanager
+    async def _cgroup(self, build: Build, stop: StopRequest) -> AsyncIterator[BuildCgroup | None]:
+        """The build's cgroup, if the host has one; a build over its memory is stopped at once."""
+        limits = self.settings.builds
+        if self.cgroups is None:
+            yield None
+            return
+        name = build_cgroup_name(build.id, build.attempt)
+        cgroup = await asyncio.to_thread(
+            self.cgroups.create, name, memory_max=limits.memory_max, tasks_max=limits.tasks_max
+        )
+        watch = None
+        if limits.memory_max is not None:
+            watch = asyncio.create_task(_stop_when_out_of_memory(cgroup, stop, limits.memory_max))
+        try:
             yield cgroup
         finally:
             if watch is not None:
                 watch.cancel()
             # run_make has ended every process of the build by now.
-            if cgroup is not None:
-                await asyncio.shield(asyncio.to_thread(cgroup.remove))
-            if lent and self.account is not None:
-                await asyncio.shield(asyncio.to_thread(self.account.take_back, workspace, mirror))
+            await asyncio.shield(asyncio.to_thread(cgroup.remove))
+
+    @contextlib.asynccontextmanager
+    async def _lent(self, workspace: Path, mirror: Path) -> AsyncIterator[None]:
+        """The workspace lent to the build user (if builds run as one) while make runs."""
+        if self.account is None:
+            yield
+            return
+        await asyncio.to_thread(self.account.lend, workspace, mirror)
+        try:
+            yield
+        finally:
+            await asyncio.shield(asyncio.to_thread(self.account.take_back, workspace, mirror))
 
     async def _record_result(
         self, build: Build, status: Status, exit_code: int | None
@@ -292,6 +339,18 @@ class BuildWorker:
         names = ", ".join(f"{p.command} (pid {p.pid})" for p in outcome.leftovers)
         build_log.note(f"ended processes the build left running: {names}")
         log.warning("build left processes behind", processes=names)
+
+
+async def _let_go(held: "asyncio.Task[HeldStart]") -> None:
+    """A held first process that make did not take (the build ended before it) goes."""
+    if not held.done():
+        held.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            start = await held
+        except Exception:  # it could not start; run_make said so, or nobody needed it
+            return
+        await start.abandon()
 
 
 async def _stop_when_out_of_memory(cgroup: BuildCgroup, stop: StopRequest, limit: int) -> None:
