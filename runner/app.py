@@ -36,6 +36,7 @@ from runner.core.instance import Instance
 from runner.core.metrics import Metrics
 from runner.core.settings import Settings
 from runner.executor.host import BuildHost
+from runner.executor.prefetch import Prefetcher
 from runner.executor.sandbox import Bubblewrap, Sandbox
 from runner.executor.worker import BuildWorker
 from runner.intake.catchup import DeliveryCatchUp
@@ -252,6 +253,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         registered_project=app[PROJECTS].registered_project,
         secret=settings.github.webhook_secret,
         metrics=app[METRICS],
+        on_accepted=Prefetcher(app[REPOSITORIES], app[PROJECTS], app[JOBS]).accepted,
     )
     app.router.add_routes(intake.routes())
     scheduler.start()

@@ -101,6 +101,14 @@ class Repositories:
             mirror = await self._fetch(request, clone_url, token)
             return await self._prepare_workspace(request, mirror)
 
+    async def prefetch(
+        self, request: BuildRequest, clone_url: str, token: str | None = None
+    ) -> None:
+        """Fetch `request`'s commit into the mirror if it is not there yet (its checkout then
+        finds it): `runner.executor.prefetch`."""
+        async with self._lock(request.repository):
+            await self._fetch(request, clone_url, token)
+
     async def clone(self, repository: str, clone_url: str, token: str | None) -> None:
         """Fill the repository's mirror with its branches and tags (a registration's clone)."""
         async with self._lock(repository):

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from runner.core.errors import StoreUnavailable
 from runner.core.metrics import Metrics
+from runner.core.models import BuildRequest
 from runner.core.names import is_delivery_id, is_event_name
 from runner.core.settings import Project, Settings
 from runner.intake.plan import PayloadError, ProjectLookup
@@ -67,6 +68,8 @@ class Intake:
     secret: str
     metrics: Metrics
     body_timeout: float = BODY_READ_TIMEOUT
+    # Told of each build request written (the mirror fetches its commit).
+    on_accepted: Callable[[BuildRequest], None] = lambda _request: None
 
     def __post_init__(self) -> None:
         self._global = WebhookTarget(self.secret, self.find_project)
@@ -200,6 +203,8 @@ class Intake:
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
+        for build_request in requests:
+            self.on_accepted(build_request)  # starts once this answer is on its way
         fields.update(outcome=outcome, builds=list(recorded.build_ids))
         if recorded.superseded_ids:
             fields["superseded"] = list(recorded.superseded_ids)
