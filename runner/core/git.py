@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ import structlog
 
 from runner.core.errors import CheckoutError
 from runner.core.models import BuildRequest
-from runner.core.names import short_sha
+from runner.core.names import is_branch_name, short_sha
 from runner.core.spawn import spawn
 
 GIT_OUTPUT_LIMIT = 2000
@@ -188,13 +189,13 @@ class Repositories:
         made = await self._ensure_mirror(mirror, env)
         # A tag build fetches anyway: the tag itself may be new.
         tag = request.ref.startswith("refs/tags/")
-        if not made and not tag and await self._has_commit(mirror, request.sha):
+        if not made and not tag and await self._has_commit(mirror, request.sha, request.ref):
             return mirror
         refspecs = list(_BRANCHES_AND_TAGS)
         if request.pull_request is not None:
             refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us
         await self._git(*FETCH, "--", clone_url, *refspecs, git_dir=mirror, env=env)
-        if await self._has_commit(mirror, request.sha):
+        if await self._has_commit(mirror, request.sha, request.ref):
             return mirror
         # Not on any branch any more (force-pushed away): ask for the commit itself.
         with contextlib.suppress(CheckoutError):
@@ -203,7 +204,11 @@ class Repositories:
             raise CheckoutError(f"commit {short_sha(request.sha)} not found in the repository")
         return mirror
 
-    async def _has_commit(self, mirror: Path, sha: str) -> bool:
+    async def _has_commit(self, mirror: Path, sha: str, ref: str | None = None) -> bool:
+        """Whether the mirror has commit `sha`. When its `ref` (what the push updated) points at
+        it, that says so without a git process: git moves a ref only once its objects are in."""
+        if ref is not None and await asyncio.to_thread(_ref_points_at, mirror, ref, sha):
+            return True
         try:
             await self._git(
                 "cat-file", "-e", f"{sha}^{{commit}}", git_dir=mirror, env=self._base_env
@@ -320,6 +325,31 @@ def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:
     )
     (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
     (git_dir / "packed-refs").write_text("".join(f"{o} {r}\n" for r, o in _tags(mirror)))
+
+
+def _ref_points_at(git_dir: Path, ref: str, sha: str) -> bool:
+    """Whether `ref` of the repository at `git_dir` is `sha`: its loose file, else its line in
+    `packed-refs` (a loose ref wins, as in git). Only branch and pull request refs are read,
+    and only names that are safe as paths."""
+    if ref.startswith("refs/heads/"):
+        if not is_branch_name(ref.removeprefix("refs/heads/")):
+            return False
+    elif not _PULL_REF.fullmatch(ref):
+        return False
+    try:
+        return (git_dir / ref).read_text().strip() == sha
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    try:
+        packed = (git_dir / "packed-refs").read_text()
+    except OSError:
+        return False
+    return f"{sha} {ref}" in packed.splitlines()
+
+
+_PULL_REF = re.compile(r"refs/pull/[0-9]{1,10}/head")
 
 
 def _tags(mirror: Path) -> list[tuple[str, str]]:
