@@ -246,6 +246,9 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         shortage=app[FREE_SPACE].shortage,
         can_run=app[PROJECTS].can_build_here,
     )
+    prefetcher = Prefetcher(
+        app[REPOSITORIES], app[PROJECTS], app[JOBS], shortage=app[FREE_SPACE].shortage
+    )
     intake = app[INTAKE] = Intake(
         settings=settings,
         store=store,
@@ -253,7 +256,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         registered_project=app[PROJECTS].registered_project,
         secret=settings.github.webhook_secret,
         metrics=app[METRICS],
-        on_accepted=Prefetcher(app[REPOSITORIES], app[PROJECTS], app[JOBS]).accepted,
+        on_accepted=prefetcher.accepted,
     )
     app.router.add_routes(intake.routes())
     scheduler.start()
@@ -261,6 +264,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     await app[REGISTRATIONS].resume_clones()
     yield
     drain_timeout = 0.0 if app[LIFECYCLE].drain_done else settings.builds.drain_timeout
+    await prefetcher.close()
     await scheduler.close(timeout=drain_timeout)
     await host.release()
 

@@ -106,9 +106,11 @@ class Repositories:
         self, request: BuildRequest, clone_url: str, token: str | None = None
     ) -> None:
         """Fetch `request`'s commit into the mirror if it is not there yet (its checkout then
-        finds it): `runner.executor.prefetch`."""
+        finds it): `runner.executor.prefetch`. Only into a mirror that exists: making one is a
+        build's or a registration's (and a removed repository's must stay removed)."""
         async with self._lock(request.repository):
-            await self._fetch(request, clone_url, token)
+            if _is_git_dir(self.mirror_path(request.repository)):
+                await self._fetch(request, clone_url, token)
 
     async def clone(self, repository: str, clone_url: str, token: str | None) -> None:
         """Fill the repository's mirror with its branches and tags (a registration's clone)."""

@@ -147,8 +147,10 @@ async def spawn(
     cwd: Path | None = None,
     merge_stderr: bool = False,
     new_session: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> Child:
-    """Start `argv` (never through a shell) with stdin from /dev/null and its output piped."""
+    """Start `argv` (never through a shell) with stdin from /dev/null and its output piped;
+    `pass_fds`: descriptors the child inherits, at the same numbers."""
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC) if not merge_stderr else (-1, out_write)
     try:
@@ -161,6 +163,7 @@ async def spawn(
             stdout=out_write,
             stderr=err_write,
             start_new_session=new_session,
+            pass_fds=tuple(pass_fds),
         )
     except BaseException:
         for fd in {out_read, err_read} - {-1}:

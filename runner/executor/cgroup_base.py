@@ -16,11 +16,6 @@ POLL = 0.01
 class BuildCgroup(ABC):
     """One build's cgroup."""
 
-    @property
-    @abstractmethod
-    def lock_path(self) -> Path:
-        """A directory of the cgroup: `flock` on it holds a new child until it is placed."""
-
     @abstractmethod
     def place(self, pid: int) -> None:
         """Move process `pid` (before it starts any child) into the cgroup."""

@@ -24,10 +24,6 @@ class LegacyCgroup(BuildCgroup):
     def __init__(self, paths: dict[str, Path]) -> None:
         self.paths = paths  # controller → this cgroup's directory in its hierarchy
 
-    @property
-    def lock_path(self) -> Path:
-        return next(iter(self.paths.values()))
-
     def place(self, pid: int) -> None:
         for path in self.paths.values():
             write(path / "cgroup.procs", str(pid))

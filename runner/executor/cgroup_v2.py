@@ -26,10 +26,6 @@ class UnifiedCgroup(BuildCgroup):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @property
-    def lock_path(self) -> Path:
-        return self.path
-
     def place(self, pid: int) -> None:
         write(self.path / "cgroup.procs", str(pid))
 

@@ -11,6 +11,7 @@ At most one prefetch per repository runs at a time, and one waits behind it: the
 """
 
 import contextlib
+from collections.abc import Callable
 
 import structlog
 
@@ -25,32 +26,50 @@ log = structlog.get_logger(logger_name="hobotnica.build")
 
 class Prefetcher:
     def __init__(
-        self, repositories: Repositories, projects: ProjectDirectory, jobs: BackgroundJobs
+        self,
+        repositories: Repositories,
+        projects: ProjectDirectory,
+        jobs: BackgroundJobs,
+        shortage: Callable[[], str | None],
     ) -> None:
         self._repositories = repositories
         self._projects = projects
         self._jobs = jobs
+        self._shortage = shortage  # why builds are paused (a full disk): no prefetch either
         self._waiting: dict[str, BuildRequest | None] = {}  # repository → the next to fetch
+        self._closed = False
 
     def accepted(self, request: BuildRequest) -> None:
         """A push or pull request was accepted: fetch its commit into the mirror, now."""
-        if request.ref.startswith("refs/tags/"):
+        if self._closed or request.ref.startswith("refs/tags/"):
             return  # a tag build fetches anyway (the tag itself may be new)
         key = request.repository.lower()
         running = key in self._waiting
         self._waiting[key] = request
         if not running:
-            self._jobs.keep_running(f"prefetch {key}", lambda: self._drain(key))
+            self._jobs.keep_running(_job(key), lambda: self._drain(key))
+
+    async def close(self) -> None:
+        """At shutdown: no new prefetch, and the ones under way end (their git with them)."""
+        self._closed = True
+        names = [_job(key) for key in self._waiting]
+        if names:  # (none named would close every job of the daemon)
+            await self._jobs.close(*names)
 
     async def _drain(self, key: str) -> None:
         try:
             while (request := self._waiting.get(key)) is not None:
                 self._waiting[key] = None
-                await self._fetch(request)
+                try:
+                    await self._fetch(request)
+                except Exception as error:  # the build's checkout will say what is wrong
+                    log.info("prefetch failed", repository=key, error=str(error))
         finally:
             self._waiting.pop(key, None)
 
     async def _fetch(self, request: BuildRequest) -> None:
+        if self._shortage() is not None:
+            return
         project = await self._projects.resolve(request.repository)
         if project is None or not self._projects.can_build_here(request.repository):
             return
@@ -58,3 +77,7 @@ class Prefetcher:
             await self._repositories.prefetch(
                 request, self._projects.clone_url(project), project.token
             )
+
+
+def _job(key: str) -> str:
+    return f"prefetch {key}"

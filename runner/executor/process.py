@@ -6,8 +6,8 @@ superseded it), or cancellation of the task (daemon shutdown) — the whole tree
 this returns, so a `some-daemon &` left behind never outlives its build.
 
 With a cgroup, the tree starts inside it: the first process is util-linux's `flock`, which waits
-for a lock the daemon holds on the cgroup's directory while the daemon moves it into the cgroup,
-then runs the command. So not one instruction of the build runs outside its cgroup, and the
+for a lock the daemon holds (`HeldStart`) while the daemon moves it into the cgroup, then runs
+the command. So not one instruction of the build runs outside its cgroup, and the
 daemon keeps starting children with vfork (a child cannot be placed before it execs otherwise).
 Moving a process into a cgroup waits out a kernel RCU grace period (10 ms on the development
 machine), so the worker starts and places that first process while the checkout runs (`hold_start`),
@@ -104,18 +104,23 @@ async def run_make(
 
 
 class HeldStart:
-    """A build's first process, in the build's cgroup, held (util-linux `flock` waits for the
-    daemon's lock on the cgroup's directory) until `release` lets it run the command."""
+    """A build's first process, in the build's cgroup, held until `release` lets it run the
+    command: util-linux `flock` waits for a shared lock on a gate, an anonymous file the daemon
+    holds locked. The held process keeps the gate open too (inherited), so a daemon that dies
+    before the release never gives the lock up: the command never runs, and the next start
+    ends the held process with the build's other leftovers. (The build inherits the gate,
+    unlocked and empty, at the same descriptor.)"""
 
-    def __init__(self, process: Child, lock: int) -> None:
+    def __init__(self, process: Child, gate: int) -> None:
         self.process = process
-        self._lock = lock
+        self._gate = gate
         self.released = False
 
     def release(self) -> Child:
         if not self.released:
             self.released = True
-            os.close(self._lock)  # the trampoline takes its shared lock and runs the command
+            fcntl.flock(self._gate, fcntl.LOCK_UN)  # for the held process's copy too
+            os.close(self._gate)
         return self.process
 
     async def abandon(self) -> None:
@@ -124,8 +129,8 @@ class HeldStart:
             return
         self.released = True
         self.process.kill()
-        os.close(self._lock)
-        await self.process.wait()
+        os.close(self._gate)
+        await asyncio.shield(self.process.wait())
         self.process.close_pipes()
 
 
@@ -133,26 +138,39 @@ async def hold_start(
     cgroup: BuildCgroup, argv: Sequence[str], *, workspace: Path, env: Mapping[str, str]
 ) -> HeldStart:
     """Start `argv`'s first process in `cgroup`, held until `HeldStart.release`."""
-    lock = os.open(cgroup.lock_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    gate = os.memfd_create("hobotnica-gate", os.MFD_CLOEXEC)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # nobody else ever takes it: no wait
-        # -o: the lock's descriptor is not passed on to the build.
-        trampoline = [_flock(), "-o", "-s", str(cgroup.lock_path), *argv]
+        fcntl.flock(gate, fcntl.LOCK_EX)  # nobody else ever takes it: no wait
+        # -o: the descriptor flock opens to wait on is not passed on to the build.
+        trampoline = [_flock(), "-o", "-s", f"/proc/self/fd/{gate}", *argv]
         process = await spawn(
-            trampoline, cwd=workspace, env=env, merge_stderr=True, new_session=True
+            trampoline,
+            cwd=workspace,
+            env=env,
+            merge_stderr=True,
+            new_session=True,
+            pass_fds=(gate,),
         )
     except BaseException:
-        os.close(lock)
+        os.close(gate)
         raise
+    # The move waits for the kernel (an RCU grace period): not on the event loop. Cancelled
+    # meanwhile, the move is waited out before the process is ended, so the cgroup is empty
+    # when its owner removes it.
+    placing = asyncio.ensure_future(asyncio.to_thread(cgroup.place, process.pid))
     try:
-        # The move waits for the kernel (an RCU grace period): not on the event loop.
-        await asyncio.shield(asyncio.to_thread(cgroup.place, process.pid))
+        await asyncio.shield(placing)
     except BaseException:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait({placing})
+        if placing.done() and not placing.cancelled():
+            placing.exception()  # retrieved: it is the error being raised, or irrelevant now
         process.kill()
+        os.close(gate)
+        await asyncio.shield(process.wait())
         process.close_pipes()
-        os.close(lock)
         raise
-    return HeldStart(process, lock)
+    return HeldStart(process, gate)
 
 
 @functools.cache

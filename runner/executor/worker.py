@@ -344,13 +344,11 @@ class BuildWorker:
 async def _let_go(held: "asyncio.Task[HeldStart]") -> None:
     """A held first process that make did not take (the build ended before it) goes."""
     if not held.done():
-        held.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        try:
-            start = await held
-        except Exception:  # it could not start; run_make said so, or nobody needed it
-            return
-        await start.abandon()
+        held.cancel()  # hold_start ends what it started
+        await asyncio.wait({held})
+    if held.cancelled() or held.exception() is not None:
+        return  # nothing was held; an error starting it was run_make's to raise, if it ran
+    await asyncio.shield(held.result().abandon())
 
 
 async def _stop_when_out_of_memory(cgroup: BuildCgroup, stop: StopRequest, limit: int) -> None:
