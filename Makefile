@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG := $(firstword $(wildcard config/hobotnica.toml) config/hobotnica.example.toml)
 
-.PHONY: install run test lint typecheck unit check-config bench deploy clean
+.PHONY: install run test lint typecheck unit check-config bench bench-peer deploy clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ clean:
 
 bench: install
 	$(BIN)/python bench/bench.py --json bench/results.json
+
+# The same driver against adnanh/webhook running a shell script (Debian's webhook package,
+# installed when missing), side by side with the ratios: S1 and S3.
+bench-peer: install
+	$(BIN)/python bench/bench.py --peer webhook --scenario s1 --scenario s3 --json bench/results-peer.json
 
 # Hobotnica deploys itself: when it builds its own repository's deploy branch, `make deploy`
 # asks systemd to install exactly this commit and switch to it (systemd/upgrade.sh). It waits,

@@ -65,7 +65,8 @@ class FakeGitHub:
     """Takes status posts like GitHub and notes when each commit got a final state."""
 
     final_at: dict[tuple[str, str], float] = field(default_factory=dict)
-    build_final_at: dict[int, float] = field(default_factory=dict)  # by the build its link names
+    # By the build page its link names (each daemon has its own port, and its own build ids).
+    build_final_at: dict[str, float] = field(default_factory=dict)
     posts: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -74,8 +75,7 @@ class FakeGitHub:
         self.posts += 1
         if body["state"] != "pending":
             self.final_at[(request.match_info["sha"], body["state"])] = time.time()
-            build_id = int(body["target_url"].rsplit("/", 1)[1])
-            self.build_final_at.setdefault(build_id, time.time())
+            self.build_final_at.setdefault(body["target_url"], time.time())
             self.changed.set()
         return web.json_response(body, status=201)
 
@@ -171,10 +171,10 @@ async def build(session: aiohttp.ClientSession, daemon: Daemon, build_id: int) -
         return data
 
 
-async def wait_build_final(fake: FakeGitHub, build_id: int) -> None:
+async def wait_build_final(fake: FakeGitHub, daemon: Daemon, build_id: int) -> None:
     """Until GitHub hears a build's final state (as GitHub would: nothing polls the daemon)."""
     deadline = time.monotonic() + WAIT_LIMIT
-    while build_id not in fake.build_final_at:
+    while f"{daemon.base}/builds/{build_id}" not in fake.build_final_at:
         if time.monotonic() > deadline:
             raise TimeoutError(f"build {build_id} got no final status")
         fake.changed.clear()
@@ -221,7 +221,7 @@ async def s1(
             sent = delivered.sent_at[0]
             build_id = delivered.answers[0]["builds"][0]
             # make stamps its own start; polling the daemon meanwhile would only add load.
-            await wait_build_final(fake, build_id)
+            await wait_build_final(fake, daemon, build_id)
             b = await build(session, daemon, build_id)
             assert b["state"] == "success", b
             async with session.get(f"{daemon.base}/api/builds/{build_id}/log") as response:
@@ -451,13 +451,19 @@ def measure(args: argparse.Namespace, cluster: Any) -> int:
     systems += [args.peer] if args.peer else []
     rounds: dict[str, list[dict[str, dict[str, float]]]] = {system: [] for system in systems}
     for _ in range(args.rounds if len(systems) > 1 else 1):
+        figures: dict[str, dict[str, dict[str, float]]] = {system: {} for system in systems}
+        # Scenario by scenario, each system in turn: a side-by-side figure pair is minutes apart
+        # at most, whatever the machine's drift over the whole run.
+        for scenario in scenarios:
+            for system in systems:
+                if system == "webhook":
+                    figures[system] |= asyncio.run(run_peer([scenario]))
+                    continue
+                Daemon.cluster = cluster if system == "postgresql" else None
+                Daemon.nodes = args.nodes if system == "postgresql" else 1
+                figures[system] |= asyncio.run(run([scenario]))
         for system in systems:
-            if system == "webhook":
-                rounds[system].append(asyncio.run(run_peer(scenarios)))
-                continue
-            Daemon.cluster = cluster if system == "postgresql" else None
-            Daemon.nodes = args.nodes if system == "postgresql" else 1
-            rounds[system].append(asyncio.run(run(scenarios)))
+            rounds[system].append(figures[system])
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]},"
         f" daemon on {args.event_loop}"
