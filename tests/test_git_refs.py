@@ -1,9 +1,11 @@
-"""Reading a mirror's ref without a git process (`runner.core.git._ref_points_at`): the way a
-checkout learns a pushed commit is there. It must agree with git, and read nothing but refs."""
+"""Reading a mirror without a git process: a ref (`runner.core.git.ref_points_at`) and the
+object store (`stored_object`), the ways a checkout learns a pushed commit is there. They must
+agree with git, and read nothing but refs and objects."""
 
+import hashlib
 from pathlib import Path
 
-from runner.core.git import _ref_points_at
+from runner.core.git_files import ref_points_at, stored_object
 from tests.support.gitrepo import git, make_remote
 
 
@@ -22,11 +24,11 @@ def test_a_ref_names_its_commit_loose_or_packed(tmp_path: Path) -> None:
     git(mirror, "pack-refs", "--all")
     git(mirror, "update-ref", "refs/pull/7/head", feature)  # loose, beside the packed ones
 
-    assert _ref_points_at(mirror, "refs/heads/main", main)
-    assert _ref_points_at(mirror, "refs/heads/feature", feature)
-    assert _ref_points_at(mirror, "refs/pull/7/head", feature)
-    assert not _ref_points_at(mirror, "refs/heads/main", feature)
-    assert not _ref_points_at(mirror, "refs/heads/gone", main)
+    assert ref_points_at(mirror, "refs/heads/main", main)
+    assert ref_points_at(mirror, "refs/heads/feature", feature)
+    assert ref_points_at(mirror, "refs/pull/7/head", feature)
+    assert not ref_points_at(mirror, "refs/heads/main", feature)
+    assert not ref_points_at(mirror, "refs/heads/gone", main)
 
 
 def test_a_loose_ref_wins_over_its_packed_line_as_in_git(tmp_path: Path) -> None:
@@ -35,8 +37,8 @@ def test_a_loose_ref_wins_over_its_packed_line_as_in_git(tmp_path: Path) -> None
     git(mirror, "update-ref", "refs/heads/main", feature)  # a loose file now; packed says main
 
     assert git(mirror, "rev-parse", "refs/heads/main") == feature
-    assert _ref_points_at(mirror, "refs/heads/main", feature)
-    assert not _ref_points_at(mirror, "refs/heads/main", main)
+    assert ref_points_at(mirror, "refs/heads/main", feature)
+    assert not ref_points_at(mirror, "refs/heads/main", main)
 
 
 def test_only_branch_and_pull_request_refs_with_safe_names_are_read(tmp_path: Path) -> None:
@@ -52,4 +54,40 @@ def test_only_branch_and_pull_request_refs_with_safe_names_are_read(tmp_path: Pa
         "HEAD",
         "/etc/passwd",
     ):
-        assert not _ref_points_at(mirror, ref, main), ref
+        assert not ref_points_at(mirror, ref, main), ref
+
+
+def every_object(git_dir: Path) -> list[str]:
+    listed = git(git_dir, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    return listed.split()
+
+
+def absent(n: int) -> str:
+    return hashlib.sha1(f"not an object {n}".encode()).hexdigest()  # noqa: S324 - an id
+
+
+def test_the_object_store_agrees_with_git_loose_and_packed(tmp_path: Path) -> None:
+    mirror, main, feature = mirror_of(tmp_path)
+    many = make_remote(tmp_path / "many", "octo/many")  # several ids per first byte: a search
+    many.commit({f"file-{n}": f"{n}\n" for n in range(1500)})
+    git(mirror, "fetch", "-q", str(many.bare), "main:refs/heads/many")
+    git(mirror, "repack", "-a", "-d", "-q")  # everything packed, nothing loose
+    remote = make_remote(tmp_path / "more", "octo/more")
+    loose = remote.commit({"n": "3"})
+    git(mirror, "fetch", "-q", str(remote.bare), "main:refs/heads/more")  # a few loose objects
+    assert list((mirror / "objects" / "pack").glob("pack-*.idx"))
+    assert (mirror / "objects" / loose[:2] / loose[2:]).is_file()
+
+    objects = every_object(mirror)
+    assert {main, feature, loose} <= set(objects)
+    assert all(stored_object(mirror, sha) for sha in objects)
+    assert not any(stored_object(mirror, absent(n)) for n in range(200))
+
+
+def test_the_object_store_says_it_cannot_tell_rather_than_guess(tmp_path: Path) -> None:
+    mirror, main, _ = mirror_of(tmp_path)
+    assert stored_object(mirror, main.upper()) is None  # not an id git wrote
+    assert stored_object(mirror, "../../etc/passwd") is None
+    (mirror / "objects" / "info").mkdir(exist_ok=True)
+    (mirror / "objects" / "info" / "alternates").write_text("/elsewhere/objects\n")
+    assert stored_object(mirror, absent(0)) is None  # it may be borrowed: git knows

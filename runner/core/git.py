@@ -20,7 +20,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -29,8 +28,9 @@ from pathlib import Path
 import structlog
 
 from runner.core.errors import CheckoutError
+from runner.core.git_files import ref_points_at, stored_object
 from runner.core.models import BuildRequest
-from runner.core.names import is_branch_name, short_sha
+from runner.core.names import short_sha
 from runner.core.spawn import spawn
 
 GIT_OUTPUT_LIMIT = 2000
@@ -207,10 +207,17 @@ class Repositories:
         return mirror
 
     async def _has_commit(self, mirror: Path, sha: str, ref: str | None = None) -> bool:
-        """Whether the mirror has commit `sha`. When its `ref` (what the push updated) points at
-        it, that says so without a git process: git moves a ref only once its objects are in."""
-        if ref is not None and await asyncio.to_thread(_ref_points_at, mirror, ref, sha):
-            return True
+        """Whether the mirror has commit `sha`, without a git process where the files say so:
+        its `ref` (what the push updated) points at it (git moves a ref only once its objects
+        are in), or the object store has it (`stored_object`). Otherwise git is asked."""
+
+        def known() -> bool | None:
+            if ref is not None and ref_points_at(mirror, ref, sha):
+                return True
+            return stored_object(mirror, sha)
+
+        if (answer := await asyncio.to_thread(known)) is not None:
+            return answer
         try:
             await self._git(
                 "cat-file", "-e", f"{sha}^{{commit}}", git_dir=mirror, env=self._base_env
@@ -327,31 +334,6 @@ def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:
     )
     (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
     (git_dir / "packed-refs").write_text("".join(f"{o} {r}\n" for r, o in _tags(mirror)))
-
-
-def _ref_points_at(git_dir: Path, ref: str, sha: str) -> bool:
-    """Whether `ref` of the repository at `git_dir` is `sha`: its loose file, else its line in
-    `packed-refs` (a loose ref wins, as in git). Only branch and pull request refs are read,
-    and only names that are safe as paths."""
-    if ref.startswith("refs/heads/"):
-        if not is_branch_name(ref.removeprefix("refs/heads/")):
-            return False
-    elif not _PULL_REF.fullmatch(ref):
-        return False
-    try:
-        return (git_dir / ref).read_text().strip() == sha
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    try:
-        packed = (git_dir / "packed-refs").read_text()
-    except OSError:
-        return False
-    return f"{sha} {ref}" in packed.splitlines()
-
-
-_PULL_REF = re.compile(r"refs/pull/[0-9]{1,10}/head")
 
 
 def _tags(mirror: Path) -> list[tuple[str, str]]:
