@@ -24,16 +24,12 @@ from tests.support.gitrepo import (
     git,
     make_remote,
     makefile,
+    wait_for_file,
 )
 from tests.support.processes import processes_with_marker
 from tests.support.webhooks import pull_request_payload, push_payload
 
 PASSING = makefile(test="@echo testing $$HOBOTNICA_SHA", deploy="@echo deploying $$HOBOTNICA_SHA")
-
-
-def wait_for_file(path: Path) -> str:
-    """A recipe that blocks the build until the test creates `path` (no timing involved)."""
-    return f"@while [ ! -e {path} ]; do sleep 0.02; done"
 
 
 async def test_push_runs_make_test_and_reports_success(

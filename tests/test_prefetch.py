@@ -8,15 +8,10 @@ from pathlib import Path
 
 from tests.conftest import DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
-from tests.support.gitrepo import GIT_ENV, Remote, makefile
+from tests.support.gitrepo import GIT_ENV, Remote, makefile, wait_for_file
 from tests.support.webhooks import push_payload
 
 BOUND = 30.0
-
-
-def wait_for_file(path: Path) -> str:
-    """A recipe that blocks the build until the test creates `path` (no timing involved)."""
-    return f"@while [ ! -e {path} ]; do sleep 0.02; done"
 
 
 def mirror_has(mirror: Path, sha: str) -> bool:

@@ -165,10 +165,7 @@ async def hold_start(
             await asyncio.wait({placing})
         if placing.done() and not placing.cancelled():
             placing.exception()  # retrieved: it is the error being raised, or irrelevant now
-        process.kill()
-        os.close(gate)
-        await asyncio.shield(process.wait())
-        process.close_pipes()
+        await HeldStart(process, gate).abandon()
         raise
     return HeldStart(process, gate)
 

@@ -61,6 +61,11 @@ def make_remote(root: Path, repository: str) -> Remote:
     return Remote(repository=repository, bare=bare, work=work)
 
 
+def wait_for_file(path: Path) -> str:
+    """A recipe that blocks the build until the test creates `path` (no timing involved)."""
+    return f"@while [ ! -e {path} ]; do sleep 0.02; done"
+
+
 def makefile(**targets: str) -> str:
     """A Makefile whose targets run the given recipes (one line each; `\n` separates lines)."""
     lines = [".PHONY: " + " ".join(targets)]
