@@ -32,6 +32,7 @@ from runner.api.repositories import RepositoryHandlers
 from runner.api.variables import VariableHandlers
 from runner.core.background import BackgroundJobs
 from runner.core.git import Repositories
+from runner.core.github_identity import DaemonToken, GitHubApp, GitHubIdentity
 from runner.core.instance import Instance
 from runner.core.metrics import Metrics
 from runner.core.settings import Settings
@@ -43,6 +44,7 @@ from runner.intake.catchup import DeliveryCatchUp
 from runner.intake.handler import MAX_BODY_BYTES, Intake
 from runner.intake.outage import PROBE_INTERVAL, StoreRecovery
 from runner.registrations.github_access import GitHubAccess
+from runner.registrations.installations import Installations, registered_by_installation
 from runner.registrations.registrations import Registrations
 from runner.reporting.reporter import GitHubStatuses, LoggedStatuses, StatusReporter, StatusRouter
 from runner.scheduling.control import BuildControl
@@ -92,7 +94,10 @@ SESSION_KEY = web.AppKey("session_key", bytes)
 PROJECTS = web.AppKey("projects", ProjectDirectory)
 REPOSITORIES = web.AppKey("repositories", Repositories)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-GITHUB = web.AppKey("github", GitHubAPI)
+# Who Hobotnica is on GitHub: the daemon's token, or the App (absent: neither is configured).
+IDENTITY = web.AppKey("identity", GitHubIdentity)
+GITHUB_APP = web.AppKey("github_app", GitHubApp)
+INSTALLATIONS = web.AppKey("installations", Installations)
 GITHUB_ACCESS = web.AppKey("github_access", GitHubAccess)
 REGISTRATIONS = web.AppKey("registrations", Registrations)
 REPORTER = web.AppKey("reporter", StatusReporter)
@@ -146,9 +151,6 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     else:
         app[SESSION_KEY] = load_session_key(settings.data_dir)
     app[PROJECTS] = ProjectDirectory(settings, store, own_secrets=[app[SESSION_KEY]])
-    app[REPOSITORIES] = Repositories(
-        settings.data_dir, token=settings.github.token, inherited_env=settings.inherited_env
-    )
     operations = Operations(app[LIFECYCLE], store, app[FREE_SPACE], app[METRICS], app[ACCESS])
     app.router.add_routes(operations.routes())
     yield
@@ -156,17 +158,29 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _github(app: web.Application) -> AsyncIterator[None]:
-    """Everything that talks to GitHub's API, and the registrations that need it."""
+    """Everything that talks to GitHub: who Hobotnica is there (a token or an App), the git
+    mirrors that fetch with it, and the registrations."""
     settings = app[SETTINGS]
+    github = settings.github
     timeout = aiohttp.ClientTimeout(total=30, connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         app[HTTP] = session
-        app[GITHUB_ACCESS] = GitHubAccess(session, api_url=settings.github.api_url)
-        if settings.github.token:
-            app[GITHUB] = GitHubAPI(
-                session, "hobotnica", oauth_token=settings.github.token,
-                base_url=settings.github.api_url,
-            )  # fmt: skip
+        app[GITHUB_ACCESS] = GitHubAccess(session, api_url=github.api_url)
+        if github.app is not None:
+            app_id, private_key = github.app
+            app[GITHUB_APP] = app[IDENTITY] = GitHubApp(
+                session,
+                api_url=github.api_url,
+                app_id=app_id,
+                private_key=private_key,
+                fallback_token=github.token,
+            )
+            app[PROJECTS].current_secrets = app[GITHUB_APP].tokens
+        elif github.token:
+            app[IDENTITY] = DaemonToken(github.token)
+        app[REPOSITORIES] = Repositories(
+            settings.data_dir, identity=app.get(IDENTITY), inherited_env=settings.inherited_env
+        )
         instance = app[INSTANCE]
         registrations = app[REGISTRATIONS] = Registrations(
             store=app[STORE],
@@ -175,20 +189,33 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
             access=app[GITHUB_ACCESS],
             owner=instance.owner,
             is_gone=instance.is_gone,
-            access_check_interval=settings.github.access_check_interval,
+            access_check_interval=github.access_check_interval,
         )
+        if GITHUB_APP in app and github.auto_register:
+            app[INSTALLATIONS] = Installations(
+                app=app[GITHUB_APP],
+                store=app[STORE],
+                registrations=registrations,
+                allowed_owners=settings.api.allowed_owners,
+                is_configured=app[PROJECTS].is_configured,
+            )
         yield
+        if INSTALLATIONS in app:
+            await app[INSTALLATIONS].close()
         await registrations.close()
 
 
 async def _reporter(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    if GITHUB in app:
-        default: GitHubStatuses | LoggedStatuses = GitHubStatuses(app[GITHUB])
+    if IDENTITY in app:
+        default: GitHubStatuses | LoggedStatuses = GitHubStatuses(
+            app[HTTP], api_url=settings.github.api_url, identity=app[IDENTITY]
+        )
     else:
         log.warning(
-            "no GitHub token configured: commit statuses of the config's projects are written "
-            "to this log, not posted (set github.token or HOBOTNICA_GITHUB_TOKEN)"
+            "no GitHub token or App configured: commit statuses of the config's projects are "
+            "written to this log, not posted (set github.token, or github.app_id and "
+            "github.private_key_file)"
         )
         default = LoggedStatuses()
     github = StatusRouter(
@@ -198,6 +225,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         is_configured=app[PROJECTS].is_configured,
         registered_token=app[STORE].status_token,
         on_token_rejected=app[REGISTRATIONS].token_rejected,
+        installed=registered_by_installation(app[STORE]) if GITHUB_APP in app else None,
     )
     instance = app[INSTANCE]
     reporter = app[REPORTER] = StatusReporter(
@@ -257,6 +285,10 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         secret=settings.github.webhook_secret,
         metrics=app[METRICS],
         on_accepted=prefetcher.accepted,
+        app=app.get(GITHUB_APP),
+        on_installation=(
+            app[INSTALLATIONS].installation_changed if INSTALLATIONS in app else lambda _id: None
+        ),
     )
     app.router.add_routes(intake.routes())
     scheduler.start()
@@ -316,13 +348,21 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
     jobs.every("retention", RETENTION_INTERVAL, retention.run_once)
     registrations_every = min(ACCESS_CHECK_POLL, settings.github.access_check_interval)
     jobs.every("registrations", registrations_every, app[REGISTRATIONS].look_after_registrations)
+    if INSTALLATIONS in app:
+        jobs.every("installations", registrations_every, app[INSTALLATIONS].look_at_all)
     catch_up = None
-    if GITHUB in app and settings.github.catch_up:
-        catch_up = app[CATCH_UP] = DeliveryCatchUp(store, app[GITHUB])
-        jobs.every("catch-up", settings.github.catch_up_interval, catch_up.run_once)
+    github = settings.github
+    if (github.token or GITHUB_APP in app) and github.catch_up:
+        token_api = (
+            GitHubAPI(app[HTTP], "hobotnica", oauth_token=github.token, base_url=github.api_url)
+            if github.token
+            else None
+        )
+        catch_up = app[CATCH_UP] = DeliveryCatchUp(store, token_api, app.get(GITHUB_APP))
+        jobs.every("catch-up", github.catch_up_interval, catch_up.run_once)
     jobs.every("store-recovery", PROBE_INTERVAL, StoreRecovery(store, catch_up).run_once)
     yield
-    await jobs.close("retention", "registrations", "catch-up", "store-recovery")
+    await jobs.close("retention", "registrations", "installations", "catch-up", "store-recovery")
 
 
 async def _ready(app: web.Application) -> AsyncIterator[None]:
@@ -333,7 +373,8 @@ async def _ready(app: web.Application) -> AsyncIterator[None]:
 
 def make_sandbox(settings: Settings) -> Sandbox:
     if settings.builds.sandbox == "bubblewrap":
-        hidden = (settings.config_path.resolve(),) if settings.config_path else ()
+        daemon_files = (settings.config_path, settings.github.private_key_file)
+        hidden = tuple(path.resolve() for path in daemon_files if path is not None)
         return Bubblewrap(data_dir=settings.data_dir, hidden_files=hidden)
     return Sandbox()
 

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from gidgethub.aiohttp import GitHubAPI
 
 from runner.core.background import BackgroundJobs
+from runner.core.github_identity import DaemonToken
 from runner.core.metrics import Metrics
 from runner.reporting.pace import SharedPace, TokenBucket
 from runner.reporting.reporter import (
@@ -49,7 +49,7 @@ def post_answered(aiohttp_server: Any) -> PostAnswered:
         server = await aiohttp_server(app)
         api = str(server.make_url("/api/v3"))  # a GitHub Enterprise-style base URL
         async with aiohttp.ClientSession() as session:
-            statuses = GitHubStatuses(GitHubAPI(session, "test", oauth_token="t", base_url=api))
+            statuses = GitHubStatuses(session, api_url=api, identity=DaemonToken("t"))
             outcome = await statuses.post("octo/app", "a" * 40, PAYLOAD)
         assert seen == [f"/api/v3/repos/octo/app/statuses/{'a' * 40}"]
         return outcome

@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: readable on a terminal, JSON lines otherwise (systemd); "
         "default from HOBOTNICA_LOG_FORMAT",
     )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask GitHub whether it accepts the App's JWT (github.app_id)",
+    )
     try_.add_argument("path", type=Path, help="a local git repository with a Makefile")
     try_.add_argument("--deploy", action="store_true", help="also run make deploy if tests pass")
     try_.add_argument("--wait", action="store_true", help="wait for the build and print its result")
@@ -108,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     if args.command == "check-config":
-        return _check_config(settings, containment, store)
+        checked = _check_config(settings, containment, store)
+        if checked == 0 and args.online:
+            from runner.cli.check_online import check_app_online
+
+            return asyncio.run(check_app_online(settings))
+        return checked
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "switch":
@@ -238,8 +248,18 @@ def _check_config(settings: Settings, containment: str, store: str) -> int:
     )
     if settings.github.uses_development_secret:
         print("  WARNING: the development webhook secret is in use; not for production")
-    if not settings.github.token:
-        print("  no GitHub token: statuses will be logged, not posted")
+    github = settings.github
+    if github.app is not None:
+        where = github.private_key_file or "HOBOTNICA_GITHUB_APP_PRIVATE_KEY"
+        print(f"  GitHub App {github.app_id}, private key from {where} (an RSA key)")
+        if github.token:
+            print("  github.token: used for repositories the App is not installed on")
+        if github.auto_register:
+            owners = ", ".join(settings.api.allowed_owners) or "none (set api.allowed_owners)"
+            print(f"  the App's installations register repositories of: {owners}")
+    elif not github.token:
+        print("  no GitHub token or App: statuses will be logged, not posted")
+    print(f"  GitHub API {github.api_url}, repositories cloned from {github.git_url}")
     print(f"  pages: {_who_may_look(settings)}")
     if settings.ui.has_development_user:
         print("  WARNING: the example's development user `dev` may sign in; not for production")

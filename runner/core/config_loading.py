@@ -183,6 +183,8 @@ def _read_key(
     value = table.get(d.name, dataclasses.MISSING)
     if d.key.env and reading.environ.get(d.key.env):
         value = reading.environ[d.key.env]
+        if _is_whole_number(d.type) and value.strip().isdigit():
+            value = int(value)  # the environment holds text
     if value is dataclasses.MISSING and _is_table(d.type):
         value = {}  # an absent table: its keys' defaults
     elif value is dataclasses.MISSING and d.key.default_from is not None:
@@ -201,6 +203,12 @@ def _read_key(
     for check in d.checks:
         value = check(name, value)
     return value
+
+
+def _is_whole_number(kind: Any) -> bool:
+    return kind is int or (
+        typing.get_origin(kind) in (types.UnionType, typing.Union) and int in typing.get_args(kind)
+    )
 
 
 def _convert(

@@ -9,7 +9,10 @@ would make the daemon's next `git` run a command) and `.git/hooks`. So the daemo
 against a `.git` a build could have touched: each checkout throws the workspace's `.git` away and
 makes a fresh one that borrows the mirror's objects (`objects/info/alternates`). Git never reads
 the system or global config here, and the token reaches it only through the environment
-(`GIT_CONFIG_*` → `http.<url>.extraHeader`), never argv, a URL or a file.
+(`GIT_CONFIG_*` → `http.<url>.extraHeader`), never argv, a URL or a file. The token is a
+registration's own, or the daemon's identity's for the repository (`github.token`, or a GitHub
+App's installation token, asked for only when git is about to talk to an HTTP(S) server and
+fetched again once when the server refuses it).
 
 Every git command names its repository (`--git-dir`, and `--work-tree` for a workspace): a
 mirror an interrupted `git init` left half made must fail the command, not send git up the
@@ -29,6 +32,7 @@ import structlog
 
 from runner.core.errors import CheckoutError
 from runner.core.git_files import ref_points_at, stored_object
+from runner.core.github_identity import DaemonToken, GitHubIdentity, GitHubUnreachable
 from runner.core.models import BuildRequest
 from runner.core.names import short_sha
 from runner.core.spawn import spawn
@@ -40,10 +44,14 @@ log = structlog.get_logger(logger_name="hobotnica.git")
 
 class Repositories:
     def __init__(
-        self, data_dir: Path, *, token: str | None, inherited_env: Mapping[str, str]
+        self,
+        data_dir: Path,
+        *,
+        identity: GitHubIdentity | None = None,
+        inherited_env: Mapping[str, str],
     ) -> None:
         self._data_dir = data_dir
-        self._token = token
+        self._identity = identity or DaemonToken(None)
         self._base_env = {
             "PATH": inherited_env.get("PATH", os.defpath),
             "LANG": "C",
@@ -60,12 +68,8 @@ class Repositories:
     def workspace_path(self, repository: str) -> Path:
         return self._data_dir / "workspaces" / repository.lower()
 
-    def _env(self, clone_url: str, token: str | None = None) -> dict[str, str]:
-        """The fetch's environment: config through GIT_CONFIG_*, never argv or a file.
-
-        `token`: the repository's own credential (an API registration's); default the daemon's.
-        """
-        token = token or self._token
+    def _env(self, clone_url: str, token: str | None) -> dict[str, str]:
+        """The fetch's environment: config through GIT_CONFIG_*, never argv or a file."""
         config = {
             # Housekeeping is not a build's business: `compact_mirrors` does it off the way.
             "maintenance.auto": "false",
@@ -116,9 +120,8 @@ class Repositories:
         """Fill the repository's mirror with its branches and tags (a registration's clone)."""
         async with self._lock(repository):
             mirror = self.mirror_path(repository)
-            env = self._env(clone_url, token)
-            await self._ensure_mirror(mirror, env)
-            await self._git(*FETCH, "--", clone_url, *_BRANCHES_AND_TAGS, git_dir=mirror, env=env)
+            await self._ensure_mirror(mirror, self._base_env)
+            await self._fetch_remote(repository, mirror, clone_url, token, *_BRANCHES_AND_TAGS)
 
     async def branch_head(
         self, repository: str, branch: str, clone_url: str, token: str | None
@@ -128,17 +131,10 @@ class Repositories:
         A node that has no mirror yet (another node cloned the registration) makes one."""
         async with self._lock(repository):
             mirror = self.mirror_path(repository)
-            await self._ensure_mirror(mirror, self._env(clone_url, token))
+            await self._ensure_mirror(mirror, self._base_env)
             ref = f"refs/heads/{branch}"
             with contextlib.suppress(CheckoutError):
-                await self._git(
-                    *FETCH,
-                    "--",
-                    clone_url,
-                    f"+{ref}:{ref}",
-                    git_dir=mirror,
-                    env=self._env(clone_url, token),
-                )
+                await self._fetch_remote(repository, mirror, clone_url, token, f"+{ref}:{ref}")
             try:
                 out = await self._git(
                     "rev-parse",
@@ -186,9 +182,9 @@ class Repositories:
         return message.strip(), author
 
     async def _fetch(self, request: BuildRequest, clone_url: str, token: str | None) -> Path:
-        mirror = self.mirror_path(request.repository)
-        env = self._env(clone_url, token)
-        made = await self._ensure_mirror(mirror, env)
+        repository = request.repository
+        mirror = self.mirror_path(repository)
+        made = await self._ensure_mirror(mirror, self._base_env)
         # A tag build fetches anyway: the tag itself may be new.
         tag = request.ref.startswith("refs/tags/")
         if not made and not tag and await self._has_commit(mirror, request.sha, request.ref):
@@ -196,15 +192,44 @@ class Repositories:
         refspecs = list(_BRANCHES_AND_TAGS)
         if request.pull_request is not None:
             refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us
-        await self._git(*FETCH, "--", clone_url, *refspecs, git_dir=mirror, env=env)
+        await self._fetch_remote(repository, mirror, clone_url, token, *refspecs)
         if await self._has_commit(mirror, request.sha, request.ref):
             return mirror
         # Not on any branch any more (force-pushed away): ask for the commit itself.
         with contextlib.suppress(CheckoutError):
-            await self._git(*FETCH, "--", clone_url, request.sha, git_dir=mirror, env=env)
+            await self._fetch_remote(repository, mirror, clone_url, token, request.sha)
         if not await self._has_commit(mirror, request.sha):
             raise CheckoutError(f"commit {short_sha(request.sha)} not found in the repository")
         return mirror
+
+    async def _fetch_remote(
+        self, repository: str, mirror: Path, clone_url: str, token: str | None, *refspecs: str
+    ) -> None:
+        """`git fetch` from the server into the mirror, with `token` (a registration's) or the
+        identity's for the repository; an identity's token the server refuses is replaced once."""
+        borrowed = None
+        if token is None and clone_url.startswith(("https://", "http://")):
+            try:
+                token = borrowed = await self._identity.token_for(repository)
+            except GitHubUnreachable as error:
+                raise CheckoutError(f"no credential to fetch with: {error}") from None
+        try:
+            await self._git(
+                *FETCH, "--", clone_url, *refspecs, git_dir=mirror, env=self._env(clone_url, token)
+            )
+        except CheckoutError as error:
+            if borrowed is None or not refuses_credentials(str(error)):
+                raise
+            self._identity.token_refused(borrowed)
+            try:
+                fresh = await self._identity.token_for(repository)
+            except GitHubUnreachable:
+                raise error from None
+            if fresh == borrowed:
+                raise
+            await self._git(
+                *FETCH, "--", clone_url, *refspecs, git_dir=mirror, env=self._env(clone_url, fresh)
+            )
 
     async def _has_commit(self, mirror: Path, sha: str, ref: str | None = None) -> bool:
         """Whether the mirror has commit `sha`, without a git process where the files say so:

@@ -3,8 +3,10 @@ or raises `ConfigError` with a message that names the key (`runner.core.settings
 which key gets which)."""
 
 import pwd
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -155,3 +157,36 @@ def postgresql_url(name: str, value: str | None) -> str | None:
             "environment variable PGPASSWORD"
         )
     return value
+
+
+def app_private_key_file(name: str, path: Path) -> Path:
+    """The App's private key: a file only its owner may read, holding an RSA key in PEM."""
+    try:
+        mode = path.stat().st_mode
+        pem = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read {path}: {error.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{name}: {path} may be read by others (mode {stat.S_IMODE(mode):04o}); it holds "
+            f"the App's private key: chmod 600 {path}"
+        )
+    app_private_key(name, pem.decode("utf-8", "replace"))
+    return path
+
+
+def app_private_key(name: str, pem: str) -> str:
+    """An RSA private key in PEM, as GitHub gives it on the App's settings page."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, RSAPrivateKey):
+        raise ConfigError(
+            f"{name} is not an unencrypted RSA private key in PEM format (generate one on the "
+            "GitHub App's settings page, under Private keys)"
+        )
+    return pem

@@ -9,6 +9,7 @@ once, one a line. Nothing else in the package reads `os.environ`: the part of th
 environment that builds inherit is captured here.
 """
 
+import dataclasses
 import socket
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -33,6 +34,8 @@ from runner.core.config_loading import (
 from runner.core.errors import ConfigError
 from runner.core.setting_checks import (
     BuildUser,
+    app_private_key,
+    app_private_key_file,
     branch,
     build_user,
     github_owner,
@@ -60,6 +63,9 @@ DEVELOPMENT_USER = "dev"
 DEVELOPMENT_PASSWORD_HASH = (
     "scrypt$131072$8$1$GKRTPCpholvuRw2B_ZTqrw$4a_MOq1cJaVMp64VE3wDphG85pVBwAUIs3y0fjHS3w8"  # noqa: S105
 )
+
+# The GitHub App's private key (PEM) may come through the environment instead of a file.
+APP_KEY_VARIABLE = "HOBOTNICA_GITHUB_APP_PRIVATE_KEY"
 
 # Builds inherit only these variables of the daemon's own environment (DESIGN.md).
 INHERITED_ENV_NAMES = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
@@ -110,6 +116,13 @@ class GitHubSettings:
         "https://github.com"
     )
     token: Annotated[str | None, Key(env="HOBOTNICA_GITHUB_TOKEN")] = None
+    # A GitHub App instead of (or while moving from) the token: its id and private key.
+    app_id: Annotated[int | None, Key(env="HOBOTNICA_GITHUB_APP_ID"), positive] = None
+    private_key_file: Annotated[Path | None, app_private_key_file] = None
+    # Repositories the App is installed on register themselves (within api.allowed_owners).
+    auto_register: bool = False
+    # The App's key (PEM): read from private_key_file, or HOBOTNICA_GITHUB_APP_PRIVATE_KEY.
+    app_private_key: Annotated[str | None, NOT_IN_FILE] = None
     catch_up: bool = True
     catch_up_interval: Annotated[float, positive] = 600.0
     statuses_per_minute: Annotated[float, positive] = 60.0
@@ -117,6 +130,18 @@ class GitHubSettings:
 
     def __repr__(self) -> str:  # keep credentials out of tracebacks and debug output
         return f"GitHubSettings(api_url={self.api_url!r}, git_url={self.git_url!r})"
+
+    @property
+    def app(self) -> tuple[int, str] | None:
+        """The App's id and private key, when Hobotnica is installed as a GitHub App."""
+        if self.app_id is None or self.app_private_key is None:
+            return None
+        return self.app_id, self.app_private_key
+
+    @property
+    def can_post(self) -> bool:
+        """Whether the config's projects' statuses go to GitHub (else to the log)."""
+        return bool(self.token) or self.app is not None
 
     @property
     def uses_development_secret(self) -> bool:
@@ -261,8 +286,41 @@ def parse_settings(
     reading = Reading(base_dir, environ)
     values = read_table(Settings, raw, "", reading)
     reading.problems.extend(_problems_between_tables(reading.valid))
+    if isinstance(github := values.get("github"), GitHubSettings):
+        values["github"] = _with_app_key(github, environ, reading)
     reading.raise_problems(config_path)
     return Settings(**values, inherited_env=inherited_environment(environ), config_path=config_path)
+
+
+def _with_app_key(
+    github: GitHubSettings, environ: Mapping[str, str], reading: Reading
+) -> GitHubSettings:
+    """The App's private key read into the settings, and the App's keys checked together."""
+    pem = environ.get(APP_KEY_VARIABLE) or None
+    try:
+        if pem is not None:
+            app_private_key(APP_KEY_VARIABLE, pem)
+        elif github.private_key_file is not None:
+            pem = github.private_key_file.read_text(encoding="utf-8")
+        if github.app_id is not None and pem is None:
+            raise ConfigError(
+                f"github.app_id needs the App's private key: github.private_key_file, or the "
+                f"environment variable {APP_KEY_VARIABLE}"
+            )
+        if pem is not None and github.app_id is None:
+            raise ConfigError(
+                "a GitHub App's private key is set but github.app_id (or HOBOTNICA_GITHUB_APP_ID) "
+                "is not"
+            )
+        if github.auto_register and github.app_id is None:
+            raise ConfigError("github.auto_register needs a GitHub App (github.app_id)")
+    except ConfigError as error:
+        reading.add(error)
+        return github
+    except OSError as error:
+        reading.add(ConfigError(f"github.private_key_file: cannot read it: {error.strerror}"))
+        return github
+    return dataclasses.replace(github, app_private_key=pem)
 
 
 def _problems_between_tables(valid: Mapping[str, Any]) -> Iterator[str]:

@@ -6,6 +6,11 @@ redelivers one on request. For every repository whose hook id is known (recorded
 that never succeeded and that the store has never seen. Redeliveries keep their GUID, so intake's
 deduplication makes a redundant request harmless.
 https://docs.github.com/en/rest/repos/webhooks#list-deliveries-for-a-repository-webhook
+
+Installed as a GitHub App, the App's own webhook is listed the same way (`GET /app/hook/deliveries`
+with the App's JWT): how far it was checked is kept in memory, so a daemon that starts looks back
+the three days GitHub keeps.
+https://docs.github.com/en/rest/apps/webhooks#list-deliveries-for-an-app-webhook
 """
 
 import datetime
@@ -18,7 +23,8 @@ import gidgethub
 import structlog
 from gidgethub.aiohttp import GitHubAPI
 
-from runner.store import Hook, Store
+from runner.core.github_identity import GitHubApp
+from runner.store import Store
 
 log = structlog.get_logger(logger_name="hobotnica.catchup")
 
@@ -40,9 +46,15 @@ def missed_deliveries(listed: list[Mapping[str, Any]], known: set[str]) -> dict[
 
 
 class DeliveryCatchUp:
-    def __init__(self, store: Store, github: GitHubAPI) -> None:
+    """`github`: the daemon's token, for the repositories' own hooks; `app`: the App's hook."""
+
+    def __init__(
+        self, store: Store, github: GitHubAPI | None, app: GitHubApp | None = None
+    ) -> None:
         self._store = store
         self._github = github
+        self._app = app
+        self._app_checked_until = 0.0
         self._asked: Counter[str] = Counter()
         self._forbidden: set[str] = set()
 
@@ -55,12 +67,21 @@ class DeliveryCatchUp:
         if not self._store.writable:
             return 0
         asked = 0
+        if self._app is not None:
+            started = time.time()
+            asked += await self._catch_up(
+                self._app.api(), "/app/hook/deliveries", self._app_checked_until, self._app.jwt()
+            )
+            self._app_checked_until = started - OVERLAP_SECONDS
+        if self._github is None:
+            return asked
         for hook in await self._store.hooks():
             if hook.repository in self._forbidden:
                 continue
             started = time.time()
+            base = f"/repos/{hook.repository}/hooks/{hook.hook_id}/deliveries"
             try:
-                asked += await self._catch_up(hook)
+                asked += await self._catch_up(self._github, base, hook.checked_until)
             except gidgethub.BadRequest as error:
                 if error.status_code.value in (403, 404):
                     log.warning(
@@ -74,11 +95,12 @@ class DeliveryCatchUp:
             await self._store.set_hook_checked(hook.repository, started - OVERLAP_SECONDS)
         return asked
 
-    async def _catch_up(self, hook: Hook) -> int:
-        since = max(hook.checked_until, time.time() - GITHUB_KEEPS_SECONDS)
-        base = f"/repos/{hook.repository}/hooks/{hook.hook_id}/deliveries"
+    async def _catch_up(
+        self, github: GitHubAPI, base: str, checked_until: float, jwt: str | None = None
+    ) -> int:
+        since = max(checked_until, time.time() - GITHUB_KEEPS_SECONDS)
         listed: list[Mapping[str, Any]] = []
-        async for delivery in self._github.getiter(f"{base}?per_page=100"):
+        async for delivery in github.getiter(f"{base}?per_page=100", jwt=jwt):
             if _timestamp(delivery.get("delivered_at")) < since or len(listed) >= MAX_LISTED:
                 break
             listed.append(delivery)
@@ -88,12 +110,8 @@ class DeliveryCatchUp:
             if self._asked[guid] >= MAX_ASKS_PER_DELIVERY:
                 continue
             self._asked[guid] += 1
-            await self._github.post(f"{base}/{attempt_id}/attempts", data={})
-            log.info(
-                "asked GitHub to redeliver a missed delivery",
-                repository=hook.repository,
-                delivery_id=guid,
-            )
+            await github.post(f"{base}/{attempt_id}/attempts", data={}, jwt=jwt)
+            log.info("asked GitHub to redeliver a missed delivery", hook=base, delivery_id=guid)
             asked += 1
         return asked
 

@@ -18,9 +18,10 @@ import structlog
 from aiohttp import web
 
 from runner.core.errors import StoreUnavailable
+from runner.core.github_identity import GitHubApp
 from runner.core.metrics import Metrics
 from runner.core.models import BuildRequest
-from runner.core.names import is_delivery_id, is_event_name
+from runner.core.names import is_delivery_id, is_event_name, is_repository_name
 from runner.core.settings import Project, Settings
 from runner.intake.plan import PayloadError, ProjectLookup
 from runner.intake.routing import plan_event
@@ -70,6 +71,10 @@ class Intake:
     body_timeout: float = BODY_READ_TIMEOUT
     # Told of each build request written (the mirror fetches its commit).
     on_accepted: Callable[[BuildRequest], None] = lambda _request: None
+    # Installed as a GitHub App: it learns each repository's installation from the webhooks.
+    app: GitHubApp | None = None
+    # Told of each `installation` and `installation_repositories` delivery recorded.
+    on_installation: Callable[[int], None] = lambda _installation_id: None
 
     def __post_init__(self) -> None:
         self._global = WebhookTarget(self.secret, self.find_project)
@@ -114,6 +119,34 @@ class Intake:
         target = WebhookTarget(registered.webhook_secret, only_itself, records_hook=False)
         return await self.handle(request, target)
 
+    async def _with_app_registration(
+        self, payload: dict[str, Any], target: WebhookTarget
+    ) -> WebhookTarget:
+        """The global webhook also builds what the App's installations registered, and tells
+        the App which installation the repository is in."""
+        name = _repository_name(payload)
+        installation_id = _installation_id(payload)
+        if name is None:
+            return target
+        if installation_id is not None and self.app is not None:
+            self.app.remember_installation(name, installation_id)
+        if target.find_project(name) is not None:
+            return target
+        registered = await self.store.registration(name)
+        if registered is None or registered.installation_id is None:
+            return target
+        if registered.status == "disabled":
+            return target
+        project = await self.registered_project(registered)
+        wanted = registered.repository.lower()
+
+        def configured_or_registered(repository: str) -> Project | None:
+            if repository.lower() == wanted:
+                return project
+            return target.find_project(repository)
+
+        return WebhookTarget(target.secret, configured_or_registered, records_hook=False)
+
     async def record(self, delivery: Delivery) -> DeliveryOutcome:
         """Persist a delivery (a webhook's, or a build started through the API). What it queued
         and whom it stopped, the store announces to the scheduler and the reporter."""
@@ -153,7 +186,11 @@ class Intake:
 
         hook_header = request.headers.get("X-GitHub-Hook-ID", "")
         is_hook_id = hook_header.isascii() and hook_header.isdigit() and len(hook_header) < 20
-        hook_id = hook_header if is_hook_id and target.records_hook else None
+        # A GitHub App's hook is the App's, not the repository's (catch-up lists it as the App).
+        of_app = request.headers.get("X-GitHub-Hook-Installation-Target-Type") == "integration"
+        hook_id = hook_header if is_hook_id and target.records_hook and not of_app else None
+        if target is self._global and self.app is not None:
+            target = await self._with_app_registration(payload, target)
         return await self._accept(event, delivery_id, hook_id, payload, received_at, target)
 
     async def _accept(
@@ -205,6 +242,9 @@ class Intake:
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
         for build_request in requests:
             self.on_accepted(build_request)  # starts once this answer is on its way
+        installation_id = _installation_id(payload)
+        if event in INSTALLATION_EVENTS and installation_id is not None:
+            self.on_installation(installation_id)
         fields.update(outcome=outcome, builds=list(recorded.build_ids))
         if recorded.superseded_ids:
             fields["superseded"] = list(recorded.superseded_ids)
@@ -214,6 +254,23 @@ class Intake:
         if not requests:
             answer["ignored"] = outcome.removeprefix("ignored: ")
         return web.json_response(answer, status=202), fields
+
+
+INSTALLATION_EVENTS = ("installation", "installation_repositories")
+
+
+def _repository_name(payload: dict[str, Any]) -> str | None:
+    repository = payload.get("repository")
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    return name if isinstance(name, str) and is_repository_name(name) else None
+
+
+def _installation_id(payload: dict[str, Any]) -> int | None:
+    installation = payload.get("installation")
+    found = installation.get("id") if isinstance(installation, dict) else None
+    if isinstance(found, int) and not isinstance(found, bool) and 0 < found < 2**63:
+        return found
+    return None
 
 
 def _error(status: int, message: str) -> web.Response:

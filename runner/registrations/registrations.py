@@ -106,6 +106,8 @@ class Registrations:
         """Re-check the registrations not checked for `access_check_interval` (periodic job)."""
         due = time.time() - self.access_check_interval
         for registered in await self.store.registrations():
+            if registered.installation_id is not None:
+                continue  # the App's installation says (runner.registrations.installations)
             if registered.status != "disabled" and registered.access_checked_at <= due:
                 await self.check_access(registered)
 

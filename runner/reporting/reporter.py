@@ -30,6 +30,7 @@ from gidgethub.aiohttp import GitHubAPI
 
 from runner.core.background import BackgroundJobs
 from runner.core.errors import StoreUnavailable
+from runner.core.github_identity import DaemonToken, GitHubIdentity, GitHubUnreachable
 from runner.core.links import build_url
 from runner.core.metrics import Metrics
 from runner.reporting.pace import PER_MINUTE, SharedPace
@@ -76,48 +77,94 @@ def retry_delay(
 
 
 class GitHubStatuses:
-    """Posts to `POST /repos/{owner}/{repo}/statuses/{sha}` through gidgethub.
+    """Posts to `POST /repos/{owner}/{repo}/statuses/{sha}` through gidgethub, with the token
+    `identity` gives for the repository (the daemon's, or a GitHub App's installation token).
 
+    A 401 for a token the identity can replace (an installation token that expired or was
+    revoked) is answered by posting again at once with a new one: the status is not lost.
     `on_token_rejected`: the token is a registered repository's own, and a 401 means its access
     is to be re-checked (the status is dropped) rather than a pause for every repository.
     """
 
     def __init__(
-        self, github: GitHubAPI, on_token_rejected: Callable[[str], None] | None = None
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_url: str,
+        identity: GitHubIdentity,
+        on_token_rejected: Callable[[str], None] | None = None,
     ) -> None:
-        self._github = github
+        self._session = session
+        self._api_url = api_url
+        self._identity = identity
         self._on_token_rejected = on_token_rejected
 
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
         try:
-            await self._github.post(f"/repos/{repository}/statuses/{sha}", data=payload)
-        except gidgethub.HTTPException as error:
-            status = error.status_code.value
-            if status == 401 and self._on_token_rejected is not None:
-                log.warning(
-                    "GitHub rejected a registered repository's token; checking its access",
-                    repository=repository,
-                )
-                self._on_token_rejected(repository)
-                return "rejected"
-            headers = {k.lower(): v for k, v in error.headers.items()}
-            delay = retry_delay(status, headers, time.time(), str(error))
-            if delay is None:
-                log.error(
-                    "GitHub refused a status; dropped",
-                    status=status,
-                    repository=repository,
-                    sha=sha,
-                    error=str(error)[:200],
-                )
-                return "rejected"
-            log.warning("GitHub did not take a status", status=status, retry_in_s=delay)
-            return delay
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            # ValueError: an answer gidgethub cannot read (a proxy's odd status, bad JSON).
-            log.warning("posting a status failed", error=type(error).__name__)
+            token = await self._identity.token_for(repository)
+        except GitHubUnreachable as error:
+            log.warning("no token to post a status with", repository=repository, error=str(error))
             return -1.0
-        return "sent"
+        if token is None:
+            log.error(
+                "status not posted: the GitHub App is not installed on the repository",
+                repository=repository,
+                sha=sha,
+            )
+            return "rejected"
+        failure = await self._send(token, repository, sha, payload)
+        if _status_of(failure) == 401 and self._on_token_rejected is None:
+            self._identity.token_refused(token)
+            with contextlib.suppress(GitHubUnreachable):
+                fresh = await self._identity.token_for(repository)
+                if fresh is not None and fresh != token:
+                    log.info("GitHub refused a token; posting again with a new one")
+                    failure = await self._send(fresh, repository, sha, payload)
+        return self._outcome(failure, repository, sha)
+
+    async def _send(
+        self, token: str, repository: str, sha: str, payload: dict[str, Any]
+    ) -> Exception | None:
+        """Post once; the error, or None when GitHub took the status."""
+        github = GitHubAPI(self._session, "hobotnica", oauth_token=token, base_url=self._api_url)
+        try:
+            await github.post(f"/repos/{repository}/statuses/{sha}", data=payload)
+        except (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError, ValueError) as error:
+            # ValueError: an answer gidgethub cannot read (a proxy's odd status, bad JSON).
+            return error
+        return None
+
+    def _outcome(self, failure: Exception | None, repository: str, sha: str) -> Outcome:
+        if failure is None:
+            return "sent"
+        if not isinstance(failure, gidgethub.HTTPException):
+            log.warning("posting a status failed", error=type(failure).__name__)
+            return -1.0
+        status = failure.status_code.value
+        if status == 401 and self._on_token_rejected is not None:
+            log.warning(
+                "GitHub rejected a registered repository's token; checking its access",
+                repository=repository,
+            )
+            self._on_token_rejected(repository)
+            return "rejected"
+        headers = {k.lower(): v for k, v in failure.headers.items()}
+        delay = retry_delay(status, headers, time.time(), str(failure))
+        if delay is None:
+            log.error(
+                "GitHub refused a status; dropped",
+                status=status,
+                repository=repository,
+                sha=sha,
+                error=str(failure)[:200],
+            )
+            return "rejected"
+        log.warning("GitHub did not take a status", status=status, retry_in_s=delay)
+        return delay
+
+
+def _status_of(failure: Exception | None) -> int | None:
+    return failure.status_code.value if isinstance(failure, gidgethub.HTTPException) else None
 
 
 class StatusRouter:
@@ -139,8 +186,10 @@ class StatusRouter:
         is_configured: Callable[[str], bool],
         registered_token: Callable[[str], Awaitable[str | None]],
         on_token_rejected: Callable[[str], None],
+        installed: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.default = default
+        self._installed = installed
         self._session = session
         self._api_url = api_url
         self._is_configured = is_configured
@@ -155,6 +204,8 @@ class StatusRouter:
         if self._is_configured(repository):
             return await self.default.post(repository, sha, payload)
         token = await self._registered_token(repository)
+        if token is None and self._installed is not None and await self._installed(repository):
+            return await self.default.post(repository, sha, payload)  # the App's installation
         if token is None:
             log.info(
                 "status not posted: the repository is no longer registered with a token",
@@ -162,8 +213,13 @@ class StatusRouter:
                 sha=sha,
             )
             return "rejected"
-        github = GitHubAPI(self._session, "hobotnica", oauth_token=token, base_url=self._api_url)
-        return await GitHubStatuses(github, self._on_token_rejected).post(repository, sha, payload)
+        poster = GitHubStatuses(
+            self._session,
+            api_url=self._api_url,
+            identity=DaemonToken(token),
+            on_token_rejected=self._on_token_rejected,
+        )
+        return await poster.post(repository, sha, payload)
 
 
 class LoggedStatuses:

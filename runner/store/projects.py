@@ -11,7 +11,7 @@ Three kinds, looked up in this order:
   global one, so `find` (the global webhook's lookup) does not return them; `resolve` does.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from runner.core.masking import Secret, SecretMasker
@@ -32,12 +32,17 @@ class ProjectDirectory:
         # read them (its daemon's environment, the session key file), so every output masks them.
         github = settings.github
         own: list[Secret] = [s for s in (github.token, github.webhook_secret) if s]
+        # The App's private key, line by line (a build that prints the file shows lines).
+        key_lines = (github.app_private_key or "").splitlines()
+        own += [line for line in key_lines if len(line) >= 32 and "-----" not in line]
         self._own_secrets = (*own, *own_secrets)
+        # The credentials that change while the daemon runs (a GitHub App's installation tokens).
+        self.current_secrets: Callable[[], Iterable[Secret]] = tuple
 
     def masker(self, project: Project | None) -> SecretMasker:
         """Masks what a build's output or a page could show: the project's secrets, its token,
         and the daemon's own credentials."""
-        secrets: list[Secret] = list(self._own_secrets)
+        secrets: list[Secret] = [*self._own_secrets, *self.current_secrets()]
         if project is not None:
             secrets += project.secrets.values()
             if project.token:

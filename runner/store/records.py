@@ -87,6 +87,8 @@ class RegisteredRepository:
     hook_id: str | None
     token: str | None = field(default=None, repr=False)
     webhook_secret: str = field(default="", repr=False)
+    # Registered by a GitHub App installation (`github.auto_register`): acts with its token.
+    installation_id: int | None = None
 
     @property
     def owner(self) -> str:
@@ -111,4 +113,5 @@ class Registration:
     deploy_enabled: bool
     timeout: int | None
     registered_by: str
-    token: str = field(repr=False)
+    token: str | None = field(repr=False)  # None: registered by a GitHub App installation
+    installation_id: int | None = None

@@ -60,7 +60,8 @@ def register(db: Connection, new: Registration) -> RegisteredRepository | None:
     db.execute(
         "INSERT INTO repositories (repository, owner, webhook_uid, webhook_secret, status,"
         " default_branch, deploy_branch, deploy_enabled, timeout, registered_by, token,"
-        " created_at, access_checked_at) VALUES (?,?,?,?,'cloning',?,?,?,?,?,?,?,?)",
+        " installation_id, created_at, access_checked_at)"
+        " VALUES (?,?,?,?,'cloning',?,?,?,?,?,?,?,?,?)",
         (
             new.repository,
             new.repository.split("/")[0],
@@ -72,6 +73,7 @@ def register(db: Connection, new: Registration) -> RegisteredRepository | None:
             new.timeout,
             new.registered_by,
             new.token,
+            new.installation_id,
             db.now(),
             db.now(),
         ),
@@ -254,4 +256,5 @@ def _repository(row: Row) -> RegisteredRepository:
         hook_id=row["hook_id"],
         token=row["token"],
         webhook_secret=row["webhook_secret"],
+        installation_id=row["installation_id"],
     )
