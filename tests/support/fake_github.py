@@ -10,16 +10,22 @@ For the REST API it also knows users: `add_user(token, login)` and `grant(login,
 permission)` make `POST /graphql` answer `viewer`, `repository { viewerPermission }` and
 `organization { viewerCanAdminister }` as GitHub does (401 for an unknown token, a NOT_FOUND
 error beside `data` for what the token cannot see), and `POST /repos/{owner}/{repo}/hooks`
-creates a hook for an admin. `graphql_calls` counts the round trips.
+creates a hook for an admin. `graphql_calls` counts the round trips. For the GitHub App, git over
+HTTP and the Enterprise `app(prefix="/api/v3")`, see fake_github_app*.py and git_http.py.
 """
 
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.fake_github_app import FakeApp
+from tests.support.fake_github_app_routes import AppEndpoints, record_requests, refuse_token
+from tests.support.git_http import git_routes
 
 WAIT_TIMEOUT = 60.0
 
@@ -58,6 +64,8 @@ class HookDelivery:
     status_code: int
     delivered_at: str
     body: bytes
+    installation_id: int | None = None
+    repository_id: int | None = None
 
     def listed(self) -> dict[str, Any]:
         return {
@@ -70,6 +78,8 @@ class HookDelivery:
             "status_code": self.status_code,
             "event": self.event,
             "action": None,
+            "installation_id": self.installation_id,
+            "repository_id": self.repository_id,
         }
 
 
@@ -106,6 +116,16 @@ class FakeGitHub:
     # Kinds of request ("graphql", "hooks") whose answers wait until a test lets them go.
     _held: dict[str, asyncio.Event] = field(default_factory=dict)
     _arrived: dict[str, asyncio.Event] = field(default_factory=dict)
+    app_auth: FakeApp | None = None
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    git_root: Path | None = None
+    git_token: str | None = None
+    git_authorizations: list[str] = field(default_factory=list)
+    git_refused: list[tuple[str, str]] = field(default_factory=list)
+
+    def enable_app(self) -> FakeApp:
+        self.app_auth = FakeApp()
+        return self.app_auth
 
     def hold_answers(self, kind: str) -> asyncio.Event:
         """From now on, answers to `kind` wait until the event returned is set."""
@@ -148,15 +168,18 @@ class FakeGitHub:
         for held in self.holds.values():
             held.release()
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/graphql", self._graphql)
-        app.router.add_post("/repos/{owner}/{repo}/hooks", self._create_hook)
-        app.router.add_delete("/repos/{owner}/{repo}/hooks/{hook_id}", self._delete_hook)
-        app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self._create_status)
-        hook = "/repos/{owner}/{repo}/hooks/{hook_id}/deliveries"
+    def app(self, prefix: str = "") -> web.Application:
+        """REST under `prefix`, GraphQL beside it (`/api/v3` → `/api/graphql`), git at the root."""
+        app = web.Application(middlewares=[record_requests(self, prefix)])
+        app.router.add_post(prefix.removesuffix("/v3") + "/graphql", self._graphql)
+        repo = prefix + "/repos/{owner}/{repo}"
+        app.router.add_post(repo + "/hooks", self._create_hook)
+        app.router.add_delete(repo + "/hooks/{hook_id}", self._delete_hook)
+        app.router.add_post(repo + "/statuses/{sha}", self._create_status)
+        hook = repo + "/hooks/{hook_id}/deliveries"
         app.router.add_get(hook, self._list_deliveries)
         app.router.add_post(hook + "/{delivery_id}/attempts", self._redeliver)
+        app.add_routes(AppEndpoints(self, prefix).routes() + git_routes(self))
         return app
 
     def _login(self, request: web.Request) -> str | None:
@@ -263,19 +286,25 @@ class FakeGitHub:
         return web.json_response([d.listed() for d in self.deliveries])
 
     async def _redeliver(self, request: web.Request) -> web.Response:
+        delivery_id = int(request.match_info["delivery_id"])
+        return await self.redeliver_from(self.deliveries, self.redelivery_requests, delivery_id)
+
+    async def redeliver_from(
+        self, log: list[HookDelivery], asked: list[int], delivery_id: int
+    ) -> web.Response:
         """Like GitHub: send the delivery again, same GUID, and log the new attempt."""
-        original = next(
-            d for d in self.deliveries if d.id == int(request.match_info["delivery_id"])
-        )
-        self.redelivery_requests.append(original.id)
+        original = next((d for d in log if d.id == delivery_id), None)
+        if original is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        asked.append(original.id)
         assert self.redeliver is not None
         status = await self.redeliver(original)
-        self.deliveries.insert(
-            0, dataclasses.replace(original, id=original.id + 1000, status_code=status)
-        )
+        log.insert(0, dataclasses.replace(original, id=original.id + 1000, status_code=status))
         return web.json_response({}, status=202)
 
     async def _create_status(self, request: web.Request) -> web.Response:
+        if (refusal := refuse_token(self.app_auth, request)) is not None:
+            return refusal
         if self.scripted:
             status, headers = self.scripted.pop(0)
             return web.json_response({"message": "scripted"}, status=status, headers=headers)
