@@ -1,5 +1,7 @@
 """`hobotnica check-config --online`: does GitHub accept the App's JWT?"""
 
+import sys
+
 import aiohttp
 
 from runner.core.github_identity import GitHubApp, GitHubUnreachable
@@ -18,7 +20,7 @@ async def check_app_online(settings: Settings) -> int:
         try:
             found = await app.check()
         except GitHubUnreachable as error:
-            print(f"hobotnica: GitHub App check failed: {error}")
+            print(f"hobotnica: GitHub App check failed: {error}", file=sys.stderr)
             return 1
     name = found.get("slug") or found.get("name") or "?"
     owner = found.get("owner")

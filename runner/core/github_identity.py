@@ -170,6 +170,16 @@ class GitHubApp:
         installation_id = await self.installation_of(repository)
         if installation_id is None:
             return self._fallback_token
+        try:
+            return await self.installation_token(installation_id)
+        except GitHubUnreachable as error:
+            if error.status != 404:
+                raise
+        # That installation is gone (the App was uninstalled, perhaps installed again).
+        self.forget_installation(repository)
+        installation_id = await self.installation_of(repository)
+        if installation_id is None:
+            return self._fallback_token
         return await self.installation_token(installation_id)
 
     async def installation_token(self, installation_id: int) -> str:

@@ -14,6 +14,14 @@ def build_url(public_url: str, build_id: int) -> str:
     return f"{public_url}/builds/{build_id}"
 
 
+def on_github(git_url: str, repository: str, path: str) -> str | None:
+    """A page of the repository on GitHub (or GitHub Enterprise: `github.git_url`), e.g.
+    `commit/{sha}`; None when the repositories are not served over HTTP(S), or it is local."""
+    if not git_url.startswith(("https://", "http://")) or repository.startswith("local/"):
+        return None
+    return f"{git_url.rstrip('/')}/{repository}/{path}"
+
+
 def log_path(data_dir: Path, build_id: int) -> Path:
     return data_dir / "logs" / f"{build_id}.log"
 

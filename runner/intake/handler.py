@@ -120,15 +120,16 @@ class Intake:
         return await self.handle(request, target)
 
     async def _with_app_registration(
-        self, payload: dict[str, Any], target: WebhookTarget
+        self, payload: dict[str, Any], target: WebhookTarget, *, of_app: bool
     ) -> WebhookTarget:
         """The global webhook also builds what the App's installations registered, and tells
-        the App which installation the repository is in."""
+        the App which installation the repository is in (only a delivery through the App's own
+        hook says so; a repository webhook's `installation` may be another App's)."""
         name = _repository_name(payload)
         installation_id = _installation_id(payload)
         if name is None:
             return target
-        if installation_id is not None and self.app is not None:
+        if of_app and installation_id is not None and self.app is not None:
             self.app.remember_installation(name, installation_id)
         if target.find_project(name) is not None:
             return target
@@ -190,7 +191,7 @@ class Intake:
         of_app = request.headers.get("X-GitHub-Hook-Installation-Target-Type") == "integration"
         hook_id = hook_header if is_hook_id and target.records_hook and not of_app else None
         if target is self._global and self.app is not None:
-            target = await self._with_app_registration(payload, target)
+            target = await self._with_app_registration(payload, target, of_app=of_app)
         return await self._accept(event, delivery_id, hook_id, payload, received_at, target)
 
     async def _accept(

@@ -103,6 +103,9 @@ class GitHubStatuses:
         try:
             token = await self._identity.token_for(repository)
         except GitHubUnreachable as error:
+            if error.status in (403, 404):  # the installation is suspended, or gone
+                log.error("status not posted", repository=repository, sha=sha, error=str(error))
+                return "rejected"
             log.warning("no token to post a status with", repository=repository, error=str(error))
             return -1.0
         if token is None:

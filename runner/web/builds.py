@@ -12,11 +12,12 @@ import asyncio
 import datetime
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from runner.core.instance import node_of
-from runner.core.links import build_url
+from runner.core.links import build_url, on_github
 from runner.core.masking import SecretMasker
 from runner.core.models import Build
 from runner.core.settings import Settings
@@ -166,9 +167,20 @@ class BuildViews:
             log=tail,
             events_url=f"/builds/{build.id}/events?from={tail.end}.{tail.next_line}",
             raw_log_url=f"/api/builds/{build.id}/log",
+            github=self._github_links(view),
             notice=notice,
             notice_bad=status >= 400,
         )
+
+    def _github_links(self, build: BuildView) -> dict[str, str | None]:
+        """The build's commit, branch and pull request on GitHub (at `github.git_url`)."""
+        git_url, repository = self._settings.github.git_url, build.repository
+        pull = build.pull_request
+        return {
+            "commit": on_github(git_url, repository, f"commit/{build.sha}"),
+            "branch": on_github(git_url, repository, f"tree/{quote(build.branch, safe='/')}"),
+            "pull_request": on_github(git_url, repository, f"pull/{pull}") if pull else None,
+        }
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         build_id = int(request.match_info["id"])
