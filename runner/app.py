@@ -174,6 +174,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
                 app_id=app_id,
                 private_key=private_key,
                 fallback_token=github.token,
+                may_fall_back=app[PROJECTS].is_configured,
             )
             app[PROJECTS].current_secrets = app[GITHUB_APP].tokens
         elif github.token:

@@ -16,6 +16,7 @@ import pytest
 from runner.core.settings import Settings
 from runner.store import Store
 from tests.conftest import SECRET, DaemonFactory, SettingsFactory
+from tests.support.api import ApiClient
 from tests.support.fake_github import FakeGitHub, HookDelivery, StatusPost
 from tests.support.fake_github_app import FakeApp
 from tests.support.gitrepo import Remote, makefile
@@ -249,6 +250,7 @@ async def test_installations_register_and_retire_repositories(
 
     service = make_remote(remote_root, "octo-org/service")
     sha = service.commit({"Makefile": PASSING})
+    make_remote(remote_root, "octo-org/docs").commit({"Makefile": PASSING})
     make_remote(remote_root, "elsewhere/tool").commit({"Makefile": PASSING})
     settings = app_settings(
         make_settings(projects=[]),
@@ -263,7 +265,7 @@ async def test_installations_register_and_retire_repositories(
     assert await store.registration("octo-org/service") is None
 
     # The App is installed on two repositories; only octo-org is in api.allowed_owners.
-    app.install(8001, "octo-org", ["octo-org/service", "elsewhere/tool"])
+    app.install(8001, "octo-org", ["octo-org/service", "octo-org/docs", "elsewhere/tool"])
     event = {
         "action": "created",
         "installation": {"id": 8001, "account": {"login": "octo-org"}},
@@ -284,6 +286,12 @@ async def test_installations_register_and_retire_repositories(
     final = await fake_github.wait_final(sha)
     assert final.state == "success"
     assert final.authorization.removeprefix("token ") in app.issued
+    # Removing it through the REST API would be undone by the installation: refused, saying so.
+    fake_github.add_user("ghp_alice_token_0123456789", "alice")
+    fake_github.grant("alice", "octo-org/service", "ADMIN")
+    api = ApiClient(d.client, "ghp_alice_token_0123456789", "alice")
+    refused = await api.call("DELETE", "/api/repositories/octo-org/service")
+    assert refused.status == 409 and "installation" in refused.body["detail"]
 
     # Removed from the installation: retired, as an API removal retires one.
     app.remove_repositories(8001, ["octo-org/service"])
@@ -299,6 +307,18 @@ async def test_installations_register_and_retire_repositories(
     await d.post_raw(body, app_headers(body, "installation_repositories", app))
     await _wait_until_gone(d, "octo-org/service")
     assert not (settings.data_dir / "mirrors" / "octo-org" / "service.git").exists()
+    assert (await store.registration("octo-org/docs")) is not None
+
+    # Suspended: everything it registered is retired, though its cached token still looks good.
+    app.suspend(8001)
+    event = {
+        "action": "suspend",
+        "installation": {"id": 8001, "account": {"login": "octo-org"}},
+        "sender": {"login": "octocat"},
+    }
+    body = json.dumps(event).encode()
+    await d.post_raw(body, app_headers(body, "installation", app))
+    await _wait_until_gone(d, "octo-org/docs")
     await d.stop()
 
 

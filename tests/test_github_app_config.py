@@ -152,5 +152,24 @@ async def test_a_token_is_shared_and_fetched_again_shortly_before_it_expires(
     assert app.refused_tokens == [] and app.rejected_jwts == []
 
 
+async def test_the_token_stands_in_only_for_the_configs_projects(aiohttp_server: Any) -> None:
+    fake = FakeGitHub()
+    app = fake.enable_app()
+    server = await aiohttp_server(fake.app())
+    async with aiohttp.ClientSession() as session:
+        github = GitHubApp(
+            session,
+            api_url=str(server.make_url("")).rstrip("/"),
+            app_id=app.app_id,
+            private_key=app.private_key_pem,
+            fallback_token="ghp_operators_own_token",
+            may_fall_back=lambda repository: repository == "octo/configured",
+        )
+        # Not installed on either: the config's project keeps the token while moving to the
+        # App; a repository an installation registered (and lost) gets nothing.
+        assert await github.token_for("octo/configured") == "ghp_operators_own_token"
+        assert await github.token_for("octo-org/registered") is None
+
+
 def _completed(code: int, out: str, err: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(args=[], returncode=code, stdout=out, stderr=err)

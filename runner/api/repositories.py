@@ -156,5 +156,12 @@ class RepositoryHandlers:
     async def remove(self, request: web.Request) -> web.Response:
         context = self._context
         registered = await context.path_registration(request, "WRITE")
+        if registered.installation_id is not None:
+            # The installation's next look would register it again at once.
+            raise ProblemError(
+                409,
+                "the GitHub App's installation registered this repository: remove it from the "
+                "installation on GitHub (the App's settings, Repository access) to retire it",
+            )
         await context.registrations.remove(registered)
         return web.Response(status=204)

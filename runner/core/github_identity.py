@@ -11,8 +11,8 @@ asks `token_for(repository)` and, when GitHub answers 401, says `token_refused(t
   a webhook carried) and gets that installation's token
   (`POST /app/installations/{id}/access_tokens`). The token is shared by every repository of
   the installation and cached until `TOKEN_MARGIN` before its `expires_at`, or until GitHub
-  refuses it. While moving from a token to an App, repositories the App is not installed on yet
-  keep using `github.token`.
+  refuses it. While moving from a token to an App, the config's projects the App is not
+  installed on yet keep using `github.token` — never a repository an installation registered.
 
 Concurrent callers that miss the same installation or token share one request. The key and the
 tokens never leave this object except as the token handed to the caller; reprs hide them.
@@ -56,6 +56,9 @@ class GitHubUnreachable(HobotnicaError):
 
 
 class GitHubIdentity(Protocol):
+    # Whether a token GitHub refused can be replaced by asking again (an App's can).
+    replaceable: bool
+
     async def token_for(self, repository: str) -> str | None:
         """The token to act on `repository` with; None when there is none."""
 
@@ -68,6 +71,7 @@ class DaemonToken:
     """`github.token` for every repository (or nothing, without one)."""
 
     token: str | None = field(repr=False)
+    replaceable = False
 
     async def token_for(self, repository: str) -> str | None:
         return self.token
@@ -83,6 +87,8 @@ class _InstallationToken:
 
 
 class GitHubApp:
+    replaceable = True
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -91,6 +97,7 @@ class GitHubApp:
         app_id: int,
         private_key: str,
         fallback_token: str | None = None,
+        may_fall_back: Callable[[str], bool] = lambda _repository: True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
@@ -98,6 +105,7 @@ class GitHubApp:
         self._app_id = app_id
         self._private_key = private_key
         self._fallback_token = fallback_token
+        self._may_fall_back = may_fall_back
         self._clock = clock
         self._installations: dict[str, tuple[int | None, float]] = {}
         self._looking_up: SingleFlightCache[str, int | None] = SingleFlightCache(
@@ -105,7 +113,6 @@ class GitHubApp:
         )
         self._tokens: dict[int, _InstallationToken] = {}
         self._fetching: dict[int, asyncio.Future[_InstallationToken]] = {}
-        self.requests = 0  # to GitHub for credentials, for the metrics and the benchmark
 
     def __repr__(self) -> str:
         return f"GitHubApp(app_id={self._app_id}, api_url={self._api_url!r})"
@@ -118,12 +125,8 @@ class GitHubApp:
         """A fresh JWT that authenticates the App itself (for the `/app` endpoints)."""
         return apps.get_jwt(app_id=str(self._app_id), private_key=self._private_key)
 
-    def api(self) -> GitHubAPI:
-        return GitHubAPI(self._session, USER_AGENT, base_url=self._api_url)
-
-    async def as_installation(self, installation_id: int) -> GitHubAPI:
-        """The API as the installation (its token), e.g. to list what it covers."""
-        token = await self.installation_token(installation_id)
+    def api(self, token: str | None = None) -> GitHubAPI:
+        """The API as the App (pass `jwt=self.jwt()`), or with an installation's `token`."""
         return GitHubAPI(self._session, USER_AGENT, oauth_token=token, base_url=self._api_url)
 
     def remember_installation(self, repository: str, installation_id: int) -> None:
@@ -146,7 +149,6 @@ class GitHubApp:
             return cached[0]
 
         async def look_up() -> int | None:
-            self.requests += 1
             try:
                 found = await self.api().getitem(
                     f"/repos/{repository}/installation", jwt=self.jwt()
@@ -169,7 +171,7 @@ class GitHubApp:
     async def token_for(self, repository: str) -> str | None:
         installation_id = await self.installation_of(repository)
         if installation_id is None:
-            return self._fallback_token
+            return self._fallback(repository)
         try:
             return await self.installation_token(installation_id)
         except GitHubUnreachable as error:
@@ -179,8 +181,11 @@ class GitHubApp:
         self.forget_installation(repository)
         installation_id = await self.installation_of(repository)
         if installation_id is None:
-            return self._fallback_token
+            return self._fallback(repository)
         return await self.installation_token(installation_id)
+
+    def _fallback(self, repository: str) -> str | None:
+        return self._fallback_token if self._may_fall_back(repository) else None
 
     async def installation_token(self, installation_id: int) -> str:
         cached = self._tokens.get(installation_id)
@@ -204,7 +209,6 @@ class GitHubApp:
                 del self._tokens[installation_id]
 
     async def _new_token(self, installation_id: int) -> _InstallationToken:
-        self.requests += 1
         try:
             answer = await apps.get_installation_access_token(
                 self.api(),

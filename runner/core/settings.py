@@ -139,11 +139,6 @@ class GitHubSettings:
         return self.app_id, self.app_private_key
 
     @property
-    def can_post(self) -> bool:
-        """Whether the config's projects' statuses go to GitHub (else to the log)."""
-        return bool(self.token) or self.app is not None
-
-    @property
     def uses_development_secret(self) -> bool:
         return self.webhook_secret == DEVELOPMENT_WEBHOOK_SECRET
 

@@ -69,10 +69,16 @@ class DeliveryCatchUp:
         asked = 0
         if self._app is not None:
             started = time.time()
-            asked += await self._catch_up(
-                self._app.api(), "/app/hook/deliveries", self._app_checked_until, self._app.jwt()
-            )
-            self._app_checked_until = started - OVERLAP_SECONDS
+            try:
+                asked += await self._catch_up(
+                    self._app.api(),
+                    "/app/hook/deliveries",
+                    self._app_checked_until,
+                    self._app.jwt(),
+                )
+                self._app_checked_until = started - OVERLAP_SECONDS
+            except gidgethub.GitHubException as error:  # the repositories' hooks still go on
+                log.warning("cannot list the App hook's deliveries", error=str(error)[:200])
         if self._github is None:
             return asked
         for hook in await self._store.hooks():

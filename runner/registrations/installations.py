@@ -12,8 +12,10 @@ recorded by a daemon that stopped before acting on it, changes nothing for long.
   config and not registered already, is registered (`cloning`, then cloned with the
   installation's token) with the installation's id and no token of its own.
 - A repository registered by an installation that no longer covers it (removed from it, the
-  App uninstalled or the installation suspended) is retired as an API removal retires one: its
-  builds stop, its files go.
+  App uninstalled or the installation suspended, as `GET /app/installations/{id}` says with the
+  App's JWT), or whose owner left `api.allowed_owners`, is retired as an API removal retires
+  one: its builds stop, its files and variables go. An answer GitHub could not give (a rate
+  limit, an outage) retires nothing.
 Registrations made through the API with a token are never touched here.
 """
 
@@ -35,8 +37,6 @@ from runner.store import Registration, Store
 log = structlog.get_logger(logger_name="hobotnica.installations")
 
 REGISTERED_BY = "github-app"
-# GitHub answers these for an installation that is gone (404) or suspended (403).
-INSTALLATION_GONE = (403, 404)
 
 
 @dataclass(frozen=True)
@@ -87,30 +87,60 @@ class Installations:
             await self._register_covered(installation_id, covered)
 
     async def _covered(self, installation_id: int) -> dict[str, Covered] | None:
-        """The repositories the installation covers now (none when it is gone or suspended)."""
-        try:
-            github = await self.app.as_installation(installation_id)
-            listed = [
-                found
-                async for found in github.getiter(
-                    "/installation/repositories?per_page=100", iterable_key="repositories"
+        """The repositories the installation covers now: none when GitHub says (with the App's
+        JWT) that it is gone or suspended; None when GitHub could not say."""
+        state = await self._state(installation_id)
+        if state != "active":
+            return None if state is None else {}
+        for _attempt in range(2):
+            try:
+                token = await self.app.installation_token(installation_id)
+                listed = [
+                    found
+                    async for found in self.app.api(token).getiter(
+                        "/installation/repositories?per_page=100", iterable_key="repositories"
+                    )
+                ]
+            except gidgethub.HTTPException as error:
+                if error.status_code.value == 401:  # a cached token revoked meanwhile
+                    self.app.token_refused(token)
+                    continue
+                log.warning("cannot list an installation's repositories", status=str(error))
+                return None
+            except (GitHubUnreachable, gidgethub.GitHubException) as error:
+                log.warning("cannot list an installation's repositories", error=str(error))
+                return None
+            except (OSError, TimeoutError, ValueError) as error:
+                log.warning(
+                    "cannot list an installation's repositories", error=type(error).__name__
                 )
-            ]
-        except GitHubUnreachable as error:
-            if error.status in INSTALLATION_GONE:
-                return {}
-            log.warning("cannot ask GitHub about an installation", error=str(error))
+                return None
+            return {c.repository.lower(): c for c in map(_covered_repository, listed) if c}
+        return None
+
+    async def _state(self, installation_id: int) -> str | None:
+        """ "active", "suspended" or "gone" (`GET /app/installations/{id}`); None: unknown."""
+        try:
+            found = await self.app.api().getitem(
+                f"/app/installations/{installation_id}", jwt=self.app.jwt()
+            )
+        except gidgethub.HTTPException as error:
+            if error.status_code.value == 404:
+                return "gone"
+            log.warning("cannot ask GitHub about an installation", status=str(error))
             return None
         except (gidgethub.GitHubException, OSError, TimeoutError, ValueError) as error:
-            log.warning("cannot list an installation's repositories", error=type(error).__name__)
+            log.warning("cannot ask GitHub about an installation", error=type(error).__name__)
             return None
-        return {c.repository.lower(): c for c in map(_covered_repository, listed) if c}
+        return "suspended" if found.get("suspended_at") else "active"
 
     async def _retire_uncovered(self, installation_id: int, covered: dict[str, Covered]) -> None:
+        allowed = {owner.lower() for owner in self.allowed_owners}
         for registered in await self.store.registrations():
             if registered.installation_id != installation_id:
                 continue
-            if registered.repository.lower() in covered and registered.status != "disabled":
+            still = registered.repository.lower() in covered and registered.owner.lower() in allowed
+            if still and registered.status != "disabled":
                 continue
             self.app.forget_installation(registered.repository)
             await self.registrations.remove(registered)

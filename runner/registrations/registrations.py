@@ -31,6 +31,8 @@ from runner.store.projects import ProjectDirectory
 log = structlog.get_logger(logger_name="hobotnica.registrations")
 
 CLONE_TIMEOUT = 1800.0
+# An App installed on "All repositories" registers hundreds at once: they clone a few at a time.
+CLONES_AT_ONCE = 4
 CLONE_LEASE_SECONDS = CLONE_TIMEOUT + 60
 ACCESS_REVOKED = "access revoked: the registering token can no longer read the repository"
 
@@ -47,6 +49,9 @@ class Registrations:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _checking: set[str] = field(default_factory=set)
     _cloning: set[str] = field(default_factory=set)
+    _clone_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(CLONES_AT_ONCE)
+    )
 
     def clone_in_background(self, repository: str) -> None:
         if repository.lower() in self._cloning:
@@ -68,6 +73,7 @@ class Registrations:
 
     async def _clone(self, repository: str) -> None:
         lease = f"clone:{repository.lower()}"
+        await self._clone_slots.acquire()
         try:
             if not await self.store.acquire_lease(
                 lease, self.owner, CLONE_LEASE_SECONDS, self.is_gone
@@ -75,6 +81,7 @@ class Registrations:
                 return  # another daemon is cloning it
             await self._clone_under_lease(repository)
         finally:
+            self._clone_slots.release()
             self._cloning.discard(repository.lower())
             with contextlib.suppress(Exception):
                 await self.store.drop_lease(lease, self.owner)

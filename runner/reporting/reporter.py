@@ -123,6 +123,11 @@ class GitHubStatuses:
                 if fresh is not None and fresh != token:
                     log.info("GitHub refused a token; posting again with a new one")
                     failure = await self._send(fresh, repository, sha, payload)
+            if _status_of(failure) == 401 and self._identity.replaceable:
+                # Not the App's token as a whole (that one was just made): this status backs
+                # off alone, and no repository's posts pause for it.
+                log.warning("GitHub refused a new installation token", repository=repository)
+                return -1.0
         return self._outcome(failure, repository, sha)
 
     async def _send(

@@ -148,6 +148,7 @@ class AppEndpoints:
         return [
             web.get(p + "/app", jwt_only(self._app)),
             web.get(p + "/app/installations", jwt_only(self._installations)),
+            web.get(p + r"/app/installations/{installation_id:\d+}", jwt_only(self._installation)),
             web.post(
                 p + r"/app/installations/{installation_id:\d+}/access_tokens",
                 jwt_only(self._access_token),
@@ -187,6 +188,12 @@ class AppEndpoints:
         ]
         page, headers = paginated(request, listed)
         return web.json_response(page, headers=headers)
+
+    async def _installation(self, app: FakeApp, request: web.Request) -> web.Response:
+        found = app.installations.get(int(request.match_info["installation_id"]))
+        if found is None:
+            return answer(404, "Not Found")
+        return web.json_response(app.installation_json(found, *self._bases(request)))
 
     async def _repo_installation(self, app: FakeApp, request: web.Request) -> web.Response:
         repository = f"{request.match_info['owner']}/{request.match_info['repo']}"
