@@ -287,9 +287,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         metrics=app[METRICS],
         on_accepted=prefetcher.accepted,
         app=app.get(GITHUB_APP),
-        on_installation=(
-            app[INSTALLATIONS].installation_changed if INSTALLATIONS in app else lambda _id: None
-        ),
+        on_installation=(app[INSTALLATIONS].installation_changed if INSTALLATIONS in app else None),
     )
     app.router.add_routes(intake.routes())
     scheduler.start()

@@ -273,8 +273,9 @@ async def test_installations_register_and_retire_repositories(
         "sender": {"login": "octocat"},
     }
     body = json.dumps(event).encode()
-    status, _ = await d.post_raw(body, app_headers(body, "installation", app))
-    assert status == 202
+    status, answer = await d.post_raw(body, app_headers(body, "installation", app))
+    assert (status, answer["builds"]) == (202, [])
+    assert answer["ignored"] == "the registrations follow the App's installations"
     registered = await _wait_registration(d, "octo-org/service", "ready")
     assert registered.installation_id == 8001 and registered.token is None
     assert await store.registration("elsewhere/tool") is None

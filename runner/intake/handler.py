@@ -73,8 +73,9 @@ class Intake:
     on_accepted: Callable[[BuildRequest], None] = lambda _request: None
     # Installed as a GitHub App: it learns each repository's installation from the webhooks.
     app: GitHubApp | None = None
-    # Told of each `installation` and `installation_repositories` delivery recorded.
-    on_installation: Callable[[int], None] = lambda _installation_id: None
+    # Told of each `installation` and `installation_repositories` delivery recorded; None:
+    # installations register nothing (`github.auto_register` is off).
+    on_installation: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         self._global = WebhookTarget(self.secret, self.find_project)
@@ -207,6 +208,13 @@ class Intake:
         if event == "ping":
             requests: tuple[Any, ...] = ()
             outcome = "ping"
+        elif event in INSTALLATION_EVENTS:
+            requests = ()
+            outcome = (
+                "ignored: the registrations follow the App's installations"
+                if self.on_installation is not None
+                else "ignored: installations register nothing (github.auto_register is off)"
+            )
         else:
             try:
                 plan = await plan_event(
@@ -244,7 +252,7 @@ class Intake:
         for build_request in requests:
             self.on_accepted(build_request)  # starts once this answer is on its way
         installation_id = _installation_id(payload)
-        if event in INSTALLATION_EVENTS and installation_id is not None:
+        if event in INSTALLATION_EVENTS and installation_id and self.on_installation:
             self.on_installation(installation_id)
         fields.update(outcome=outcome, builds=list(recorded.build_ids))
         if recorded.superseded_ids:
