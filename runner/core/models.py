@@ -26,6 +26,10 @@ class BuildState(enum.StrEnum):
         return self in (BuildState.SUCCESS, BuildState.FAILURE, BuildState.ERROR)
 
 
+# GitHub's merge queues test each group on a temporary branch under this prefix.
+MERGE_QUEUE_PREFIX = "gh-readonly-queue/"
+
+
 @dataclass(frozen=True)
 class BuildRequest:
     """What a webhook asks for: one `make` target on one commit. Decided by pure code."""
@@ -43,6 +47,10 @@ class BuildRequest:
     # When GitHub says this commit was pushed (repository.pushed_at / pull_request.updated_at):
     # the order pushes happened in, which deliveries (redeliveries above all) may not keep.
     pushed_at: float | None = None
+
+    @property
+    def is_merge_group(self) -> bool:
+        return self.pull_request is None and self.branch.startswith(MERGE_QUEUE_PREFIX)
 
 
 @dataclass(frozen=True)

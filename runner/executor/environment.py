@@ -31,6 +31,8 @@ def build_environment(
     )
     if request.pull_request is not None:
         env["HOBOTNICA_PULL_REQUEST"] = str(request.pull_request)
+    if request.is_merge_group:
+        env["HOBOTNICA_MERGE_GROUP"] = "1"
     env.update(project.env)
     if not request.from_fork:
         env.update(project.secrets)

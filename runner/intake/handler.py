@@ -23,7 +23,7 @@ from runner.core.metrics import Metrics
 from runner.core.models import BuildRequest
 from runner.core.names import is_delivery_id, is_event_name, is_repository_name
 from runner.core.settings import Project, Settings
-from runner.intake.plan import PayloadError, ProjectLookup
+from runner.intake.plan import LaneStop, PayloadError, ProjectLookup
 from runner.intake.routing import plan_event
 from runner.intake.signature import is_valid_signature
 from runner.store import Delivery, DeliveryOutcome, RegisteredRepository, Store
@@ -149,6 +149,19 @@ class Intake:
 
         return WebhookTarget(target.secret, configured_or_registered, records_hook=False)
 
+    async def _stop(self, stops: tuple[LaneStop, ...]) -> list[int]:
+        """Stop the queued and running builds of the lanes (a merge group destroyed): through
+        the store, which the daemon running one reads on its next heartbeat."""
+        stopped = []
+        for build in await self.store.active_builds(limit=1000):
+            request = build.request
+            for stop in stops:
+                same_repository = request.repository.lower() == stop.repository.lower()
+                if same_repository and request.branch == stop.branch:
+                    await self.store.cancel_build(build.id, stop.reason)
+                    stopped.append(build.id)
+        return stopped
+
     async def record(self, delivery: Delivery) -> DeliveryOutcome:
         """Persist a delivery (a webhook's, or a build started through the API). What it queued
         and whom it stopped, the store announces to the scheduler and the reporter."""
@@ -205,6 +218,7 @@ class Intake:
         target: WebhookTarget,
     ) -> tuple[web.Response, dict[str, Any]]:
         fields: dict[str, Any] = {"github_event": event}
+        stops: tuple[LaneStop, ...] = ()
         if event == "ping":
             requests: tuple[Any, ...] = ()
             outcome = "ping"
@@ -226,8 +240,10 @@ class Intake:
                 )
             except PayloadError as error:
                 return _error(400, str(error)), {**fields, "outcome": "rejected"}
-            requests = plan.requests
+            requests, stops = plan.requests, plan.stops
             outcome = "accepted" if requests else f"ignored: {plan.ignored}"
+            if stops and not requests:
+                outcome = "ignored: its builds are stopped"
         delivery = Delivery(
             id=delivery_id,
             event=event,
@@ -251,6 +267,8 @@ class Intake:
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
         for build_request in requests:
             self.on_accepted(build_request)  # starts once this answer is on its way
+        if stops:
+            fields["stopped"] = await self._stop(stops)
         installation_id = _installation_id(payload)
         if event in INSTALLATION_EVENTS and installation_id and self.on_installation:
             self.on_installation(installation_id)

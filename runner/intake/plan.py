@@ -22,9 +22,19 @@ class PayloadError(HobotnicaError):
 
 
 @dataclass(frozen=True)
+class LaneStop:
+    """Stop the queued and running builds of one branch of a repository, saying `reason`."""
+
+    repository: str
+    branch: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Plan:
     requests: tuple[BuildRequest, ...] = ()
     ignored: str | None = None
+    stops: tuple[LaneStop, ...] = ()
 
     @classmethod
     def ignore(cls, reason: str) -> "Plan":

@@ -9,7 +9,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from runner.core.links import has_skip_marker
-from runner.core.models import BuildRequest
+from runner.core.models import MERGE_QUEUE_PREFIX, BuildRequest
 from runner.core.names import is_branch_name, is_sha
 from runner.core.settings import BuildSettings
 from runner.intake.plan import (
@@ -53,6 +53,8 @@ def plan_push(
         return Plan.ignore(f"{ref} is neither a branch nor a tag")
     if not is_branch_name(branch):
         raise PayloadError("ref is not a valid git reference name")
+    if not is_tag and branch.startswith(MERGE_QUEUE_PREFIX):
+        return Plan.ignore("a merge queue's branch is built from its merge_group event")
 
     head_commit = table(payload, "head_commit")
     if is_tag:

@@ -6,10 +6,10 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from runner.core.settings import Settings
-from runner.intake import pull_request, push
+from runner.intake import merge_group, pull_request, push
 from runner.intake.plan import Plan, ProjectLookup
 
-router = routing.Router(push.router, pull_request.router)
+router = routing.Router(push.router, pull_request.router, merge_group.router)
 
 
 async def plan_event(
@@ -31,6 +31,7 @@ async def plan_event(
     if not plans:
         return Plan.ignore(f"{event} events are not acted on")
     requests = tuple(request for plan in plans for request in plan.requests)
-    if requests:
-        return Plan(requests=requests)
+    stops = tuple(stop for plan in plans for stop in plan.stops)
+    if requests or stops:
+        return Plan(requests=requests, stops=stops)
     return Plan.ignore("; ".join(plan.ignored or "" for plan in plans))
