@@ -46,6 +46,7 @@ from runner.intake.outage import PROBE_INTERVAL, StoreRecovery
 from runner.registrations.github_access import GitHubAccess
 from runner.registrations.installations import Installations, registered_by_installation
 from runner.registrations.registrations import Registrations
+from runner.reporting.checks import CheckRuns
 from runner.reporting.reporter import GitHubStatuses, LoggedStatuses, StatusReporter, StatusRouter
 from runner.scheduling.control import BuildControl
 from runner.scheduling.free_space import FreeSpace
@@ -56,6 +57,7 @@ from runner.store.retention import INTERVAL as RETENTION_INTERVAL
 from runner.store.retention import Retention
 from runner.web.auth import Access
 from runner.web.badge import BadgeView
+from runner.web.build_facts import BuildFactsReader
 from runner.web.builds import BuildViews
 from runner.web.catalog import RepositoryCatalog
 from runner.web.live import BuildWatch, LiveLog
@@ -239,6 +241,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         metrics=app[METRICS],
         jobs=app[JOBS],
         per_minute=settings.github.statuses_per_minute,
+        checks=_check_runs(app) if settings.github.report == "checks" else None,
     )
     reporter.start()
     yield
@@ -368,6 +371,14 @@ async def _ready(app: web.Application) -> AsyncIterator[None]:
     app[LIFECYCLE].ready = True
     yield
     app[LIFECYCLE].ready = False
+
+
+def _check_runs(app: web.Application) -> CheckRuns:
+    store = app[STORE]
+    facts = BuildFactsReader(
+        store, LogFiles(app[SETTINGS].data_dir, store), app[PROJECTS], app[REPOSITORIES]
+    )
+    return CheckRuns(app[GITHUB_APP], public_url=app[SETTINGS].server.public_url, facts=facts)
 
 
 def make_sandbox(settings: Settings) -> Sandbox:

@@ -82,6 +82,15 @@ async def test_the_app_needs_its_key_and_the_key_must_be_an_rsa_key(tmp_path: Pa
     assert_refused(_completed(code, out, err), "github.app_id needs the App's private key")
 
 
+async def test_check_runs_need_the_app(tmp_path: Path) -> None:
+    config = (
+        f'[github]\nwebhook_secret = "{SECRET}"\ntoken = "ghp_token_0123456789"\n'
+        'report = "checks"\n'
+    )
+    code, out, err = await check_config(write_config(tmp_path, config))
+    assert_refused(_completed(code, out, err), 'github.report = "checks" needs a GitHub App')
+
+
 async def test_the_key_may_come_from_the_environment_and_is_never_printed(tmp_path: Path) -> None:
     app = FakeGitHub().enable_app()
     config = write_config(tmp_path, f'[github]\nwebhook_secret = "{SECRET}"\n')

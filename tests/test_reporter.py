@@ -16,16 +16,13 @@ from aiohttp import web
 from runner.core.background import BackgroundJobs
 from runner.core.github_identity import DaemonToken
 from runner.core.metrics import Metrics
+from runner.reporting.outcomes import BAD_TOKEN_WAIT, SECONDARY_LIMIT_WAIT, Outcome, retry_delay
 from runner.reporting.pace import SharedPace, TokenBucket
 from runner.reporting.reporter import (
-    BAD_TOKEN_WAIT,
-    SECONDARY_LIMIT_WAIT,
     GitHubStatuses,
     LoggedStatuses,
-    Outcome,
     StatusReporter,
     StatusRouter,
-    retry_delay,
 )
 from runner.store import Store
 from runner.store.sql import announce, outbox

@@ -254,6 +254,8 @@ def _check_config(settings: Settings, containment: str, store: str) -> int:
         print(f"  GitHub App {github.app_id}, private key from {where} (an RSA key)")
         if github.token:
             print("  github.token: used for repositories the App is not installed on")
+        if github.report == "checks":
+            print("  builds are reported as check runs (github.report)")
         if github.auto_register:
             owners = ", ".join(settings.api.allowed_owners) or "none (set api.allowed_owners)"
             print(f"  the App's installations register repositories of: {owners}")

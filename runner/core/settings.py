@@ -81,6 +81,7 @@ MIN_TASKS_MAX = 4
 ForkPolicy = Literal["never", "without-secrets"]
 SandboxKind = Literal["none", "bubblewrap"]
 EventLoopKind = Literal["uvloop", "asyncio"]
+ReportKind = Literal["statuses", "checks"]
 
 
 # --- the tables ----------------------------------------------------------------------------------
@@ -121,6 +122,8 @@ class GitHubSettings:
     private_key_file: Annotated[Path | None, app_private_key_file] = None
     # Repositories the App is installed on register themselves (within api.allowed_owners).
     auto_register: bool = False
+    # How builds are reported: commit statuses, or check runs (a GitHub App only).
+    report: ReportKind = "statuses"
     # The App's key (PEM): read from private_key_file, or HOBOTNICA_GITHUB_APP_PRIVATE_KEY.
     app_private_key: Annotated[str | None, NOT_IN_FILE] = None
     catch_up: bool = True
@@ -309,6 +312,11 @@ def _with_app_key(
             )
         if github.auto_register and github.app_id is None:
             raise ConfigError("github.auto_register needs a GitHub App (github.app_id)")
+        if github.report == "checks" and github.app_id is None:
+            raise ConfigError(
+                'github.report = "checks" needs a GitHub App (github.app_id): GitHub lets only '
+                "Apps write check runs"
+            )
     except ConfigError as error:
         reading.add(error)
         return github

@@ -162,6 +162,27 @@ class Intake:
                     stopped.append(build.id)
         return stopped
 
+    async def _rerun(
+        self, builds: tuple[tuple[str, int], ...], commits: tuple[tuple[str, str], ...]
+    ) -> list[int]:
+        """Run builds again (GitHub's Re-run buttons); the new builds' ids."""
+        wanted = list(builds)
+        for repository, sha in commits:
+            latest = await self.store.latest_build_of_sha(repository, sha)
+            if latest is not None:
+                wanted.append((repository, latest.id))
+        new = []
+        for repository, build_id in wanted:
+            build = await self.store.get_build(build_id)
+            if build is None or build.repository.lower() != repository.lower():
+                continue  # a build of another repository is not this event's to run
+            rerun = await self.store.rerun_build(build_id)
+            if rerun.build_id is not None:
+                new.append(rerun.build_id)
+            else:
+                log.info("re-run refused", build_id=build_id, reason=rerun.refused)
+        return new
+
     async def record(self, delivery: Delivery) -> DeliveryOutcome:
         """Persist a delivery (a webhook's, or a build started through the API). What it queued
         and whom it stopped, the store announces to the scheduler and the reporter."""
@@ -219,6 +240,8 @@ class Intake:
     ) -> tuple[web.Response, dict[str, Any]]:
         fields: dict[str, Any] = {"github_event": event}
         stops: tuple[LaneStop, ...] = ()
+        reruns: tuple[tuple[str, int], ...] = ()
+        rerun_commits: tuple[tuple[str, str], ...] = ()
         if event == "ping":
             requests: tuple[Any, ...] = ()
             outcome = "ping"
@@ -241,9 +264,12 @@ class Intake:
             except PayloadError as error:
                 return _error(400, str(error)), {**fields, "outcome": "rejected"}
             requests, stops = plan.requests, plan.stops
+            reruns, rerun_commits = plan.reruns, plan.rerun_commits
             outcome = "accepted" if requests else f"ignored: {plan.ignored}"
             if stops and not requests:
                 outcome = "ignored: its builds are stopped"
+            if reruns or rerun_commits:
+                outcome = "ignored: its builds run again"
         delivery = Delivery(
             id=delivery_id,
             event=event,
@@ -269,13 +295,19 @@ class Intake:
             self.on_accepted(build_request)  # starts once this answer is on its way
         if stops:
             fields["stopped"] = await self._stop(stops)
+        rerun = await self._rerun(reruns, rerun_commits)
+        if rerun:
+            recorded_ids = [*recorded.build_ids, *rerun]
+            fields["rerun"] = rerun
+        else:
+            recorded_ids = list(recorded.build_ids)
         installation_id = _installation_id(payload)
         if event in INSTALLATION_EVENTS and installation_id and self.on_installation:
             self.on_installation(installation_id)
-        fields.update(outcome=outcome, builds=list(recorded.build_ids))
+        fields.update(outcome=outcome, builds=recorded_ids)
         if recorded.superseded_ids:
             fields["superseded"] = list(recorded.superseded_ids)
-        answer: dict[str, Any] = {"delivery": delivery_id, "builds": list(recorded.build_ids)}
+        answer: dict[str, Any] = {"delivery": delivery_id, "builds": recorded_ids}
         if event == "ping":
             return web.json_response({**answer, "ping": "pong"}, status=200), fields
         if not requests:

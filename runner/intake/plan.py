@@ -35,6 +35,14 @@ class Plan:
     requests: tuple[BuildRequest, ...] = ()
     ignored: str | None = None
     stops: tuple[LaneStop, ...] = ()
+    # Builds to run again (GitHub's Re-run buttons): (repository, build id), and the latest
+    # build of (repository, commit).
+    reruns: tuple[tuple[str, int], ...] = ()
+    rerun_commits: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def acts(self) -> bool:
+        return bool(self.requests or self.stops or self.reruns or self.rerun_commits)
 
     @classmethod
     def ignore(cls, reason: str) -> "Plan":

@@ -6,10 +6,10 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from runner.core.settings import Settings
-from runner.intake import merge_group, pull_request, push
+from runner.intake import merge_group, pull_request, push, rerequested
 from runner.intake.plan import Plan, ProjectLookup
 
-router = routing.Router(push.router, pull_request.router, merge_group.router)
+router = routing.Router(push.router, pull_request.router, merge_group.router, rerequested.router)
 
 
 async def plan_event(
@@ -27,11 +27,16 @@ async def plan_event(
         find_project=find_project,
         builds=settings.builds,
         pull_requests=settings.pull_requests,
+        github=settings.github,
     )
     if not plans:
         return Plan.ignore(f"{event} events are not acted on")
-    requests = tuple(request for plan in plans for request in plan.requests)
-    stops = tuple(stop for plan in plans for stop in plan.stops)
-    if requests or stops:
-        return Plan(requests=requests, stops=stops)
+    acting = [plan for plan in plans if plan.acts]
+    if acting:
+        return Plan(
+            requests=tuple(request for plan in acting for request in plan.requests),
+            stops=tuple(stop for plan in acting for stop in plan.stops),
+            reruns=tuple(rerun for plan in acting for rerun in plan.reruns),
+            rerun_commits=tuple(commit for plan in acting for commit in plan.rerun_commits),
+        )
     return Plan.ignore("; ".join(plan.ignored or "" for plan in plans))

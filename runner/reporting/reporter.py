@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import gidgethub
@@ -33,6 +33,11 @@ from runner.core.errors import StoreUnavailable
 from runner.core.github_identity import DaemonToken, GitHubIdentity, GitHubUnreachable
 from runner.core.links import build_url
 from runner.core.metrics import Metrics
+from runner.reporting.checks import CheckRuns
+from runner.reporting.outcomes import (
+    Outcome,
+    outcome_of,
+)
 from runner.reporting.pace import PER_MINUTE, SharedPace
 from runner.store import OutboxItem, Store
 from runner.store.announcements import Change, Committed
@@ -40,40 +45,9 @@ from runner.store.announcements import Change, Committed
 log = structlog.get_logger(logger_name="hobotnica.statuses")
 
 MAX_BACKOFF = 600.0
-SECONDARY_LIMIT_WAIT = 60.0
-BAD_TOKEN_WAIT = 300.0  # GitHub: wait at least a minute when no header says how long
 LEASE_NAME = "outbox"
 PAUSE_NAME = "github-rate-limit"  # in the store: every daemon honours a rate limit's wait
 LEASE_SECONDS = 30.0
-
-Sent = Literal["sent", "rejected"]
-Outcome = Sent | float  # a float: retry after that many seconds (negative: back off)
-
-
-def retry_delay(
-    status: int | None, headers: Mapping[str, str], now: float, message: str = ""
-) -> float | None:
-    """How long to wait before posting again after an answer, or None to drop the status.
-
-    `status` None is a network error; `headers` have lower-case names. A negative answer means
-    "no hint: back off exponentially".
-    https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
-    """
-    if status is None or status >= 500:
-        return -1.0
-    if status == 401:  # the token expired or was revoked: wait for a person to fix it
-        return BAD_TOKEN_WAIT
-    if status not in (403, 429):
-        return None
-    retry_after = headers.get("retry-after", "")
-    if retry_after.isdigit():
-        return float(retry_after)
-    reset = headers.get("x-ratelimit-reset", "")
-    if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
-        return max(1.0, float(reset) - now + 1)
-    if status == 429 or "rate limit" in message.lower():
-        return SECONDARY_LIMIT_WAIT
-    return None  # a 403 that is not a rate limit: the token may not do this
 
 
 class GitHubStatuses:
@@ -128,7 +102,7 @@ class GitHubStatuses:
                 # off alone, and no repository's posts pause for it.
                 log.warning("GitHub refused a new installation token", repository=repository)
                 return -1.0
-        return self._outcome(failure, repository, sha)
+        return outcome_of(failure, repository, sha, log, self._on_token_rejected)
 
     async def _send(
         self, token: str, repository: str, sha: str, payload: dict[str, Any]
@@ -141,34 +115,6 @@ class GitHubStatuses:
             # ValueError: an answer gidgethub cannot read (a proxy's odd status, bad JSON).
             return error
         return None
-
-    def _outcome(self, failure: Exception | None, repository: str, sha: str) -> Outcome:
-        if failure is None:
-            return "sent"
-        if not isinstance(failure, gidgethub.HTTPException):
-            log.warning("posting a status failed", error=type(failure).__name__)
-            return -1.0
-        status = failure.status_code.value
-        if status == 401 and self._on_token_rejected is not None:
-            log.warning(
-                "GitHub rejected a registered repository's token; checking its access",
-                repository=repository,
-            )
-            self._on_token_rejected(repository)
-            return "rejected"
-        headers = {k.lower(): v for k, v in failure.headers.items()}
-        delay = retry_delay(status, headers, time.time(), str(failure))
-        if delay is None:
-            log.error(
-                "GitHub refused a status; dropped",
-                status=status,
-                repository=repository,
-                sha=sha,
-                error=str(failure)[:200],
-            )
-            return "rejected"
-        log.warning("GitHub did not take a status", status=status, retry_in_s=delay)
-        return delay
 
 
 def _status_of(failure: Exception | None) -> int | None:
@@ -251,7 +197,9 @@ class StatusReporter:
         metrics: Metrics,
         jobs: BackgroundJobs,
         per_minute: float = PER_MINUTE,
+        checks: CheckRuns | None = None,
     ) -> None:
+        self._checks = checks
         self._store = store
         self._github = github
         self._local = LoggedStatuses()
@@ -345,12 +293,18 @@ class StatusReporter:
             context=item.context, target_url=build_url(self._public_url, item.build_id)
         )
         local = self._is_local(item.repository)
-        posts_to_github = not local and _posts_to_github(self._github, item.repository)
+        checks = None if local or self._checks is None else self._checks
+        as_check = checks is not None and await checks.covers(item.repository)
+        posts_to_github = not local and (
+            as_check or _posts_to_github(self._github, item.repository)
+        )
         if posts_to_github and (wait := await self._pace.take(time.time())):
             await asyncio.sleep(wait)
-        outcome = await (self._local if local else self._github).post(
-            item.repository, item.sha, payload
-        )
+        if checks is not None and as_check:
+            outcome = await checks.post(item)
+        else:
+            poster = self._local if local else self._github
+            outcome = await poster.post(item.repository, item.sha, payload)
         if isinstance(outcome, str):
             self._metrics.status_posts.labels(outcome).inc()
             await self._store.status_done(item.id, outcome)

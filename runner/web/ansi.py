@@ -35,6 +35,12 @@ _SEQUENCE = re.compile(
 # C0 and C1 controls but the tab, and DEL; escape sequences are gone by then.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
+
+def plain(text: str) -> str:
+    """`text` without terminal escapes and control characters (a check run's Markdown)."""
+    return _CONTROL.sub("", _SEQUENCE.sub("", text.replace("\r\n", "\n")))
+
+
 # The 16 base colours are the theme's (CSS variables); these are xterm's defaults for the rest.
 _CUBE = (0, 95, 135, 175, 215, 255)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.fake_checks import FakeChecks
 from tests.support.fake_github_app import FakeApp
 from tests.support.fake_github_app_routes import AppEndpoints, record_requests, refuse_token
 from tests.support.git_http import git_routes
@@ -94,7 +95,7 @@ class CreatedHook:
 
 
 @dataclass
-class FakeGitHub:
+class FakeGitHub(FakeChecks):
     statuses: list[StatusPost] = field(default_factory=list)
     scripted: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     url: str = ""
@@ -179,7 +180,7 @@ class FakeGitHub:
         hook = repo + "/hooks/{hook_id}/deliveries"
         app.router.add_get(hook, self._list_deliveries)
         app.router.add_post(hook + "/{delivery_id}/attempts", self._redeliver)
-        app.add_routes(AppEndpoints(self, prefix).routes() + git_routes(self))
+        app.add_routes(AppEndpoints(self, prefix).routes() + self.checks(prefix) + git_routes(self))
         return app
 
     def _login(self, request: web.Request) -> str | None:

@@ -1,0 +1,154 @@
+"""Check runs as data: what GitHub's Checks API is sent for a build's state (`[github] report =
+"checks"`). Pure functions; `runner.reporting.checks` posts them.
+
+A status state maps to a check run's life: pending "Queued" → `queued`, pending "Running…" →
+`in_progress`, a final state → `completed` with the conclusion that says the same thing
+(`success`, `failure`, `cancelled`, `timed_out`, `skipped` for a superseded build). The final
+update's `output` has a title, a summary (the result, how long it took, where it ran) and the last
+lines of the (masked) log in a code block; compiler-style lines of the log
+(`path:line[:col]: error|warning: message`, as gcc, mypy, ruff, flake8 and go vet print them)
+become annotations, 50 per request as GitHub allows.
+https://docs.github.com/en/rest/checks/runs
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from runner.core.statuses import Status, StatusState, truncate
+
+MAX_ANNOTATIONS_PER_REQUEST = 50
+MAX_ANNOTATIONS = 500  # GitHub shows 50 per request; a build with thousands helps nobody
+MAX_OUTPUT_CHARS = 65535  # GitHub's limit for `summary` and `text` each
+LOG_TAIL_LINES = 60
+MAX_MESSAGE_CHARS = 1000
+
+_COMPILER_LINE = re.compile(
+    r"^(?P<path>[^\s:][^:\n]*?):(?P<line>\d+)(?::(?P<column>\d+))?:\s*"
+    r"(?:(?P<level>fatal error|error|warning|note)(?:\[[^\]]*\])?:\s*)?(?P<message>.+)$"
+)
+_LEVELS = {"fatal error": "failure", "error": "failure", "warning": "warning", "note": "notice"}
+# ruff and flake8 print a rule code where gcc and mypy print a level: `x.py:3:1: F401 message`.
+_RULE_CODE = re.compile(r"^[A-Z]+\d+\b")
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What a final check run's summary tells besides the state: plain data from the store."""
+
+    job: str
+    duration_s: float | None
+    node: str | None
+    log_tail: str  # masked, without terminal escapes
+
+
+def conclusion(status: Status) -> str:
+    """The check run conclusion that says what the final commit status says."""
+    if status.state is StatusState.SUCCESS:
+        return "success"
+    if status.state is StatusState.FAILURE:
+        return "failure"
+    text = status.description
+    if text.startswith("Superseded by") or text.startswith("Not built"):
+        return "skipped"
+    if text.startswith("Timed out"):
+        return "timed_out"
+    if text.startswith(("Cancelled", "Stopped")):
+        return "cancelled"
+    return "failure"  # the build could not run (checkout failed, out of memory, interrupted)
+
+
+def check_run_update(status: Status, facts: BuildFacts | None, *, now_iso: str) -> dict[str, Any]:
+    """The body of the create or update request for `status`, without name, sha or ids."""
+    if status.state is StatusState.PENDING:
+        if status.description.startswith("Running"):
+            return {"status": "in_progress", "started_at": now_iso}
+        return {"status": "queued"}
+    body: dict[str, Any] = {
+        "status": "completed",
+        "conclusion": conclusion(status),
+        "completed_at": now_iso,
+        "output": output(status, facts),
+    }
+    return body
+
+
+def output(status: Status, facts: BuildFacts | None) -> dict[str, Any]:
+    title = truncate(status.description)
+    lines = [f"**{title}**", ""]
+    if facts is not None:
+        if facts.duration_s is not None:
+            lines.append(
+                f"- the build took {facts.duration_s:.1f} s (checkout and `make {facts.job}`)"
+            )
+        if facts.node:
+            lines.append(f"- ran on {facts.node}")
+    summary = "\n".join(lines)
+    result: dict[str, Any] = {"title": title, "summary": summary[:MAX_OUTPUT_CHARS]}
+    if facts is not None and facts.log_tail.strip():
+        result["text"] = log_block(facts.log_tail)
+    return result
+
+
+def log_block(log_tail: str) -> str:
+    """The last lines of the log in a code block that its own backticks cannot close."""
+    lines = log_tail.rstrip("\n").split("\n")[-LOG_TAIL_LINES:]
+    fence = "`" * max(3, _longest_backtick_run(log_tail) + 1)
+    head = f"Last {len(lines)} lines of the log:\n\n{fence}\n"
+    body = "\n".join(lines)
+    room = MAX_OUTPUT_CHARS - len(head) - len(fence) - 2
+    if len(body) > room:
+        body = body[len(body) - room :]
+    return f"{head}{body}\n{fence}"
+
+
+def annotations(log: str, workspace: str) -> list[dict[str, Any]]:
+    """Compiler-style lines of the log as annotations, for paths in the repository: relative
+    ones that stay inside it, or absolute ones under its workspace (made relative)."""
+    found: list[dict[str, Any]] = []
+    prefix = workspace.rstrip("/") + "/"
+    for raw in log.splitlines():
+        match = _COMPILER_LINE.match(raw.strip())
+        if match is None:
+            continue
+        path = match["path"].removeprefix(prefix).removeprefix("./")
+        if not _inside_repository(path):
+            continue
+        level = match["level"]
+        message = match["message"].strip()
+        if level is None:
+            if not _RULE_CODE.match(message):
+                continue  # `file:12: something` without a level or a rule: not a diagnostic
+            level = "warning"
+        line = int(match["line"])
+        if line < 1:
+            continue
+        annotation: dict[str, Any] = {
+            "path": path,
+            "start_line": line,
+            "end_line": line,
+            "annotation_level": _LEVELS[level],
+            "message": message[:MAX_MESSAGE_CHARS],
+        }
+        if match["column"] and int(match["column"]) > 0:
+            annotation["start_column"] = annotation["end_column"] = int(match["column"])
+        if annotation not in found:
+            found.append(annotation)
+        if len(found) >= MAX_ANNOTATIONS:
+            break
+    return found
+
+
+def annotation_batches(found: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    size = MAX_ANNOTATIONS_PER_REQUEST
+    return [found[start : start + size] for start in range(0, len(found), size)]
+
+
+def _inside_repository(path: str) -> bool:
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and ".." not in parts and "" not in parts
+
+
+def _longest_backtick_run(text: str) -> int:
+    runs = re.findall(r"`+", text)
+    return max((len(run) for run in runs), default=0)
