@@ -45,6 +45,7 @@ class BuildHandlers:
             web.get(builds, self.list),
             web.post(builds, self.start),
             web.post("/api/builds/{id:[0-9]+}/cancel", self.cancel),
+            web.post("/api/builds/{id:[0-9]+}/approve", self.approve),
         ]
 
     async def _known(self, request: web.Request, needed: str) -> _Known:
@@ -183,3 +184,20 @@ class BuildHandlers:
         cancelled = await context.store.get_build(build_id)
         assert cancelled is not None
         return web.json_response(await context.describe_build(cancelled), status=202)
+
+    async def approve(self, request: web.Request) -> web.Response:
+        context = self._context
+        build_id = int(validated(request).path["id"])
+        await context.auth.caller(request)  # strangers learn nothing about which ids exist
+        build = await context.store.get_build(build_id)
+        if build is None or context.projects.is_local(build.repository):
+            raise not_found()
+        caller, _ = await context.auth.repository(request, build.repository, "WRITE")
+        approved = await context.control.approve(build_id, by=caller.login)
+        if approved is None:
+            raise not_found()
+        if not approved:
+            raise ProblemError(409, "the build is not waiting for approval")
+        now = await context.store.get_build(build_id)
+        assert now is not None
+        return web.json_response(await context.describe_build(now), status=202)

@@ -26,6 +26,8 @@ class BuildState(enum.StrEnum):
         return self in (BuildState.SUCCESS, BuildState.FAILURE, BuildState.ERROR)
 
 
+WAITING_FOR_APPROVAL = "waiting"
+
 # GitHub's merge queues test each group on a temporary branch under this prefix.
 MERGE_QUEUE_PREFIX = "gh-readonly-queue/"
 
@@ -47,6 +49,8 @@ class BuildRequest:
     # When GitHub says this commit was pushed (repository.pushed_at / pull_request.updated_at):
     # the order pushes happened in, which deliveries (redeliveries above all) may not keep.
     pushed_at: float | None = None
+    # A fork's pull request under `pull_requests.forks = "approve"`: runs once a person approves.
+    needs_approval: bool = False
 
     @property
     def is_merge_group(self) -> bool:
@@ -72,6 +76,12 @@ class Build:
     lease_owner: str | None = None
     # The daemon that ran it last (its owner id, `runner.core.instance.node_of` names its node).
     ran_on: str | None = None
+    # Only for a build that needs approval: WAITING_FOR_APPROVAL, or "approved by LOGIN".
+    approval: str | None = None
+
+    @property
+    def is_waiting_for_approval(self) -> bool:
+        return self.approval == WAITING_FOR_APPROVAL and self.state is BuildState.QUEUED
 
     @property
     def repository(self) -> str:

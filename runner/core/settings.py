@@ -78,7 +78,7 @@ MIN_WEBHOOK_SECRET_LENGTH = 16
 MIN_MEMORY_MAX = 16 * 1024 * 1024
 MIN_TASKS_MAX = 4
 
-ForkPolicy = Literal["never", "without-secrets"]
+ForkPolicy = Literal["never", "without-secrets", "approve"]
 SandboxKind = Literal["none", "bubblewrap"]
 EventLoopKind = Literal["uvloop", "asyncio"]
 ReportKind = Literal["statuses", "checks"]
@@ -329,12 +329,10 @@ def _with_app_key(
 def _problems_between_tables(valid: Mapping[str, Any]) -> Iterator[str]:
     """Rules over keys of several tables, each checked when all its keys are valid."""
     reachable = "server.public_url" in valid and not is_loopback_url(valid["server.public_url"])
-    if (
-        valid.get("pull_requests.forks") == "without-secrets"
-        and valid.get("builds.sandbox") == "none"
-    ):
+    forks = valid.get("pull_requests.forks")
+    if forks in ("without-secrets", "approve") and valid.get("builds.sandbox") == "none":
         yield (
-            'pull_requests.forks = "without-secrets" needs builds.sandbox = "bubblewrap": '
+            f'pull_requests.forks = "{forks}" needs builds.sandbox = "bubblewrap": '
             "without the sandbox a fork's code runs as the daemon's user and can read the "
             "daemon's environment, the config file and other repositories"
         )

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from runner.core.models import BuildState, Job
+from runner.core.models import BuildRequest, BuildState, Job
 from runner.core.names import short_sha
 
 # GitHub rejects longer descriptions with a 422; we stay under it with room for an ellipsis.
@@ -52,6 +52,19 @@ def truncate(description: str) -> str:
 
 def queued(job: Job) -> Status:
     return Status(StatusState.PENDING, "Queued")
+
+
+def first(request: BuildRequest) -> Status:
+    """What GitHub is told of a build as it is queued."""
+    return waiting_for_approval() if request.needs_approval else queued(request.job)
+
+
+def waiting_for_approval() -> Status:
+    return Status(StatusState.PENDING, "Waiting for approval")
+
+
+def approved(by: str) -> Status:
+    return Status(StatusState.PENDING, f"Approved by {by}; queued")
 
 
 def running(job: Job) -> Status:

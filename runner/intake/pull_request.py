@@ -1,7 +1,8 @@
 """`pull_request`: opened, synchronize and reopened test the head commit; they never deploy.
 
 Pull requests from forks are not built unless `pull_requests.forks = "without-secrets"`, and then
-without secrets. https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request
+without secrets; with `"approve"` they are built, without secrets, once a person approved each
+new head commit (the build waits until then). https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request
 """
 
 from collections.abc import Mapping
@@ -61,6 +62,7 @@ def plan_pull_request(
                 branch=branch,
                 pull_request=number,
                 from_fork=from_fork,
+                needs_approval=from_fork and policy.forks == "approve",
                 author=text(table(pull, "user"), "login"),
                 pushed_at=timestamp(pull.get("updated_at")),
             ),

@@ -102,6 +102,10 @@ class BuildQueue(Protocol):
 
     async def rerun_build(self, build_id: int) -> Rerun: ...
 
+    async def approve_build(self, build_id: int, by: str) -> BuildState | None:
+        """Let a fork's build that waits for approval run; the state it was in."""
+        ...
+
 
 class Leases(Protocol):
     async def acquire_lease(self, name: str, owner: str, seconds: float, is_gone: IsGone) -> bool:

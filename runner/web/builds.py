@@ -47,6 +47,8 @@ NOTICES = {
     "cancelling": "Cancelling: the build is being stopped.",
     "already-finished": "The build had already finished.",
     "rerun": "This is a re-run, asked for on an earlier build's page.",
+    "approved": "Approved: it runs in the sandbox, without the project's secrets.",
+    "not-waiting": "This build was not waiting for approval.",
 }
 
 
@@ -78,6 +80,7 @@ class BuildViews:
             web.get(f"/builds/{BUILD_ID}/events", read(self._live.stream)),
             web.post(f"/builds/{BUILD_ID}/cancel", change(self.cancel)),
             web.post(f"/builds/{BUILD_ID}/rerun", change(self.rerun)),
+            web.post(f"/builds/{BUILD_ID}/approve", change(self.approve)),
             web.get(f"/api/builds/{BUILD_ID}", read(self.as_json)),
             web.get(f"/api/builds/{BUILD_ID}/log", read(self.log)),
         ]
@@ -124,6 +127,7 @@ class BuildViews:
             "exit_code": build.exit_code,
             "attempt": build.attempt,
             "node": node_of(build.ran_on),
+            "approval": build.approval,
             "received_at": _iso(build.received_at),
             "queued_at": _iso(build.queued_at),
             "started_at": _iso(build.started_at),
@@ -188,6 +192,15 @@ class BuildViews:
         if outcome is Cancelled.NOT_FOUND:
             raise web.HTTPNotFound(text="no such build\n")
         raise web.HTTPSeeOther(f"/builds/{build_id}?notice={CANCEL_NOTICES[outcome]}")
+
+    async def approve(self, request: web.Request) -> web.StreamResponse:
+        build_id = int(request.match_info["id"])
+        approved = await self._control.approve(build_id, by=viewer_of(request).user or "")
+        if approved is None:
+            raise web.HTTPNotFound(text="no such build\n")
+        raise web.HTTPSeeOther(
+            f"/builds/{build_id}?notice={'approved' if approved else 'not-waiting'}"
+        )
 
     async def rerun(self, request: web.Request) -> web.StreamResponse:
         build_id = int(request.match_info["id"])

@@ -48,6 +48,8 @@ class BuildView:
     finished_at: str | None
     waited: str  # queued → started (or → now, if still queued: empty)
     ran: str  # started → finished
+    approval: str | None = None  # a fork's build: "waiting", or "approved by LOGIN"
+    waiting_for_approval: bool = False
 
     @classmethod
     def of(cls, build: Build, masker: SecretMasker) -> "BuildView":
@@ -93,6 +95,8 @@ class BuildView:
             finished_at=clock_time(build.finished_at),
             waited=_between(build.queued_at, build.started_at),
             ran=_between(build.started_at, build.finished_at),
+            approval=build.approval,
+            waiting_for_approval=build.is_waiting_for_approval,
         )
 
     def live_state(self) -> dict[str, Any]:

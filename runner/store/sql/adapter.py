@@ -204,6 +204,7 @@ class SQLStore(ABC):
     recover_interrupted = _write(queue.recover_interrupted, announce.recovered)
     cancel_build = _write(queue.cancel, announce.cancelled)
     rerun_build = _write(queue.rerun, announce.rerun)
+    approve_build = _write(queue.approve, announce.approved)
 
     async def heartbeat(
         self, owner: str, build_ids: Iterable[int], lease_seconds: float

@@ -65,6 +65,12 @@ def cancelled(state: BuildState | None, build_id: int, reason: str) -> Committed
     return None
 
 
+def approved(state: BuildState | None, *_: object) -> Committed | None:
+    if state is BuildState.QUEUED:
+        return Committed(Change.QUEUED | Change.OUTBOX, outbox_due_at=time.time())
+    return None
+
+
 def rerun(answer: Rerun, *_: object) -> Committed | None:
     if answer.build_id is None:
         return None

@@ -233,7 +233,7 @@ class _Plan:
             self.stops += [(reason, build_id) for build_id, reason in arrival.stop_running]
             build_id = -len(self.new) - 1
             self.new.append(_NewBuild(delivery, request, arrival.not_before))
-            self.posts.append((build_id, request, statuses.queued(request.job)))
+            self.posts.append((build_id, request, statuses.first(request)))
             lanes.note_push(_lane(request), request.pushed_at, request.sha)
             arrived.build_ids.append(build_id)
             if arrival.born_superseded_by is not None:

@@ -10,7 +10,7 @@ writes their decisions.
 from collections.abc import Callable, Iterable
 
 from runner.core import statuses
-from runner.core.models import Build, BuildState, Job
+from runner.core.models import WAITING_FOR_APPROVAL, Build, BuildState, Job
 from runner.core.statuses import Status
 from runner.scheduling import rules
 from runner.store.records import RecoveredBuild, Rerun
@@ -36,9 +36,11 @@ def claim(
         [
             (
                 "SELECT b.* FROM builds AS b WHERE b.state = 'queued'"
+                " AND COALESCE(b.approval, '') <> ?"
                 " AND b.id = (SELECT MIN(q.id) FROM builds AS q"
-                "             WHERE q.repository = b.repository AND q.state = 'queued')",
-                (),
+                "             WHERE q.repository = b.repository AND q.state = 'queued'"
+                "             AND COALESCE(q.approval, '') <> ?)",
+                (WAITING_FOR_APPROVAL, WAITING_FOR_APPROVAL),
             ),
             ("SELECT DISTINCT repository FROM builds WHERE state = 'running'", ()),
         ]
@@ -89,8 +91,9 @@ def _maybe_later(db: Connection, build: rules.BuildFacts) -> list[rules.BuildFac
 def settling_until(db: Connection) -> float | None:
     """When the earliest settling build becomes claimable, if any build is settling."""
     found = db.execute(
-        "SELECT MIN(not_before) FROM builds WHERE state = 'queued' AND not_before > ?",
-        (db.now(),),
+        "SELECT MIN(not_before) FROM builds WHERE state = 'queued' AND not_before > ?"
+        " AND COALESCE(approval, '') <> ?",
+        (db.now(), WAITING_FOR_APPROVAL),
     ).fetchone()
     return None if found[0] is None else float(found[0])
 
@@ -259,6 +262,22 @@ def rerun(db: Connection, build_id: int) -> Rerun:
     if plan.request is None:
         return Rerun(None, plan.refused)
     return Rerun(rows.insert_build(db, plan.request, None, db.now(), None))
+
+
+def approve(db: Connection, build_id: int, by: str) -> BuildState | None:
+    """A person approves a fork's build that waits for it: it is queued as any build is. The
+    state it was in (None: no such build); only a queued build that waits changes."""
+    row = _locked(db, build_id)
+    if row is None:
+        return None
+    if row["state"] == BuildState.QUEUED.value and row["approval"] == WAITING_FOR_APPROVAL:
+        status = statuses.approved(by)
+        db.execute(
+            "UPDATE builds SET approval = ?, description = ?, not_before = NULL WHERE id = ?",
+            (f"approved by {by}", status.description, build_id),
+        )
+        outbox.enqueue(db, build_id, rows.request_of(row), status)
+    return BuildState(row["state"])
 
 
 def _locked(db: Connection, build_id: int) -> Row | None:

@@ -4,7 +4,7 @@ the SQLite store shares: inserting a build (with its `Queued` status) and ending
 from collections.abc import Iterable, Sequence
 
 from runner.core import statuses
-from runner.core.models import Build, BuildRequest, BuildState, Job
+from runner.core.models import WAITING_FOR_APPROVAL, Build, BuildRequest, BuildState, Job
 from runner.scheduling import rules
 from runner.store.sql import outbox
 from runner.store.sql.connection import Connection, Row
@@ -30,6 +30,7 @@ def request_of(row: Row) -> BuildRequest:
         message=row["message"],
         author=row["author"],
         pushed_at=row["pushed_at"],
+        needs_approval=row["approval"] is not None,
     )
 
 
@@ -48,6 +49,7 @@ def build_of(row: Row) -> Build:
         exit_code=row["exit_code"],
         lease_owner=row["lease_owner"],
         ran_on=row["ran_on"],
+        approval=row["approval"],
     )
 
 
@@ -96,11 +98,15 @@ def facts(
     return [facts_of(found) for found in db.execute(query, arguments)]
 
 
+# A waiting build's `not_before`: far beyond any real time (year 2286), but a REAL and a
+# PostgreSQL double alike.
+NEVER_DUE = 1e10
+
 INSERT_BUILD = (
     "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
     " pull_request, from_fork, deploy_after_test, message, author, state, description,"
-    " received_at, queued_at, not_before, pushed_at, finished_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+    " received_at, queued_at, not_before, pushed_at, finished_at, approval)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
 )
 
 
@@ -116,6 +122,11 @@ def build_values(
     """`INSERT_BUILD`'s parameters: a queued build, or one that ended `error` as it was born
     (`ended_as`: why)."""
     state, description = BuildState.QUEUED, "Queued"
+    approval = WAITING_FOR_APPROVAL if request.needs_approval else None
+    if approval is not None:
+        # Never due until approved: a daemon of an older version, which knows no approvals,
+        # sees a build that is not due yet, and runs nothing.
+        description, not_before = statuses.waiting_for_approval().description, NEVER_DUE
     if ended_as is not None:
         state, description = BuildState.ERROR, statuses.truncate(ended_as)
     return (
@@ -138,6 +149,7 @@ def build_values(
         not_before,
         request.pushed_at,
         None if ended_as is None else now,
+        approval,
     )
 
 
@@ -151,7 +163,7 @@ def insert_build(
 ) -> int:
     values = build_values(request, delivery_id, received_at, parent_id, db.now(), not_before)
     build_id = int(db.execute(INSERT_BUILD, values).fetchone()[0])
-    outbox.enqueue(db, build_id, request, statuses.queued(request.job))
+    outbox.enqueue(db, build_id, request, statuses.first(request))
     return build_id
 
 
