@@ -80,7 +80,7 @@ async def test_register_clone_configure_and_build(
     assert webhook["hook_created"] is True
     (hook,) = fake_github.hooks.values()
     assert (hook.url, hook.secret, hook.content_type) == (webhook["url"], webhook["secret"], "json")
-    assert sorted(hook.events) == ["pull_request", "push"]
+    assert sorted(hook.events) == ["merge_group", "pull_request", "push"]
     ready = await wait_for_repository(alice, REPOSITORY, "ready")
     assert ready.body["status"] == "ready", ready.body
     assert "secret" not in json.dumps(ready.body).replace("secrets", "")

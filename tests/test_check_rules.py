@@ -40,7 +40,7 @@ def test_a_final_status_has_the_conclusion_that_says_the_same() -> None:
         errored("Cancelled by alice"): "cancelled",
         errored("Stopped: the merge group was dequeued"): "cancelled",
         errored("Superseded by abc1234"): "skipped",
-        errored("Not built: [skip ci] in the head commit"): "skipped",
+        errored("Not built: [skip ci] in the head commit"): "failure",  # never a green check
         errored("Checkout failed: commit abc1234 not found"): "failure",
         errored("Interrupted: daemon restarted"): "failure",
     }
@@ -61,14 +61,20 @@ def test_the_summary_tells_the_result_duration_and_node_and_the_text_the_last_li
     assert "line 40\n" not in output["text"]  # the last 60 lines only
 
 
-def test_backticks_in_the_log_cannot_close_its_code_block() -> None:
-    block = log_block("a ``` b\n````\n")
-    fence = block.splitlines()[2]
-    assert fence == "`````" and block.endswith("\n`````")
+def test_nothing_in_the_log_can_end_its_code_block() -> None:
+    block = log_block("a ``` b\n```\n# heading\nplain")
+    assert block.splitlines()[2:] == ["    a ``` b", "    ```", "    # heading", "    plain"]
 
 
-def test_a_huge_log_line_stays_within_githubs_limit() -> None:
-    assert len(log_block("x" * 200_000)) <= 65535
+def test_output_stays_within_githubs_limit_in_bytes() -> None:
+    for log in ("x" * 200_000, "é✓" * 100_000 + "\n" * 59, "`" * 70_000, "\ufffd" * 80_000):
+        assert len(log_block(log).encode()) <= 65535
+
+
+def test_line_numbers_github_cannot_take_are_not_annotations() -> None:
+    log = "a.c:99999999999999999999:1: error: huge\nb.c:3:99999999999: error: wide column"
+    found = annotations(log, "/ws")
+    assert [(a["path"], "start_column" in a) for a in found] == [("b.c", False)]
 
 
 def test_compiler_lines_become_annotations_for_paths_in_the_repository() -> None:

@@ -55,8 +55,12 @@ def test_destroyed_stops_the_groups_builds_and_other_actions_do_nothing() -> Non
 
     assert plan.requests == ()
     assert plan.stops == (
-        LaneStop("octo-org/octo-repo", QUEUE_BRANCH, "Stopped: the merge group was dequeued"),
+        LaneStop(
+            "octo-org/octo-repo", QUEUE_BRANCH, "a" * 40, "Stopped: the merge group was dequeued"
+        ),
     )
+    payload["reason"] = "merged"  # its checks passed: stopping could mark the base's commit
+    assert plan_merge_group(payload, only("octo-org/octo-repo")).stops == ()
     payload["action"] = "something_new"
     assert plan_merge_group(payload, only("octo-org/octo-repo")).ignored
 

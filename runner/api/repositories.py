@@ -9,10 +9,9 @@ from runner.api.auth import github_unavailable, token_rejected
 from runner.api.context import ApiContext, body, unprocessable
 from runner.api.problems import ProblemError, not_found
 from runner.core.names import is_branch_name, is_repository_name
-from runner.registrations.github_access import GitHubUnavailable, TokenRejected
+from runner.registrations.github_access import WEBHOOK_EVENTS, GitHubUnavailable, TokenRejected
 from runner.store import Registration
 
-WEBHOOK_EVENTS = ["push", "pull_request"]
 LIST_CONCURRENCY = 4
 
 
@@ -120,7 +119,7 @@ class RepositoryHandlers:
                 "url": url,
                 "secret": webhook_secret,
                 "content_type": "json",
-                "events": WEBHOOK_EVENTS,
+                "events": list(WEBHOOK_EVENTS),
                 "hook_created": hook_created,
                 "note": note,
             },

@@ -19,9 +19,11 @@ from runner.core.statuses import Status, StatusState, truncate
 
 MAX_ANNOTATIONS_PER_REQUEST = 50
 MAX_ANNOTATIONS = 500  # GitHub shows 50 per request; a build with thousands helps nobody
-MAX_OUTPUT_CHARS = 65535  # GitHub's limit for `summary` and `text` each
+MAX_OUTPUT_BYTES = 65535  # GitHub's limit for `summary` and `text` each, in UTF-8 bytes
 LOG_TAIL_LINES = 60
 MAX_MESSAGE_CHARS = 1000
+MAX_PATH_CHARS = 1000
+MAX_LINE = 2**31 - 1
 
 _COMPILER_LINE = re.compile(
     r"^(?P<path>[^\s:][^:\n]*?):(?P<line>\d+)(?::(?P<column>\d+))?:\s*"
@@ -49,8 +51,10 @@ def conclusion(status: Status) -> str:
     if status.state is StatusState.FAILURE:
         return "failure"
     text = status.description
-    if text.startswith("Superseded by") or text.startswith("Not built"):
+    if text.startswith("Superseded by"):
         return "skipped"
+    # Not "skipped" for "Not built: [skip ci]…": GitHub lets a skipped required check pass, and
+    # anyone who can open a pull request could turn the check green without running it.
     if text.startswith("Timed out"):
         return "timed_out"
     if text.startswith(("Cancelled", "Stopped")):
@@ -84,22 +88,19 @@ def output(status: Status, facts: BuildFacts | None) -> dict[str, Any]:
         if facts.node:
             lines.append(f"- ran on {facts.node}")
     summary = "\n".join(lines)
-    result: dict[str, Any] = {"title": title, "summary": summary[:MAX_OUTPUT_CHARS]}
+    result: dict[str, Any] = {"title": title, "summary": _within_bytes(summary, MAX_OUTPUT_BYTES)}
     if facts is not None and facts.log_tail.strip():
         result["text"] = log_block(facts.log_tail)
     return result
 
 
 def log_block(log_tail: str) -> str:
-    """The last lines of the log in a code block that its own backticks cannot close."""
-    lines = log_tail.rstrip("\n").split("\n")[-LOG_TAIL_LINES:]
-    fence = "`" * max(3, _longest_backtick_run(log_tail) + 1)
-    head = f"Last {len(lines)} lines of the log:\n\n{fence}\n"
-    body = "\n".join(lines)
-    room = MAX_OUTPUT_CHARS - len(head) - len(fence) - 2
-    if len(body) > room:
-        body = body[len(body) - room :]
-    return f"{head}{body}\n{fence}"
+    """The last lines of the log as an indented code block: nothing in the log can end it
+    (a fenced block ends at the log's own backticks), and it stays within GitHub's limit."""
+    tail = _last_bytes(log_tail.rstrip("\n"), MAX_OUTPUT_BYTES // 2)
+    lines = tail.split("\n")[-LOG_TAIL_LINES:]
+    body = "\n".join(f"    {line}" for line in lines)
+    return f"Last {len(lines)} lines of the log:\n\n{body}"
 
 
 def annotations(log: str, workspace: str) -> list[dict[str, Any]]:
@@ -112,7 +113,7 @@ def annotations(log: str, workspace: str) -> list[dict[str, Any]]:
         if match is None:
             continue
         path = match["path"].removeprefix(prefix).removeprefix("./")
-        if not _inside_repository(path):
+        if not _inside_repository(path) or len(path) > MAX_PATH_CHARS:
             continue
         level = match["level"]
         message = match["message"].strip()
@@ -121,7 +122,7 @@ def annotations(log: str, workspace: str) -> list[dict[str, Any]]:
                 continue  # `file:12: something` without a level or a rule: not a diagnostic
             level = "warning"
         line = int(match["line"])
-        if line < 1:
+        if not 1 <= line <= MAX_LINE:
             continue
         annotation: dict[str, Any] = {
             "path": path,
@@ -130,7 +131,7 @@ def annotations(log: str, workspace: str) -> list[dict[str, Any]]:
             "annotation_level": _LEVELS[level],
             "message": message[:MAX_MESSAGE_CHARS],
         }
-        if match["column"] and int(match["column"]) > 0:
+        if match["column"] and 1 <= int(match["column"]) <= MAX_LINE:
             annotation["start_column"] = annotation["end_column"] = int(match["column"])
         if annotation not in found:
             found.append(annotation)
@@ -149,6 +150,12 @@ def _inside_repository(path: str) -> bool:
     return bool(path) and not path.startswith("/") and ".." not in parts and "" not in parts
 
 
-def _longest_backtick_run(text: str) -> int:
-    runs = re.findall(r"`+", text)
-    return max((len(run) for run in runs), default=0)
+def _within_bytes(text: str, limit: int) -> str:
+    """The start of `text` that fits in `limit` UTF-8 bytes."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
+
+
+def _last_bytes(text: str, limit: int) -> str:
+    """The end of `text` that fits in `limit` UTF-8 bytes."""
+    data = text.encode()
+    return data[-limit:].decode("utf-8", "ignore") if len(data) > limit else text

@@ -54,7 +54,7 @@ class BuildRequest:
 
     @property
     def is_merge_group(self) -> bool:
-        return self.pull_request is None and self.branch.startswith(MERGE_QUEUE_PREFIX)
+        return self.pull_request is None and self.ref.startswith(f"refs/heads/{MERGE_QUEUE_PREFIX}")
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,8 @@ class Intake:
             request = build.request
             for stop in stops:
                 same_repository = request.repository.lower() == stop.repository.lower()
-                if same_repository and request.branch == stop.branch:
+                same_lane = request.ref == f"refs/heads/{stop.branch}" and request.sha == stop.sha
+                if same_repository and same_lane and request.pull_request is None:
                     await self.store.cancel_build(build.id, stop.reason)
                     stopped.append(build.id)
         return stopped
@@ -288,13 +289,13 @@ class Intake:
             response.headers["Retry-After"] = STORE_RETRY_AFTER
             refused = {"outcome": "refused: store unavailable", "error": str(error)}
             return response, {**fields, **refused}
+        if stops:  # again for a redelivery: a stop asked for twice stops once
+            fields["stopped"] = await self._stop(stops)
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
         for build_request in requests:
             self.on_accepted(build_request)  # starts once this answer is on its way
-        if stops:
-            fields["stopped"] = await self._stop(stops)
         rerun = await self._rerun(reruns, rerun_commits)
         if rerun:
             recorded_ids = [*recorded.build_ids, *rerun]

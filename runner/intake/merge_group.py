@@ -42,13 +42,17 @@ def plan_merge_group(payload: Mapping[str, Any], find_project: ProjectLookup) ->
         raise PayloadError("merge_group.head_ref is not a branch reference")
     if not branch.startswith(MERGE_QUEUE_PREFIX):
         raise PayloadError(f"merge_group.head_ref is not a {MERGE_QUEUE_PREFIX} branch")
-    if action == "destroyed":
-        reason = text(payload, "reason") or "destroyed"
-        stop = LaneStop(project.repository, branch, f"Stopped: the merge group was {reason}")
-        return Plan(stops=(stop,))
     sha = group.get("head_sha")
     if not is_sha(sha):
         raise PayloadError("merge_group.head_sha is not a 40-character commit sha")
+    if action == "destroyed":
+        reason = text(payload, "reason") or "destroyed"
+        if reason == "merged":
+            # Its checks passed; stopping now could post `error` on the commit the base branch
+            # points to.
+            return Plan.ignore("the merge group was merged")
+        stop = LaneStop(project.repository, branch, sha, f"Stopped: the merge group was {reason}")
+        return Plan(stops=(stop,))
     head_commit = table(group, "head_commit")
     return Plan(
         requests=(

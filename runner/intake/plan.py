@@ -23,10 +23,12 @@ class PayloadError(HobotnicaError):
 
 @dataclass(frozen=True)
 class LaneStop:
-    """Stop the queued and running builds of one branch of a repository, saying `reason`."""
+    """Stop the queued and running branch builds (not pull requests, not tags) of one commit on
+    one branch of a repository, saying `reason`."""
 
     repository: str
     branch: str
+    sha: str
     reason: str
 
 

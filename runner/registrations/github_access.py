@@ -24,6 +24,9 @@ from runner.core.single_flight import SingleFlightCache
 # GitHub's repository permissions, weakest first.
 PERMISSIONS = ("READ", "TRIAGE", "WRITE", "MAINTAIN", "ADMIN")
 
+# What a repository's webhook sends: pushes, pull requests, merge queues' groups.
+WEBHOOK_EVENTS = ("push", "pull_request", "merge_group")
+
 VIEWER_TTL = 300.0
 ACCESS_TTL = 60.0
 CACHE_SIZE = 4096
@@ -161,7 +164,7 @@ class GitHubAccess:
         body = {
             "name": "web",
             "active": True,
-            "events": ["push", "pull_request"],
+            "events": list(WEBHOOK_EVENTS),
             "config": {
                 "url": url,
                 "content_type": "json",

@@ -5,7 +5,9 @@ turns one outbox item into Checks API requests: the first state of a build and c
 check run (`POST /repos/{owner}/{repo}/check-runs`, `external_id` = the build id), later ones
 update it (`PATCH .../check-runs/{id}`). The id is remembered in memory; a daemon that does not
 know it (restarted, or another node posted the first state) finds it by `external_id` among the
-commit's runs of that name, so a run is never left `in_progress` for want of its id. A final
+commit's runs of that name, so a run is never left `in_progress` for want of its id — asked
+before a build's first post too, so a state posted again (a recovered build's "Queued", a retry
+after GitHub's answer was lost) never makes a second run. A final
 state with more than 50 annotations sends the rest in further updates, 50 at a time.
 """
 
@@ -64,6 +66,12 @@ class CheckRuns:
             return "rejected"
         body = await self._body(item)
         failure = await self._send(token, item, body)
+        if _status_of(failure) == 422 and body.get("status") == "completed":
+            # GitHub refused the output (a limit the rules missed): the conclusion matters more.
+            log.warning("GitHub refused a check run's output; sending the result alone")
+            output = body["output"]
+            brief = {**body, "output": {"title": output["title"], "summary": output["summary"]}}
+            failure = await self._send(token, item, brief)
         if _status_of(failure) == 401:
             self._app.token_refused(token)
             try:
@@ -90,6 +98,7 @@ class CheckRuns:
     async def _send(self, token: str, item: OutboxItem, body: dict[str, Any]) -> Exception | None:
         github = self._app.api(token)
         base = f"/repos/{item.repository}/check-runs"
+        body = {**body, "output": dict(body["output"])} if "output" in body else dict(body)
         annotations_left = body.get("output", {}).pop("annotations", [])
         batches = annotation_batches(annotations_left) or [[]]
         try:
@@ -124,8 +133,6 @@ class CheckRuns:
         known = self._ids.get((item.build_id, item.context))
         if known is not None:
             return known
-        if item.status.description == "Queued":
-            return None  # a build's first state: nobody made its run yet
         path = (
             f"/repos/{item.repository}/commits/{item.sha}/check-runs"
             f"?check_name={item.context}&filter=all&per_page=100"

@@ -4,7 +4,7 @@ Functions over an open connection, called inside the store's transactions. The p
 store's, the same on every backend (`runner.store.interface`):
 
 - For one commit and context only the newest waiting state is worth sending; older ones end
-  `collapsed`.
+  `collapsed` — but not another build's final state (a check run is per build).
 - A superseded build that GitHub never heard of ends silently (`dropped`, decided at once by
   `forget_unannounced`), and only its own states go with it: another build of the same commit
   still reports. A state being posted is marked `sending` first, so a post in flight counts as
@@ -133,10 +133,22 @@ def retry(db: Connection, item_id: int, next_attempt_at: float) -> None:
 
 
 def _close_older(db: Connection, now: float, newest: Row) -> None:
+    """Collapse the older waiting states under `newest`: its own build's, and other builds'
+    pending ones. Another build's final state is still sent: as a check run each build has a
+    run of its own, which would otherwise stay `in_progress` for ever."""
     db.execute(
         "UPDATE outbox SET done_at = ?, outcome = 'collapsed' WHERE done_at IS NULL"
-        " AND repository = ? AND sha = ? AND context = ? AND id < ?",
-        (now, newest["repository"], newest["sha"], newest["context"], newest["id"]),
+        " AND repository = ? AND sha = ? AND context = ? AND id < ?"
+        " AND (build_id = ? OR state = ?)",
+        (
+            now,
+            newest["repository"],
+            newest["sha"],
+            newest["context"],
+            newest["id"],
+            newest["build_id"],
+            StatusState.PENDING.value,
+        ),
     )
 
 
