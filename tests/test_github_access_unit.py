@@ -329,7 +329,7 @@ async def test_creating_a_hook_returns_its_id_and_sends_what_github_needs(
     body = sent_json(call)
     assert body["name"] == "web"
     assert body["active"] is True
-    assert sorted(body["events"]) == ["pull_request", "push"]
+    assert sorted(body["events"]) == ["merge_group", "pull_request", "push"]
     assert body["config"]["url"] == "https://ci.example/webhooks/abc"
     assert body["config"]["content_type"] == "json"
     assert body["config"]["secret"] == "hook-secret-value"
