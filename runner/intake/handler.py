@@ -168,10 +168,12 @@ class Intake:
     ) -> list[int]:
         """Run builds again (GitHub's Re-run buttons); the new builds' ids."""
         wanted = list(builds)
-        for repository, sha in commits:
-            latest = await self.store.latest_build_of_sha(repository, sha)
-            if latest is not None:
-                wanted.append((repository, latest.id))
+        for repository, sha in commits:  # the newest finished build of each lane of the commit
+            newest: dict[tuple[str, str], int] = {}
+            for listed in await self.store.list_builds(repository, limit=RERUN_LOOKBACK):
+                if listed.request.sha == sha and listed.state.is_final:
+                    newest.setdefault((listed.request.ref, listed.job.value), listed.id)
+            wanted += [(repository, build_id) for build_id in sorted(newest.values())]
         new = []
         for repository, build_id in wanted:
             build = await self.store.get_build(build_id)
@@ -317,6 +319,8 @@ class Intake:
 
 
 INSTALLATION_EVENTS = ("installation", "installation_repositories")
+# "Re-run all checks" looks for the commit's builds among the repository's newest this many.
+RERUN_LOOKBACK = 200
 
 
 def _repository_name(payload: dict[str, Any]) -> str | None:
