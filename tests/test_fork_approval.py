@@ -131,3 +131,37 @@ async def test_a_signed_in_user_approves_on_the_page_and_a_reader_cannot_through
     page = await (await d.client.get(f"/builds/{waiting}")).text()
     assert "Approved by alice" in page and "Approve and run" not in page
     await d.stop()
+
+
+async def test_closing_the_pull_request_ends_the_build_that_waits(
+    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
+) -> None:
+    require_bubblewrap()
+    sha = remote.commit({"Makefile": makefile(test="@echo ran")}, branch="contribution")
+    remote.push_pull_ref(5, sha)
+    settings = make_settings(builds={"sandbox": "bubblewrap"}, pull_requests={"forks": "approve"})
+    d = await daemon(settings)
+    opened = pull_request_payload("octo/app", sha, number=5, head_repository="stranger/app")
+    _, answer = await d.deliver("pull_request", opened)
+    (waiting,) = answer["builds"]
+    await fake_github.wait_until(lambda: bool(fake_github.for_commit(sha)))  # GitHub was told
+
+    closed = pull_request_payload(
+        "octo/app", sha, number=5, action="closed", head_repository="stranger/app"
+    )
+    status, _ = await d.deliver("pull_request", closed)
+
+    assert status == 202
+    final = await fake_github.wait_final(sha)
+    assert (final.state, final.description) == (
+        "error",
+        "Not built: the pull request was closed before anyone approved it",
+    )
+    fake_github.add_user(ALICE_TOKEN, "alice")
+    fake_github.grant("alice", "octo/app", "WRITE")
+    assert d.client is not None
+    late = await ApiClient(d.client, ALICE_TOKEN, "alice").call(
+        "POST", f"/api/builds/{waiting}/approve"
+    )
+    assert late.status == 409  # nothing left to approve
+    await d.stop()

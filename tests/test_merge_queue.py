@@ -56,7 +56,10 @@ def test_destroyed_stops_the_groups_builds_and_other_actions_do_nothing() -> Non
     assert plan.requests == ()
     assert plan.stops == (
         LaneStop(
-            "octo-org/octo-repo", QUEUE_BRANCH, "a" * 40, "Stopped: the merge group was dequeued"
+            "octo-org/octo-repo",
+            f"refs/heads/{QUEUE_BRANCH}",
+            "a" * 40,
+            "Stopped: the merge group was dequeued",
         ),
     )
     payload["reason"] = "merged"  # its checks passed: stopping could mark the base's commit

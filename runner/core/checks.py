@@ -67,7 +67,11 @@ def check_run_update(status: Status, facts: BuildFacts | None, *, now_iso: str) 
     if status.state is StatusState.PENDING:
         if status.description.startswith("Running"):
             return {"status": "in_progress", "started_at": now_iso}
-        return {"status": "queued"}
+        if status.description == "Queued":
+            return {"status": "queued"}
+        # "Waiting for approval", "Approved by …": reviewers read why it has not started.
+        said = truncate(status.description)
+        return {"status": "queued", "output": {"title": said, "summary": said}}
     body: dict[str, Any] = {
         "status": "completed",
         "conclusion": conclusion(status),

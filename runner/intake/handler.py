@@ -150,17 +150,15 @@ class Intake:
         return WebhookTarget(target.secret, configured_or_registered, records_hook=False)
 
     async def _stop(self, stops: tuple[LaneStop, ...]) -> list[int]:
-        """Stop the queued and running builds of the lanes (a merge group destroyed): through
-        the store, which the daemon running one reads on its next heartbeat."""
+        """Stop the queued and running builds of the lanes (a merge group destroyed, a fork's
+        pull request closed while waiting): through the store, which the daemon running one
+        reads on its next heartbeat."""
         stopped = []
         for build in await self.store.active_builds(limit=1000):
-            request = build.request
-            for stop in stops:
-                same_repository = request.repository.lower() == stop.repository.lower()
-                same_lane = request.ref == f"refs/heads/{stop.branch}" and request.sha == stop.sha
-                if same_repository and same_lane and request.pull_request is None:
-                    await self.store.cancel_build(build.id, stop.reason)
-                    stopped.append(build.id)
+            stop = next((stop for stop in stops if stop.matches(build)), None)
+            if stop is not None:
+                await self.store.cancel_build(build.id, stop.reason)
+                stopped.append(build.id)
         return stopped
 
     async def _rerun(

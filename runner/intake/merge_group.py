@@ -51,7 +51,7 @@ def plan_merge_group(payload: Mapping[str, Any], find_project: ProjectLookup) ->
             # Its checks passed; stopping now could post `error` on the commit the base branch
             # points to.
             return Plan.ignore("the merge group was merged")
-        stop = LaneStop(project.repository, branch, sha, f"Stopped: the merge group was {reason}")
+        stop = LaneStop(project.repository, ref, sha, f"Stopped: the merge group was {reason}")
         return Plan(stops=(stop,))
     head_commit = table(group, "head_commit")
     return Plan(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.core.errors import HobotnicaError
-from runner.core.models import BuildRequest
+from runner.core.models import Build, BuildRequest
 from runner.core.names import is_branch_name, is_repository_name
 from runner.core.settings import Project
 
@@ -23,13 +23,24 @@ class PayloadError(HobotnicaError):
 
 @dataclass(frozen=True)
 class LaneStop:
-    """Stop the queued and running branch builds (not pull requests, not tags) of one commit on
-    one branch of a repository, saying `reason`."""
+    """Stop the queued and running builds of one lane (`ref`: `refs/heads/BRANCH`, or a pull
+    request's `refs/pull/N/head`) of a repository, saying `reason`: of one commit (`sha`), or
+    any; with `waiting_only`, only builds that wait for approval."""
 
     repository: str
-    branch: str
-    sha: str
+    ref: str
+    sha: str | None
     reason: str
+    waiting_only: bool = False
+
+    def matches(self, build: Build) -> bool:
+        request = build.request
+        return (
+            request.repository.lower() == self.repository.lower()
+            and request.ref == self.ref
+            and (self.sha is None or request.sha == self.sha)
+            and (not self.waiting_only or build.is_waiting_for_approval)
+        )
 
 
 @dataclass(frozen=True)

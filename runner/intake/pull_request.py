@@ -14,6 +14,7 @@ from runner.core.models import BuildRequest
 from runner.core.names import is_branch_name, is_sha
 from runner.core.settings import PullRequestSettings
 from runner.intake.plan import (
+    LaneStop,
     PayloadError,
     Plan,
     ProjectLookup,
@@ -32,7 +33,8 @@ def plan_pull_request(
     payload: Mapping[str, Any], find_project: ProjectLookup, policy: PullRequestSettings
 ) -> Plan:
     action = payload.get("action")
-    if not isinstance(action, str) or action not in BUILT_ACTIONS:
+    closing = action == "closed" and policy.forks == "approve"
+    if not isinstance(action, str) or (action not in BUILT_ACTIONS and not closing):
         return Plan.ignore(f"pull_request action {str(action)[:40]!r} is not built")
     repository = repository_name(payload)
     project = find_project(repository)
@@ -42,6 +44,10 @@ def plan_pull_request(
     number = payload.get("number", pull.get("number"))
     if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 2**31:
         raise PayloadError("number is not a pull request number")
+    if closing:  # its builds that still wait for approval will never be approved
+        reason = "Not built: the pull request was closed before anyone approved it"
+        ref = f"refs/pull/{number}/head"
+        return Plan(stops=(LaneStop(project.repository, ref, None, reason, waiting_only=True),))
     head = table(pull, "head")
     sha, branch = head.get("sha"), head.get("ref")
     if not is_sha(sha):

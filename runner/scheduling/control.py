@@ -58,14 +58,10 @@ class BuildControl:
     async def approve(self, build_id: int, *, by: str) -> bool | None:
         """Let a fork's build that waits for approval run (None: no such build; False: it was
         not waiting). Who approved is logged, and shown on its page."""
-        build = await self.store.get_build(build_id)
-        if build is None:
-            return None
-        if not build.is_waiting_for_approval:
-            return False
-        await self.store.approve_build(build_id, by)
-        log.info("approved", build_id=build_id, user=by, repository=build.repository)
-        return True
+        approved = await self.store.approve_build(build_id, by)
+        if approved:  # decided under the repository's lock: a newer push may have won
+            log.info("approved", build_id=build_id, user=by)
+        return approved
 
     async def rerun(self, build_id: int, *, by: str) -> Rerun:
         answer = await self.store.rerun_build(build_id)

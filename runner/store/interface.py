@@ -102,8 +102,9 @@ class BuildQueue(Protocol):
 
     async def rerun_build(self, build_id: int) -> Rerun: ...
 
-    async def approve_build(self, build_id: int, by: str) -> BuildState | None:
-        """Let a fork's build that waits for approval run; the state it was in."""
+    async def approve_build(self, build_id: int, by: str) -> bool | None:
+        """Let a fork's build that waits for approval run: True if it did now, False if it was
+        not waiting, None if there is no such build."""
         ...
 
 

@@ -65,8 +65,8 @@ def cancelled(state: BuildState | None, build_id: int, reason: str) -> Committed
     return None
 
 
-def approved(state: BuildState | None, *_: object) -> Committed | None:
-    if state is BuildState.QUEUED:
+def approved(changed: bool | None, *_: object) -> Committed | None:
+    if changed:
         return Committed(Change.QUEUED | Change.OUTBOX, outbox_due_at=time.time())
     return None
 

@@ -264,20 +264,22 @@ def rerun(db: Connection, build_id: int) -> Rerun:
     return Rerun(rows.insert_build(db, plan.request, None, db.now(), None))
 
 
-def approve(db: Connection, build_id: int, by: str) -> BuildState | None:
-    """A person approves a fork's build that waits for it: it is queued as any build is. The
-    state it was in (None: no such build); only a queued build that waits changes."""
+def approve(db: Connection, build_id: int, by: str) -> bool | None:
+    """A person approves a fork's build that waits for it: it is queued as any build is. True
+    when it was approved now; False when it was not waiting (approved already, superseded,
+    cancelled) and nothing changed; None: no such build."""
     row = _locked(db, build_id)
     if row is None:
         return None
-    if row["state"] == BuildState.QUEUED.value and row["approval"] == WAITING_FOR_APPROVAL:
-        status = statuses.approved(by)
-        db.execute(
-            "UPDATE builds SET approval = ?, description = ?, not_before = NULL WHERE id = ?",
-            (f"approved by {by}", status.description, build_id),
-        )
-        outbox.enqueue(db, build_id, rows.request_of(row), status)
-    return BuildState(row["state"])
+    if row["state"] != BuildState.QUEUED.value or row["approval"] != WAITING_FOR_APPROVAL:
+        return False
+    status = statuses.approved(by)
+    db.execute(
+        "UPDATE builds SET approval = ?, description = ?, not_before = NULL WHERE id = ?",
+        (f"approved by {by}", status.description, build_id),
+    )
+    outbox.enqueue(db, build_id, rows.request_of(row), status)
+    return True
 
 
 def _locked(db: Connection, build_id: int) -> Row | None:
