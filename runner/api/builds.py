@@ -168,7 +168,9 @@ class BuildHandlers:
             raise unprocessable("no such branch in the repository (or it is still cloning)", "/ref")
         return head
 
-    async def cancel(self, request: web.Request) -> web.Response:
+    async def _writer_of(self, request: web.Request) -> tuple[int, str]:
+        """The build the path names, and the login of the caller, who may write to its
+        repository (or `ProblemError`)."""
         context = self._context
         build_id = int(validated(request).path["id"])
         await context.auth.caller(request)  # strangers learn nothing about which ids exist
@@ -176,28 +178,27 @@ class BuildHandlers:
         if build is None or context.projects.is_local(build.repository):
             raise not_found()
         caller, _ = await context.auth.repository(request, build.repository, "WRITE")
-        outcome = await context.control.cancel(build_id, by=caller.login)
+        return build_id, caller.login
+
+    async def _answer(self, build_id: int) -> web.Response:
+        build = await self._context.store.get_build(build_id)
+        assert build is not None
+        return web.json_response(await self._context.describe_build(build), status=202)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        build_id, login = await self._writer_of(request)
+        outcome = await self._context.control.cancel(build_id, by=login)
         if outcome is Cancelled.NOT_FOUND:
             raise not_found()
         if outcome is Cancelled.ALREADY_FINISHED:
             raise ProblemError(409, "the build has already finished")
-        cancelled = await context.store.get_build(build_id)
-        assert cancelled is not None
-        return web.json_response(await context.describe_build(cancelled), status=202)
+        return await self._answer(build_id)
 
     async def approve(self, request: web.Request) -> web.Response:
-        context = self._context
-        build_id = int(validated(request).path["id"])
-        await context.auth.caller(request)  # strangers learn nothing about which ids exist
-        build = await context.store.get_build(build_id)
-        if build is None or context.projects.is_local(build.repository):
-            raise not_found()
-        caller, _ = await context.auth.repository(request, build.repository, "WRITE")
-        approved = await context.control.approve(build_id, by=caller.login)
+        build_id, login = await self._writer_of(request)
+        approved = await self._context.control.approve(build_id, by=login)
         if approved is None:
             raise not_found()
         if not approved:
             raise ProblemError(409, "the build is not waiting for approval")
-        now = await context.store.get_build(build_id)
-        assert now is not None
-        return web.json_response(await context.describe_build(now), status=202)
+        return await self._answer(build_id)

@@ -21,7 +21,7 @@ tokens never leave this object except as the token handed to the caller; reprs h
 import asyncio
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -209,19 +209,15 @@ class GitHubApp:
                 del self._tokens[installation_id]
 
     async def _new_token(self, installation_id: int) -> _InstallationToken:
-        try:
-            answer = await apps.get_installation_access_token(
+        answer = await _asking(
+            "getting an installation token",
+            apps.get_installation_access_token(
                 self.api(),
                 installation_id=str(installation_id),
                 app_id=str(self._app_id),
                 private_key=self._private_key,
-            )
-        except gidgethub.HTTPException as error:
-            raise _refused("getting an installation token", error) from None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            raise GitHubUnreachable(
-                f"GitHub could not be reached ({type(error).__name__})"
-            ) from None
+            ),
+        )
         token = _InstallationToken(
             token=str(answer["token"]),
             renew_at=expires_at(answer.get("expires_at"), self._clock()) - TOKEN_MARGIN,
@@ -231,15 +227,20 @@ class GitHubApp:
 
     async def check(self) -> dict[str, Any]:
         """`GET /app` with the JWT: GitHub's description of the App (`check-config --online`)."""
-        try:
-            answer = await self.api().getitem("/app", jwt=self.jwt())
-        except gidgethub.HTTPException as error:
-            raise _refused("authenticating as the App", error) from None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            raise GitHubUnreachable(
-                f"GitHub could not be reached ({type(error).__name__})"
-            ) from None
+        answer = await _asking(
+            "authenticating as the App", self.api().getitem("/app", jwt=self.jwt())
+        )
         return dict(answer)
+
+
+async def _asking(doing: str, request: Awaitable[Any]) -> Any:
+    """GitHub's answer to `request`, or `GitHubUnreachable` saying what failed while `doing`."""
+    try:
+        return await request
+    except gidgethub.HTTPException as error:
+        raise _refused(doing, error) from None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        raise GitHubUnreachable(f"GitHub could not be reached ({type(error).__name__})") from None
 
 
 def expires_at(value: object, now: float) -> float:
