@@ -134,6 +134,22 @@ def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
     with urllib.request.urlopen(as_dev_user(f"{base}/api/builds/1"), timeout=30) as response:
         assert json.load(response)["message"] == "Add a Makefile"
 
+    # With --deploy, --wait waits for the deploy the green tests queued, and prints it too.
+    recipe = makefile(test="@echo tests pass", deploy="@echo deployed $$HOBOTNICA_SHA")
+    (project / "Makefile").write_text(recipe)
+    git(project, "commit", "-q", "-am", "Deploy too")
+    deployed = subprocess.run(
+        [HOBOTNICA, "try", str(project), "--config", str(config), "--deploy", "--wait"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    test_url, test_outcome, deploy_url, deploy_outcome = deployed.stdout.strip().splitlines()
+    assert test_url == f"{base}/builds/2" and test_outcome.startswith("success: make test")
+    assert deploy_url == f"{base}/builds/3"
+    assert deploy_outcome.startswith("success: make deploy passed")
+
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     lines = [json.loads(line) for line in process.stdout or [] if line.startswith("{")]
@@ -145,7 +161,7 @@ def test_try_builds_a_local_repository_and_sigterm_stops_cleanly(
     assert events[-1] == "stopped"
     statuses = [line for line in lines if line["event"] == "status (not posted to GitHub)"]
     states = [s["state"] for s in statuses]
-    assert states[-1] == "success" and set(states[:-1]) <= {"pending"}
+    assert states.count("success") == 3 and set(states) <= {"pending", "success"}  # 3 builds
 
 
 def as_dev_user(url: str) -> urllib.request.Request:

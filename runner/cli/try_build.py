@@ -20,10 +20,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from runner.core.models import BuildState
+from runner.core.models import Build, BuildState, Job
 from runner.core.names import is_branch_name
 from runner.core.settings import Settings
-from runner.store import open_store
+from runner.store import Store, open_store
 from runner.store.projects import LOCAL_OWNER, ProjectDirectory
 
 POLL_SECONDS = 0.5
@@ -60,7 +60,7 @@ def try_build(settings: Settings, path: Path, *, deploy: bool, wait: bool) -> in
     for build_id in build_ids:
         print(f"{settings.server.public_url}/builds/{build_id}")
     if wait:
-        return _wait_for(settings, build_ids[0])
+        return _wait_for(settings, build_ids[0], deploy=deploy)
     return 0
 
 
@@ -151,23 +151,43 @@ def _post_webhook(settings: Settings, payload: dict[str, Any]) -> dict[str, Any]
     return None
 
 
-def _wait_for(settings: Settings, build_id: int) -> int:
+def _wait_for(settings: Settings, build_id: int, *, deploy: bool) -> int:
     """Watch the build in the daemon's store (this command shares its data directory), so it
-    needs no sign-in for the daemon's pages."""
-    return asyncio.run(_watch(settings, build_id))
+    needs no sign-in for the daemon's pages; with `deploy`, then the deploy its success queued."""
+    return asyncio.run(_watch(settings, build_id, deploy=deploy))
 
 
-async def _watch(settings: Settings, build_id: int) -> int:
+async def _watch(settings: Settings, build_id: int, *, deploy: bool) -> int:
     store = await open_store(settings)
     try:
-        while True:
-            build = await store.get_build(build_id)
-            if build is not None and build.state.is_final:
-                print(f"{build.state.value}: {build.description}")
-                return 0 if build.state is BuildState.SUCCESS else 2
-            await asyncio.sleep(POLL_SECONDS)
+        test = await _final(store, build_id)
+        print(f"{test.state.value}: {test.description}", flush=True)
+        if test.state is not BuildState.SUCCESS:
+            return 2
+        if not deploy:
+            return 0
+        newer = await store.list_builds(test.repository, limit=20)
+        queued = [
+            b for b in newer if b.id > test.id and b.job is Job.DEPLOY and b.request.sha == test.sha
+        ]
+        if not queued:
+            print("no deploy was queued (deploys follow green tests of the default branch)")
+            return 2
+        deployed = min(queued, key=lambda b: b.id)
+        print(f"{settings.server.public_url}/builds/{deployed.id}", flush=True)
+        deployed = await _final(store, deployed.id)
+        print(f"{deployed.state.value}: {deployed.description}")
+        return 0 if deployed.state is BuildState.SUCCESS else 2
     finally:
         await store.close()
+
+
+async def _final(store: Store, build_id: int) -> Build:
+    while True:
+        build = await store.get_build(build_id)
+        if build is not None and build.state.is_final:
+            return build
+        await asyncio.sleep(POLL_SECONDS)
 
 
 def _git(cwd: Path, *args: str) -> str:
