@@ -55,6 +55,7 @@ from runner.store import Store, open_store
 from runner.store.projects import ProjectDirectory
 from runner.store.retention import INTERVAL as RETENTION_INTERVAL
 from runner.store.retention import Retention
+from runner.web.all_builds import AllBuilds
 from runner.web.auth import Access
 from runner.web.badge import BadgeView
 from runner.web.build_facts import BuildFactsReader
@@ -330,6 +331,7 @@ async def _pages(app: web.Application) -> AsyncIterator[None]:
     for handlers in (RepositoryHandlers, VariableHandlers, BuildHandlers):
         app.router.add_routes(handlers(context).routes())
     app.router.add_routes(PageViews(store, catalog, renderer, access).routes())
+    app.router.add_routes(AllBuilds(store, catalog, renderer, access).routes())
     app.router.add_routes(BadgeView(store, catalog, access).routes())
     watch.start()
     yield

@@ -205,13 +205,17 @@ class Listings(Protocol):
 
     async def list_builds(
         self,
-        repository: str,
+        repository: str | None,
         *,
         branch: str | None = None,
         state: str | None = None,
+        job: str | None = None,
+        author: str | None = None,
         before: int | None = None,
         limit: int = 50,
-    ) -> list[Build]: ...
+    ) -> list[Build]:
+        """A page of builds, newest first: of `repository` (None: of all), filtered."""
+        ...
 
     async def latest_test_build(self, repository: str, branch: str) -> Build | None: ...
 

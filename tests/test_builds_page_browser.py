@@ -1,0 +1,56 @@
+"""The builds page across repositories in a real browser (Debian's chromium, Playwright): its
+filter form narrows the list, and paging keeps the filters."""
+
+from pathlib import Path
+
+from playwright.async_api import Browser, expect
+
+from tests.conftest import DaemonFactory, SettingsFactory
+from tests.support.fake_github import FakeGitHub
+from tests.support.gitrepo import Remote, make_remote, makefile
+from tests.support.webhooks import push_payload
+from tests.test_pages_browser import DESKTOP, WAIT_MS, base_url, browser, screenshot
+
+__all__ = ["browser"]  # the fixture, shared with the other page tests
+
+
+async def test_the_builds_page_filters_by_repository_and_state(
+    browser: Browser,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+    remote_root: Path,
+) -> None:
+    lib = make_remote(remote_root, "octo/lib")
+    app_sha = remote.commit({"Makefile": makefile(test="@true")}, branch="feature")
+    lib_sha = lib.commit({"Makefile": makefile(test="@exit 3")}, branch="main")
+    projects = [{"repository": "octo/app"}, {"repository": "octo/lib"}]
+    d = await daemon(make_settings(projects, ui={"public": True}))
+    await d.deliver("push", push_payload("octo/app", app_sha, branch="feature"))
+    await d.deliver("push", push_payload("octo/lib", lib_sha, branch="main"))
+    await fake_github.wait_final(app_sha)
+    await fake_github.wait_final(lib_sha)
+
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(f"{base_url(d)}/")
+    await page.click("header nav a[href='/builds']")
+    rows = page.locator("table tbody tr")
+    await expect(rows).to_have_count(2, timeout=WAIT_MS)
+    await screenshot(page, "builds")
+
+    await page.select_option("select[name=state]", "failure")
+    await page.click("form.filters button[type=submit]")
+    await expect(page).to_have_url(
+        f"{base_url(d)}/builds?repository=&branch=&job=&state=failure&author="
+    )
+    await expect(rows).to_have_count(1, timeout=WAIT_MS)
+    await expect(rows.first).to_contain_text("octo/lib")
+
+    await page.select_option("select[name=state]", "")
+    await page.select_option("select[name=repository]", "octo/app")
+    await page.click("form.filters button[type=submit]")
+    await expect(rows).to_have_count(1, timeout=WAIT_MS)
+    await expect(rows.first).to_contain_text("feature")
+    await page.close()
+    await d.stop()
