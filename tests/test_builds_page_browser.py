@@ -5,6 +5,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
+from runner.app import CONTROL
 from tests.conftest import DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
@@ -52,5 +53,39 @@ async def test_the_builds_page_filters_by_repository_and_state(
     await page.click("form.filters button[type=submit]")
     await expect(rows).to_have_count(1, timeout=WAIT_MS)
     await expect(rows.first).to_contain_text("feature")
+    await page.close()
+    await d.stop()
+
+
+async def test_lineage_links_a_test_its_deploy_and_its_re_run_both_ways(
+    browser: Browser,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+) -> None:
+    sha = remote.commit({"Makefile": makefile(test="@true", deploy="@echo deployed")})
+    d = await daemon(make_settings(ui={"public": True}))
+    await d.deliver("push", push_payload("octo/app", sha))  # main: the deploy branch
+    assert (await fake_github.wait_final(sha, "hobotnica/deploy")).state == "success"
+    assert d.client is not None
+    rerun = await d.client.app[CONTROL].rerun(1, by="alice")
+    assert rerun.build_id == 3
+
+    test_build = await (await d.client.get("/api/builds/1")).json()
+    deploy_build = await (await d.client.get("/api/builds/2")).json()
+    again = await (await d.client.get("/api/builds/3")).json()
+    assert (test_build["deploy_build_ids"], test_build["rerun_build_ids"]) == ([2], [3])
+    assert (deploy_build["test_build_id"], again["rerun_of"]) == (1, 1)
+
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(f"{base_url(d)}/builds/1")
+    await page.click("#lineage a[href='/builds/2']")
+    await expect(page).to_have_url(f"{base_url(d)}/builds/2")
+    await expect(page.locator("#lineage")).to_contain_text("deploys after the tests of #1")
+    await page.click("#lineage a[href='/builds/1']")
+    await expect(page.locator("#lineage")).to_contain_text("run again as #3")
+    await page.click("#lineage a[href='/builds/3']")
+    await expect(page.locator("#lineage")).to_contain_text("a re-run of #1")
     await page.close()
     await d.stop()

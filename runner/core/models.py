@@ -78,6 +78,9 @@ class Build:
     ran_on: str | None = None
     # Only for a build that needs approval: WAITING_FOR_APPROVAL, or "approved by LOGIN".
     approval: str | None = None
+    # Lineage: the test build a deploy follows; the build a re-run ran again.
+    parent_id: int | None = None
+    rerun_of: int | None = None
 
     @property
     def is_waiting_for_approval(self) -> bool:

@@ -128,6 +128,8 @@ class BuildViews:
             "attempt": build.attempt,
             "node": node_of(build.ran_on),
             "approval": build.approval,
+            "test_build_id": build.parent_id,
+            "rerun_of": build.rerun_of,
             "received_at": _iso(build.received_at),
             "queued_at": _iso(build.queued_at),
             "started_at": _iso(build.started_at),
@@ -140,7 +142,11 @@ class BuildViews:
         }
 
     async def as_json(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.describe(await self._build(request)))
+        build = await self._build(request)
+        lineage = await self._lineage(build)
+        described = await self.describe(build)
+        described.update(deploy_build_ids=lineage["deploys"], rerun_build_ids=lineage["reruns"])
+        return web.json_response(described)
 
     async def log(self, request: web.Request) -> web.StreamResponse:
         build = await self._build(request)
@@ -172,9 +178,20 @@ class BuildViews:
             events_url=f"/builds/{build.id}/events?from={tail.end}.{tail.next_line}",
             raw_log_url=f"/api/builds/{build.id}/log",
             github=self._github_links(view),
+            lineage=await self._lineage(build),
             notice=notice,
             notice_bad=status >= 400,
         )
+
+    async def _lineage(self, build: Build) -> dict[str, Any]:
+        """The builds this one came of, and the builds that came of it."""
+        deploys, reruns = await self._store.followers(build.id)
+        return {
+            "after_tests": build.parent_id,
+            "rerun_of": build.rerun_of,
+            "deploys": deploys,
+            "reruns": reruns,
+        }
 
     def _github_links(self, build: BuildView) -> dict[str, str | None]:
         """The build's commit, branch and pull request on GitHub (at `github.git_url`)."""

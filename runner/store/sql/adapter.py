@@ -258,6 +258,7 @@ class SQLStore(ABC):
     latest_per_lane = _read(listing.latest_per_lane)
     active_builds = _read(listing.active)
     list_builds = _read(listing.page)
+    followers = _read(listing.followers)
     latest_test_build = _read(listing.latest_test)
     latest_build_of_sha = _read(listing.latest_of_sha)
     deploy_branch_seen = _read(listing.deploy_branch)

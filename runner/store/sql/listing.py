@@ -46,6 +46,17 @@ def active(db: Connection, limit: int) -> list[Build]:
     return [build_of(row) for row in found]
 
 
+def followers(db: Connection, build_id: int) -> tuple[list[int], list[int]]:
+    """The builds that came of `build_id`: (the deploys its success queued, its re-runs)."""
+    deploys, reruns = db.execute_together(
+        [
+            ("SELECT id FROM builds WHERE parent_id = ? ORDER BY id", (build_id,)),
+            ("SELECT id FROM builds WHERE rerun_of = ? ORDER BY id", (build_id,)),
+        ]
+    )
+    return [row[0] for row in deploys], [row[0] for row in reruns]
+
+
 def page(
     db: Connection,
     repository: str | None,

@@ -261,7 +261,9 @@ def rerun(db: Connection, build_id: int) -> Rerun:
     plan = rules.rerun(rows.facts_of(row), [rows.facts_of(other) for other in later])
     if plan.request is None:
         return Rerun(None, plan.refused)
-    return Rerun(rows.insert_build(db, plan.request, None, db.now(), None))
+    new_id = rows.insert_build(db, plan.request, None, db.now(), None)
+    db.execute("UPDATE builds SET rerun_of = ? WHERE id = ?", (build_id, new_id))
+    return Rerun(new_id)
 
 
 def approve(db: Connection, build_id: int, by: str) -> bool | None:

@@ -50,6 +50,8 @@ def build_of(row: Row) -> Build:
         lease_owner=row["lease_owner"],
         ran_on=row["ran_on"],
         approval=row["approval"],
+        parent_id=row["parent_id"],
+        rerun_of=row["rerun_of"],
     )
 
 
