@@ -133,7 +133,9 @@ def create_app(settings: Settings) -> web.Application:
     access = app[ACCESS] = Access(
         settings.ui, secure_cookies=settings.server.public_url.startswith("https://")
     )
-    app[RENDERER] = Renderer(access, builds_paused=app[FREE_SPACE].shortage)
+    app[RENDERER] = Renderer(
+        access, builds_paused=app[FREE_SPACE].shortage, git_url=settings.github.git_url
+    )
     app.cleanup_ctx.extend(
         [_store, _github, _reporter, _scheduler, _pages, _background_jobs, _ready]
     )

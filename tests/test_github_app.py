@@ -230,6 +230,12 @@ async def test_the_whole_loop_on_github_enterprise_under_api_v3(
     assert f'href="{enterprise.url}/octo/app/commit/{sha}"' in page
     assert f'href="{enterprise.url}/octo/app/tree/main"' in page
     assert "github.com" not in page
+    assert d.client is not None
+    commit_link = f'href="{enterprise.url}/octo/app/commit/{sha}"'
+    for path in ("/", "/octo/app", "/builds"):  # the lists link each commit there too
+        listing = await (await d.client.get(path)).text()
+        assert commit_link in listing and "github.com" not in listing, path
+    assert f'href="{enterprise.url}/octo/app"' in await (await d.client.get("/octo/app")).text()
     asked = {(method, path) for method, path, _auth in enterprise.requests}
     assert ("GET", "/repos/octo/app/installation") in asked  # found by asking, with the JWT
     assert ("POST", f"/app/installations/{INSTALLATION}/access_tokens") in asked

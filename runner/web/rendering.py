@@ -8,6 +8,7 @@ frames, forms that post only here. Jinja autoescapes everything; templates never
 except HTML that `runner.web.logview` rendered from escaped text.
 """
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from runner.core.links import on_github
 from runner.web.ansi import palette_css
 from runner.web.auth import Access, viewer_of
 
@@ -52,7 +54,11 @@ def load_assets() -> dict[str, Asset]:
 
 class Renderer:
     def __init__(
-        self, access: Access, *, builds_paused: Callable[[], str | None] = lambda: None
+        self,
+        access: Access,
+        *,
+        builds_paused: Callable[[], str | None] = lambda: None,
+        git_url: str = "",
     ) -> None:
         self._access = access
         self._builds_paused = builds_paused
@@ -63,6 +69,8 @@ class Renderer:
             undefined=jinja2.StrictUndefined,
         )
         self._templates.globals["asset"] = self.asset_url
+        # A repository's page on GitHub (`github.git_url`): on_github(repository, "commit/SHA").
+        self._templates.globals["on_github"] = functools.partial(on_github, git_url)
 
     def asset_url(self, name: str) -> str:
         return f"/static/{name}?v={self._assets[name].version}"
