@@ -89,3 +89,32 @@ async def test_lineage_links_a_test_its_deploy_and_its_re_run_both_ways(
     await expect(page.locator("#lineage")).to_contain_text("a re-run of #1")
     await page.close()
     await d.stop()
+
+
+async def test_a_repository_page_charts_its_last_builds_durations_by_outcome(
+    browser: Browser,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+) -> None:
+    d = await daemon(make_settings(ui={"public": True}))
+    outcomes = ["@true", "@exit 1", "@sleep 0.3"]
+    for n, recipe in enumerate(outcomes):
+        sha = remote.commit({"Makefile": makefile(test=recipe), "n": str(n)}, branch=f"b{n}")
+        await d.deliver("push", push_payload("octo/app", sha, branch=f"b{n}"))
+        await fake_github.wait_final(sha)
+
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(f"{base_url(d)}/octo/app")
+
+    bars = page.locator("figure.durations rect.bar")
+    await expect(bars).to_have_count(3, timeout=WAIT_MS)
+    classes = [await bar.get_attribute("class") for bar in await bars.all()]
+    assert classes == ["bar success", "bar failure", "bar success"]  # oldest first
+    heights = [float(await bar.get_attribute("height") or 0) for bar in await bars.all()]
+    assert heights[2] == max(heights)  # the build that slept took longest
+    await expect(page.locator("figure.durations a").first).to_have_attribute("href", "/builds/1")
+    await screenshot(page, "repository-durations")
+    await page.close()
+    await d.stop()

@@ -20,6 +20,7 @@ from runner.core.names import is_branch_name, is_repository_name
 from runner.store import Store
 from runner.web.auth import Access
 from runner.web.catalog import RepositoryCatalog
+from runner.web.durations import duration_chart
 from runner.web.present import BuildView
 from runner.web.rendering import Renderer
 
@@ -140,4 +141,5 @@ class PageViews:
             before=before,
             older_url=older_url,
             newest_url=f"/{repository}?{urlencode(filters)}".rstrip("?"),
+            chart=duration_chart(builds),
         )
