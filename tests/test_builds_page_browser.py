@@ -1,6 +1,8 @@
-"""The builds page across repositories in a real browser (Debian's chromium, Playwright): its
-filter form narrows the list, and paging keeps the filters."""
+"""Issue 19's page elements in a real browser (Debian's chromium, Playwright): the builds page
+across repositories and its filters, lineage links both ways, a repository's duration chart, and
+a running build's time counting up."""
 
+import re
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
@@ -10,6 +12,7 @@ from tests.conftest import DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
 from tests.support.webhooks import push_payload
+from tests.test_core_loop import wait_for_file
 from tests.test_pages_browser import DESKTOP, WAIT_MS, base_url, browser, screenshot
 
 __all__ = ["browser"]  # the fixture, shared with the other page tests
@@ -116,5 +119,33 @@ async def test_a_repository_page_charts_its_last_builds_durations_by_outcome(
     assert heights[2] == max(heights)  # the build that slept took longest
     await expect(page.locator("figure.durations a").first).to_have_attribute("href", "/builds/1")
     await screenshot(page, "repository-durations")
+    await page.close()
+    await d.stop()
+
+
+async def test_a_running_builds_time_counts_up_on_its_page(
+    browser: Browser,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    sha = remote.commit({"Makefile": makefile(test=wait_for_file(gate))}, branch="slow")
+    d = await daemon(make_settings(ui={"public": True}))
+    _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="slow"))
+    await fake_github.wait_running(sha)
+
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(f"{base_url(d)}/builds/{answer['builds'][0]}")
+    ran = page.locator("#ran")
+    await expect(ran).to_have_text(re.compile(r"^running for \d+ s$"), timeout=WAIT_MS)
+    first = await ran.text_content()
+    await expect(ran).not_to_have_text(first or "", timeout=WAIT_MS)  # it moved on by itself
+    await expect(ran).to_have_text(re.compile(r"^running for \d+ s$"))
+
+    gate.touch()
+    await expect(ran).to_have_text(re.compile(r"^took "), timeout=WAIT_MS)  # final: it stops
     await page.close()
     await d.stop()

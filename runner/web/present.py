@@ -49,6 +49,7 @@ class BuildView:
     waited: str  # queued → started (or → now, if still queued: empty)
     ran: str  # started → finished
     approval: str | None = None  # a fork's build: "waiting", or "approved by LOGIN"
+    started_epoch: float | None = None  # the page counts a running build's time up from it
     waiting_for_approval: bool = False
 
     @classmethod
@@ -97,11 +98,21 @@ class BuildView:
             ran=_between(build.started_at, build.finished_at),
             approval=build.approval,
             waiting_for_approval=build.is_waiting_for_approval,
+            started_epoch=build.started_at,
         )
 
     def live_state(self) -> dict[str, Any]:
         """What the build page updates while it watches the build run."""
-        fields = ("state", "description", "is_final", "started_at", "finished_at", "waited", "ran")
+        fields = (
+            "state",
+            "description",
+            "is_final",
+            "started_at",
+            "finished_at",
+            "waited",
+            "ran",
+            "started_epoch",
+        )
         data = asdict(self)
         return {name: data[name] for name in fields}
 

@@ -34,6 +34,7 @@
     setText("finished", data.finished_at || "not yet");
     setText("waited", data.waited ? "waited " + data.waited : "");
     setText("ran", data.ran ? "took " + data.ran : "");
+    if (data.started_epoch) root.setAttribute("data-started", String(data.started_epoch));
     document.title = document.title.replace(/^#(\d+) \w+/, "#$1 " + data.state);
     root.setAttribute("data-state", data.state);
     if (data.is_final) {
@@ -42,6 +43,17 @@
       document.querySelectorAll("[data-while=final]").forEach(function (e) { e.hidden = false; });
     }
   }
+
+  // A running build's time counts up, once a second, until its final state arrives.
+  function elapsed(seconds) {
+    var whole = Math.max(0, Math.floor(seconds));
+    return whole < 60 ? whole + " s" : Math.floor(whole / 60) + " min " + (whole % 60) + " s";
+  }
+  var ticking = window.setInterval(function () {
+    if (root.getAttribute("data-final") === "true") { window.clearInterval(ticking); return; }
+    var started = parseFloat(root.getAttribute("data-started"));
+    if (started) setText("ran", "running for " + elapsed(Date.now() / 1000 - started));
+  }, 1000);
 
   var source = new EventSource(root.getAttribute("data-events"));
   source.addEventListener("open", function () { say("Live: following the build."); });
