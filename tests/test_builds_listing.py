@@ -99,3 +99,17 @@ async def test_the_builds_page_lists_every_repository_and_filters(
     assert 'href="/builds/1"' in of_app and 'href="/builds/2"' not in of_app
     assert bad.status == 400
     await d.stop()
+
+
+async def test_the_cancelling_banner_says_cancelled_once_the_build_has_stopped(
+    daemon: DaemonFactory, make_settings: SettingsFactory, fake_github: FakeGitHub, remote: Remote
+) -> None:
+    sha = remote.commit({"Makefile": makefile(test="@true")}, branch="feature")
+    d = await daemon(make_settings())
+    await d.deliver("push", push_payload("octo/app", sha, branch="feature"))
+    await fake_github.wait_final(sha)
+    assert d.client is not None
+
+    page = await (await d.client.get("/builds/1?notice=cancelling")).text()
+
+    assert "Cancelled." in page and "being stopped" not in page

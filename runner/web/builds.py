@@ -168,7 +168,10 @@ class BuildViews:
         tail = await asyncio.to_thread(
             read_tail, path, PAGE_LOG_BYTES, masker, final=build.state.is_final
         )
-        notice = notice or NOTICES.get(request.query.get("notice", ""))
+        asked = request.query.get("notice", "")
+        if asked == "cancelling" and build.state.is_final:
+            asked = "cancelled"  # it has stopped since: the banner says so, not "being stopped"
+        notice = notice or NOTICES.get(asked)
         return self._renderer.page(
             request,
             "build.html",
@@ -180,6 +183,7 @@ class BuildViews:
             github=self._github_links(view),
             lineage=await self._lineage(build),
             notice=notice,
+            notice_until_final=asked == "cancelling",
             notice_bad=status >= 400,
         )
 
