@@ -1,6 +1,6 @@
 """Issue 19's page elements in a real browser (Debian's chromium, Playwright): the builds page
-across repositories and its filters, lineage links both ways, a repository's duration chart, and
-a running build's time counting up."""
+across repositories and its filters, lineage links both ways, a repository's duration chart, a
+running build's time counting up, and finding a text in a build's log."""
 
 import re
 from pathlib import Path
@@ -147,5 +147,38 @@ async def test_a_running_builds_time_counts_up_on_its_page(
 
     gate.touch()
     await expect(ran).to_have_text(re.compile(r"^took "), timeout=WAIT_MS)  # final: it stops
+    await page.close()
+    await d.stop()
+
+
+async def test_find_in_the_log_highlights_the_lines_and_jumps_between_them(
+    browser: Browser,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+) -> None:
+    recipe = "@for i in 1 2 3 4 5 6; do echo step $$i; done\n@echo NEEDLE one\n@echo needle two"
+    sha = remote.commit({"Makefile": makefile(test=recipe)}, branch="feature")
+    d = await daemon(make_settings(ui={"public": True}))
+    _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="feature"))
+    await fake_github.wait_final(sha)
+
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(f"{base_url(d)}/builds/{answer['builds'][0]}")
+    await page.fill("#find-text", "needle")
+
+    hits = page.locator("#log .hit")
+    await expect(hits).to_have_count(2, timeout=WAIT_MS)  # any case
+    await expect(page.locator("#find-count")).to_have_text("1 of 2")
+    await expect(page.locator("#log .current")).to_contain_text("NEEDLE one")
+    await page.press("#find-text", "Enter")
+    await expect(page.locator("#find-count")).to_have_text("2 of 2")
+    await expect(page.locator("#log .current")).to_contain_text("needle two")
+    await page.click("#find-next")  # past the last: back to the first
+    await expect(page.locator("#log .current")).to_contain_text("NEEDLE one")
+    await page.fill("#find-text", "haystack")
+    await expect(page.locator("#find-count")).to_have_text("no match")
+    await expect(hits).to_have_count(0)
     await page.close()
     await d.stop()
