@@ -639,7 +639,8 @@ async def test_hostile_branch_and_message_build_normally_and_are_not_interpreted
     assert build["message"] == HOSTILE_MESSAGE
 
     page = await d.page(1)
-    assert "<script" not in page
+    # The page's own script is the only one: the message's tag is escaped.
+    assert re.findall(r"<script[^>]*>", page) == ['<script src="' + _asset(page) + '">']
     assert "<img" not in page
     assert "<b>" not in page
     commit_line = re.search(r'<span id="commit-title">(.*?)</span>', page, re.DOTALL)
@@ -652,3 +653,9 @@ async def test_hostile_branch_and_message_build_normally_and_are_not_interpreted
     assert "<script>alert(1)</script> $(touch pwned) `touch pwned`; echo 'q' \"dq\"" in visible
     assert "red" in visible
     assert "<b>bold</b>" in visible
+
+
+def _asset(page: str) -> str:
+    found = re.search(r'<script src="(/static/logsearch\.js\?v=[0-9a-f]+)">', page)
+    assert found is not None, "the page's find-in-log script"
+    return found[1]
