@@ -150,18 +150,15 @@ class GitHubApp:
 
         async def look_up() -> int | None:
             try:
-                found = await self.api().getitem(
-                    f"/repos/{repository}/installation", jwt=self.jwt()
+                found = await _asking(
+                    "finding the App's installation",
+                    self.api().getitem(f"/repos/{repository}/installation", jwt=self.jwt()),
                 )
-            except gidgethub.HTTPException as error:
-                if error.status_code.value == 404:
-                    self._remember(key, None, NOT_INSTALLED_TTL)
-                    return None
-                raise _refused("finding the App's installation", error) from None
-            except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-                raise GitHubUnreachable(
-                    f"GitHub could not be reached ({type(error).__name__})"
-                ) from None
+            except GitHubUnreachable as error:
+                if error.status != 404:
+                    raise
+                self._remember(key, None, NOT_INSTALLED_TTL)
+                return None
             installation_id = int(found["id"])
             self.remember_installation(repository, installation_id)
             return installation_id

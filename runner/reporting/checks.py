@@ -25,7 +25,7 @@ from gidgethub.aiohttp import GitHubAPI
 from runner.core.checks import BuildFacts, annotation_batches, annotations, check_run_update
 from runner.core.github_identity import GitHubApp, GitHubUnreachable
 from runner.core.links import build_url
-from runner.reporting.outcomes import Outcome, outcome_of
+from runner.reporting.outcomes import Outcome, post_as, status_of
 from runner.store import OutboxItem
 
 log = structlog.get_logger(logger_name="hobotnica.checks")
@@ -55,35 +55,19 @@ class CheckRuns:
             return True  # ask again when posting; the outbox retries
 
     async def post(self, item: OutboxItem) -> Outcome:
-        try:
-            token = await self._app.token_for(item.repository)
-        except GitHubUnreachable as error:
-            if error.status in (403, 404):
-                log.error("check run not posted", repository=item.repository, error=str(error))
-                return "rejected"
-            return -1.0
-        if token is None:
-            return "rejected"
         body = await self._body(item)
-        failure = await self._send(token, item, body)
-        if _status_of(failure) == 422 and body.get("status") == "completed":
-            # GitHub refused the output (a limit the rules missed): the conclusion matters more.
-            log.warning("GitHub refused a check run's output; sending the result alone")
-            output = body["output"]
-            brief = {**body, "output": {"title": output["title"], "summary": output["summary"]}}
-            failure = await self._send(token, item, brief)
-        if _status_of(failure) == 401:
-            self._app.token_refused(token)
-            try:
-                fresh = await self._app.token_for(item.repository)
-            except GitHubUnreachable:
-                fresh = None
-            if fresh is None or fresh == token:
-                return -1.0
-            failure = await self._send(fresh, item, body)
-            if _status_of(failure) == 401:
-                return -1.0  # this run backs off alone; no other repository's posts pause
-        return outcome_of(failure, item.repository, item.sha, log)
+
+        async def send(token: str) -> Exception | None:
+            failure = await self._send(token, item, body)
+            if status_of(failure) == 422 and body.get("status") == "completed":
+                # GitHub refused the output (a limit the rules missed): the result matters more.
+                log.warning("GitHub refused a check run's output; sending the result alone")
+                output = body["output"]
+                brief = {**body, "output": {"title": output["title"], "summary": output["summary"]}}
+                failure = await self._send(token, item, brief)
+            return failure
+
+        return await post_as(self._app, item.repository, item.sha, send, log)
 
     async def _body(self, item: OutboxItem) -> dict[str, Any]:
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -145,7 +129,3 @@ class CheckRuns:
             if time.monotonic() - started > 30:
                 break
         return None
-
-
-def _status_of(failure: Exception | None) -> int | None:
-    return failure.status_code.value if isinstance(failure, gidgethub.HTTPException) else None

@@ -4,11 +4,14 @@ good, or to be retried after a delay (rate limits, outages, a token that expired
 https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
 """
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import gidgethub
+
+from runner.core.github_identity import GitHubIdentity, GitHubUnreachable
 
 SECONDARY_LIMIT_WAIT = 60.0
 BAD_TOKEN_WAIT = 300.0  # GitHub: wait at least a minute when no header says how long
@@ -81,3 +84,51 @@ def outcome_of(
         return "rejected"
     log.warning("GitHub did not take a post", status=status, retry_in_s=delay)
     return delay
+
+
+def status_of(failure: Exception | None) -> int | None:
+    """GitHub's answer to a post that failed; None for a network error (or no failure)."""
+    return failure.status_code.value if isinstance(failure, gidgethub.HTTPException) else None
+
+
+async def post_as(
+    identity: GitHubIdentity,
+    repository: str,
+    sha: str,
+    send: Callable[[str], Awaitable[Exception | None]],
+    log: Any,
+    on_token_rejected: Callable[[str], None] | None = None,
+) -> Outcome:
+    """`send` (a status or a check run, with a token) as `identity` for `repository`.
+
+    A 401 for a token the identity can replace (an installation token that expired or was
+    revoked) is answered by sending again at once with a new one, so nothing is lost; if GitHub
+    refuses the new one too, this post backs off alone and no repository's posts pause for it.
+    """
+    try:
+        token = await identity.token_for(repository)
+    except GitHubUnreachable as error:
+        if error.status in (403, 404):  # the installation is suspended, or gone
+            log.error("not posted", repository=repository, sha=sha, error=str(error))
+            return "rejected"
+        log.warning("no token to post with", repository=repository, error=str(error))
+        return -1.0
+    if token is None:
+        log.error(
+            "not posted: the GitHub App is not installed on the repository",
+            repository=repository,
+            sha=sha,
+        )
+        return "rejected"
+    failure = await send(token)
+    if status_of(failure) == 401 and on_token_rejected is None:
+        identity.token_refused(token)
+        with contextlib.suppress(GitHubUnreachable):
+            fresh = await identity.token_for(repository)
+            if fresh is not None and fresh != token:
+                log.info("GitHub refused a token; posting again with a new one")
+                failure = await send(fresh)
+        if status_of(failure) == 401 and identity.replaceable:
+            log.warning("GitHub refused a new installation token", repository=repository)
+            return -1.0
+    return outcome_of(failure, repository, sha, log, on_token_rejected)

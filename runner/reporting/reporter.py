@@ -30,13 +30,13 @@ from gidgethub.aiohttp import GitHubAPI
 
 from runner.core.background import BackgroundJobs
 from runner.core.errors import StoreUnavailable
-from runner.core.github_identity import DaemonToken, GitHubIdentity, GitHubUnreachable
+from runner.core.github_identity import DaemonToken, GitHubIdentity
 from runner.core.links import build_url
 from runner.core.metrics import Metrics
 from runner.reporting.checks import CheckRuns
 from runner.reporting.outcomes import (
     Outcome,
-    outcome_of,
+    post_as,
 )
 from runner.reporting.pace import PER_MINUTE, SharedPace
 from runner.store import OutboxItem, Store
@@ -74,35 +74,10 @@ class GitHubStatuses:
         self._on_token_rejected = on_token_rejected
 
     async def post(self, repository: str, sha: str, payload: dict[str, Any]) -> Outcome:
-        try:
-            token = await self._identity.token_for(repository)
-        except GitHubUnreachable as error:
-            if error.status in (403, 404):  # the installation is suspended, or gone
-                log.error("status not posted", repository=repository, sha=sha, error=str(error))
-                return "rejected"
-            log.warning("no token to post a status with", repository=repository, error=str(error))
-            return -1.0
-        if token is None:
-            log.error(
-                "status not posted: the GitHub App is not installed on the repository",
-                repository=repository,
-                sha=sha,
-            )
-            return "rejected"
-        failure = await self._send(token, repository, sha, payload)
-        if _status_of(failure) == 401 and self._on_token_rejected is None:
-            self._identity.token_refused(token)
-            with contextlib.suppress(GitHubUnreachable):
-                fresh = await self._identity.token_for(repository)
-                if fresh is not None and fresh != token:
-                    log.info("GitHub refused a token; posting again with a new one")
-                    failure = await self._send(fresh, repository, sha, payload)
-            if _status_of(failure) == 401 and self._identity.replaceable:
-                # Not the App's token as a whole (that one was just made): this status backs
-                # off alone, and no repository's posts pause for it.
-                log.warning("GitHub refused a new installation token", repository=repository)
-                return -1.0
-        return outcome_of(failure, repository, sha, log, self._on_token_rejected)
+        async def send(token: str) -> Exception | None:
+            return await self._send(token, repository, sha, payload)
+
+        return await post_as(self._identity, repository, sha, send, log, self._on_token_rejected)
 
     async def _send(
         self, token: str, repository: str, sha: str, payload: dict[str, Any]
@@ -115,10 +90,6 @@ class GitHubStatuses:
             # ValueError: an answer gidgethub cannot read (a proxy's odd status, bad JSON).
             return error
         return None
-
-
-def _status_of(failure: Exception | None) -> int | None:
-    return failure.status_code.value if isinstance(failure, gidgethub.HTTPException) else None
 
 
 class StatusRouter:
