@@ -5,8 +5,10 @@ between one node and the database that stops passing bytes (`tests.support.tcp_p
 """
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
@@ -16,12 +18,15 @@ from runner.scheduling.scheduler import LOST_CONTACT, LeaseTiming, Scheduler
 from runner.scheduling.stop import StopRequest
 from runner.store import RecoveredBuild, Store
 from runner.store.postgresql import PostgresStore
+from runner.store.postgresql.connection import PostgresConnection
 from tests.support.postgres import session_cluster
 from tests.support.stores import deliver, nobody_gone, request
 from tests.support.tcp_proxy import SplittableProxy, splittable_proxy
 
 # Short enough for a test; the self-stop (2/3 of the lease) keeps a margin of 2 s.
 TIMING = LeaseTiming(lease=6.0, heartbeat=0.3)
+# How long the server lets a transaction wait for its next statement: well under the self-stop.
+IDLE_IN_TRANSACTION_LIMIT = 1.0
 BOUND = 30.0  # every wait in this module ends by then
 
 
@@ -36,10 +41,21 @@ async def proxy(database: str) -> AsyncIterator[SplittableProxy]:
         yield proxy
 
 
-async def open_node(url: str) -> Store:
-    store = PostgresStore(url, pool_size=2)
+async def open_node(url: str) -> PostgresStore:
+    store = PostgresStore(url, pool_size=2, idle_in_transaction_limit=IDLE_IN_TRANSACTION_LIMIT)
     await store.open()
     return store
+
+
+def through(proxy: SplittableProxy, database: str) -> str:
+    host, _path = database.split("@", 1)[1].split("/", 1)
+    return database.replace(host, f"127.0.0.1:{proxy.port}")
+
+
+async def bounded(step: Awaitable[object]) -> None:
+    """A clean-up step that may not hang the test run, whatever state the test left."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(step, BOUND)
 
 
 class Node:
@@ -77,31 +93,76 @@ class Node:
 async def test_a_node_cut_off_from_the_database_stops_its_build_before_another_node_takes_it(
     database: str, proxy: SplittableProxy
 ) -> None:
-    host, _path = database.split("@", 1)[1].split("/", 1)
-    through_proxy = database.replace(host, f"127.0.0.1:{proxy.port}")
-    cut_off = Node(await open_node(through_proxy), "node-a")
+    cut_off = Node(await open_node(through(proxy, database)), "node-a")
     healthy_store = await open_node(database)
-    [build_id] = await deliver(healthy_store, "d1", request(1))
-    cut_off.scheduler.start()
-    await asyncio.wait_for(cut_off.first_started.wait(), BOUND)
+    try:
+        [build_id] = await deliver(healthy_store, "d1", request(1))
+        cut_off.scheduler.start()
+        await asyncio.wait_for(cut_off.first_started.wait(), BOUND)
 
-    proxy.split()
-    await asyncio.wait_for(cut_off.first_stopped.wait(), BOUND)
-    reason = cut_off.stopped[build_id][1]
-    assert reason == LOST_CONTACT
+        proxy.split()
+        await asyncio.wait_for(cut_off.first_stopped.wait(), BOUND)
+        reason = cut_off.stopped[build_id][1]
+        assert reason == LOST_CONTACT
 
-    # The lease has not lapsed yet: no other node may take the build...
-    assert await healthy_store.recover_interrupted(nobody_gone) == []
-    assert await healthy_store.claim_builds(1, "node-b", TIMING.lease) == []
-    # ...until it has, and then the build runs again on the healthy node, as its second attempt.
-    deadline = time.monotonic() + BOUND
-    while not await healthy_store.recover_interrupted(nobody_gone):
-        assert time.monotonic() < deadline, "the healthy node never took the build over"
-        await asyncio.sleep(0.2)  # polling the store, as the other node's heartbeat does
-    taken = await healthy_store.claim_builds(1, "node-b", TIMING.lease)
-    assert [(build.id, build.attempt) for build in taken] == [(build_id, 2)]
+        # The lease has not lapsed yet: no other node may take the build...
+        assert await asyncio.wait_for(healthy_store.recover_interrupted(nobody_gone), BOUND) == []
+        assert (
+            await asyncio.wait_for(healthy_store.claim_builds(1, "node-b", TIMING.lease), BOUND)
+            == []
+        )
+        # ...until it has, and then the build runs again on the healthy node, as its second
+        # attempt.
+        deadline = time.monotonic() + BOUND
+        while not await asyncio.wait_for(healthy_store.recover_interrupted(nobody_gone), BOUND):
+            assert time.monotonic() < deadline, "the healthy node never took the build over"
+            await asyncio.sleep(0.2)  # polling the store, as the other node's heartbeat does
+        taken = await asyncio.wait_for(healthy_store.claim_builds(1, "node-b", TIMING.lease), BOUND)
+        assert [(build.id, build.attempt) for build in taken] == [(build_id, 2)]
+    finally:
+        proxy.heal()
+        await bounded(cut_off.scheduler.close(timeout=5))
+        await bounded(cut_off.store.close())
+        await bounded(healthy_store.close())
 
-    proxy.heal()
-    await cut_off.scheduler.close(timeout=5)
-    await cut_off.store.close()
-    await healthy_store.close()
+
+async def test_a_node_cut_off_in_the_middle_of_a_transaction_does_not_hold_its_locks(
+    database: str, proxy: SplittableProxy
+) -> None:
+    """The split comes after the node took the lock every claim takes and before it committed:
+    the server gives the lock up, and the other nodes go on claiming."""
+    cut_off = await open_node(through(proxy, database))
+    healthy_store = await open_node(database)
+    locked, split = threading.Event(), threading.Event()
+    holder: asyncio.Future[None] | None = None
+
+    def hold_the_claim_lock_across_the_split() -> None:
+        with (
+            cut_off._pool.connection() as raw
+        ):  # a transaction the store's own way, stopped half-way
+            db = PostgresConnection(raw, begin=True)
+            db.lock("claim")
+            db.execute("SELECT 1")
+            locked.set()
+            split.wait(BOUND)
+            with contextlib.suppress(Exception):  # the server ended the session meanwhile
+                db.commit(None)
+
+    try:
+        [build_id] = await deliver(healthy_store, "d1", request(1))
+        holder = asyncio.get_running_loop().run_in_executor(
+            None, hold_the_claim_lock_across_the_split
+        )
+        assert await asyncio.to_thread(locked.wait, BOUND)
+        proxy.split()
+        split.set()
+
+        taken = await asyncio.wait_for(healthy_store.claim_builds(1, "node-b", TIMING.lease), BOUND)
+        assert [build.id for build in taken] == [build_id]
+    finally:
+        split.set()
+        proxy.heal()
+        if holder is not None:
+            await bounded(holder)
+        await bounded(cut_off.close())
+        await bounded(healthy_store.close())

@@ -34,6 +34,10 @@ class SplittableProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        this = asyncio.current_task()
+        if this is not None:  # closing the proxy cancels a connection still waiting for the link
+            self._tasks.add(this)
+            this.add_done_callback(self._tasks.discard)
         try:
             await self._linked.wait()
             upstream_reader, upstream_writer = await asyncio.open_connection(

@@ -27,6 +27,7 @@ from psycopg import errors
 
 from runner.store import migrations
 from runner.store.announcements import Change, Committed
+from runner.store.postgresql.abandoned import APPLICATION_NAME, end_abandoned_transactions
 from runner.store.postgresql.connection import PostgresConnection
 from runner.store.sql.adapter import SQLStore
 from runner.store.sql.connection import Connection
@@ -42,6 +43,10 @@ POOL_SIZE = 8
 CONNECT_TIMEOUT = 10.0
 RETRIES = 5  # of a transaction aborted for a deadlock or a serialization failure
 LISTEN_RETRY = 1.0
+# A transaction that waits this long for its next statement was abandoned (`abandoned`); every
+# node ends such transactions, checking twice per limit. Well under the lease's self-stop (20 s of
+# 30), so another node takes a cut-off node's builds over on time.
+IDLE_IN_TRANSACTION_LIMIT = 5.0
 EVERYTHING = Change.QUEUED | Change.STARTED | Change.ENDED | Change.OUTBOX | Change.LOG
 # What says "the database cannot write now": it is unreachable, shutting down, out of space.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
@@ -50,7 +55,13 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 class PostgresStore(SQLStore):
     is_shared = True
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        idle_in_transaction_limit: float = IDLE_IN_TRANSACTION_LIMIT,
+    ) -> None:
         super().__init__()
         self._url = url
         self._node = secrets.token_hex(8)  # tells this node's notifications from the others'
@@ -60,10 +71,16 @@ class PostgresStore(SQLStore):
             max_size=pool_size,
             open=False,
             timeout=CONNECT_TIMEOUT,
-            kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": int(CONNECT_TIMEOUT),
+                "application_name": APPLICATION_NAME,
+            },
         )
+        self._idle_in_transaction_limit = idle_in_transaction_limit
         self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="store")
         self._listener: asyncio.Task[None] | None = None
+        self._janitor: asyncio.Task[None] | None = None
         self._closed = False
 
     async def open(self) -> list[int]:
@@ -75,6 +92,9 @@ class PostgresStore(SQLStore):
         await loop.run_in_executor(self._threads, lambda: self._pool.open(wait=True))
         applied = await loop.run_in_executor(self._threads, self._migrate)
         self._listener = asyncio.create_task(self._listen(), name="store-listener")
+        self._janitor = asyncio.create_task(
+            self._end_abandoned_transactions(), name="store-janitor"
+        )
         return applied
 
     async def close(self) -> None:
@@ -82,10 +102,11 @@ class PostgresStore(SQLStore):
             return
         self._closed = True
         await self._intake_written()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._listener, self._janitor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.get_running_loop().run_in_executor(self._threads, self._pool.close)
         self._threads.shutdown(wait=True)
 
@@ -137,7 +158,10 @@ class PostgresStore(SQLStore):
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=int(CONNECT_TIMEOUT),
+                    application_name=APPLICATION_NAME,
                 ) as connection:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     self.announcements.announce(Committed(EVERYTHING))
@@ -148,6 +172,28 @@ class PostgresStore(SQLStore):
             except (psycopg.Error, OSError) as error:
                 log.warning("listening for other nodes failed; retrying", error=str(error))
             await asyncio.sleep(LISTEN_RETRY)
+
+    async def _end_abandoned_transactions(self) -> None:
+        limit = self._idle_in_transaction_limit
+
+        def end() -> int:
+            with self._pool.connection() as raw:
+                return end_abandoned_transactions(raw, limit)
+
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(limit / 2)
+            try:
+                ended = await loop.run_in_executor(self._threads, end)
+            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as error:
+                log.warning("could not look for abandoned transactions", error=str(error))
+                continue
+            if ended:
+                log.warning(
+                    "ended transactions a node abandoned (cut off or frozen mid-transaction)",
+                    sessions=ended,
+                    waited_more_than=limit,
+                )
 
 
 def apply_migrations(raw: "psycopg.Connection[Any]") -> list[int]:
