@@ -182,3 +182,31 @@ async def test_find_in_the_log_highlights_the_lines_and_jumps_between_them(
     await expect(hits).to_have_count(0)
     await page.close()
     await d.stop()
+
+
+async def test_a_failed_builds_page_explains_the_exit_code_and_links_the_failures_first_line(
+    browser: Browser,
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+) -> None:
+    recipe = "@for i in 1 2 3 4 5 6 7 8 9; do echo ok $$i; done\n@echo broken >&2; exit 7"
+    sha = remote.commit({"Makefile": makefile(test=recipe)}, branch="feature")
+    d = await daemon(make_settings(ui={"public": True}))
+    _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="feature"))
+    await fake_github.wait_final(sha)
+
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(f"{base_url(d)}/builds/{answer['builds'][0]}")
+    exit_code = page.locator("#exit-code")
+    await expect(exit_code).to_contain_text("make exited with 2: its own code")
+    await expect(page.locator("#ran")).to_contain_text("from start to end, checkout included")
+    await page.click("#failure-link")
+    target = page.locator("#log .l:target")
+    await expect(target).to_have_count(1, timeout=WAIT_MS)
+    await expect(target).to_contain_text("make: *** [Makefile:")
+    await expect(target).to_contain_text("Error 7")  # the command's own code, on that line
+    await screenshot(page, "build-failed")
+    await page.close()
+    await d.stop()

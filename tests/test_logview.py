@@ -126,3 +126,29 @@ def test_hiding_keeps_the_colours_around_the_secret() -> None:
 
     assert visible(markup).endswith("ok *** tail")
     assert '<span class="f2">ok </span><span class="f1">***</span>' in markup
+
+
+def test_the_failure_begins_at_makes_first_error_line_among_those_shown(tmp_path: Path) -> None:
+    log = tmp_path / "1.log"
+    data = (
+        b"[hobotnica] checkout abc\ncc -c x.c\nx.c:1: error: no\n"
+        b"make[1]: *** [Makefile:2: x.o] Error 1\n"
+        b"\x1b[31mmake: *** [Makefile:5: test] Error 2\x1b[0m\n[hobotnica] make exited 2\n"
+    )
+    log.write_bytes(data)
+
+    assert read_tail(log, 1 << 20, NO_SECRETS, final=True).failure_line == 4
+    # Shown from line 5 on: the link goes to a line on the page.
+    from_line_5 = len(data) - data.index(b"\x1b[31m")
+    assert read_tail(log, from_line_5, NO_SECRETS, final=True).failure_line == 5
+
+
+def test_without_a_make_error_the_failure_is_the_last_line_the_build_printed(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "1.log"
+    log.write_bytes(
+        b"one\nmake: [Makefile:2: x] Error 1 (ignored)\nlast words\n\n[hobotnica] bye\n"
+    )
+
+    assert read_tail(log, 1 << 20, NO_SECRETS, final=True).failure_line == 3

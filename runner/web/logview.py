@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runner.core.masking import SecretMasker
-from runner.web.ansi import AnsiRenderer
+from runner.web.ansi import AnsiRenderer, plain
+from runner.web.failure_line import FailureLineFinder
 
 MAX_LINE_BYTES = 64 * 1024
 READ_CHUNK = 1024 * 1024
@@ -36,6 +37,7 @@ class LineRenderer:
         self.next_line = next_line
         self._masker = masker
         self._ansi = AnsiRenderer()
+        self.failure = FailureLineFinder()
 
     def render(self, data: bytes, *, final: bool) -> tuple[str, int]:
         """HTML of the complete lines in `data` (all of it when `final`), and the bytes used."""
@@ -53,7 +55,9 @@ class LineRenderer:
     def _line(self, text: str) -> str:
         number = self.next_line
         self.next_line += 1
-        kind = "l note" if text.startswith(NOTE_PREFIX) else "l"
+        ours = text.startswith(NOTE_PREFIX)
+        self.failure.see(number, plain(text), ours=ours)
+        kind = "l note" if ours else "l"
         body = self._ansi.render_line(text, self._masker.text_spans)
         return (
             f'<div class="{kind}" id="L{number}"><a class="n" href="#L{number}" '
@@ -67,6 +71,7 @@ class LogTail:
     skipped: int  # bytes before the first line shown
     end: int  # offset after the last byte shown: where a live stream goes on
     next_line: int  # the number the next line will get
+    failure_line: int | None = None  # where a failure would begin, among the lines shown
 
 
 def read_tail(path: Path, limit: int, masker: SecretMasker, *, final: bool) -> LogTail:
@@ -78,16 +83,19 @@ def read_tail(path: Path, limit: int, masker: SecretMasker, *, final: bool) -> L
     with file:
         size = os.fstat(file.fileno()).st_size
         start = max(0, size - limit)
-        file.seek(start)
-        data = file.read(size - start)
         if start > 0:  # begin at the first whole line, unless that line is a monster
-            newline = data.find(b"\n", 0, MAX_LINE_BYTES)
-            if newline >= 0:
-                data, start = data[newline + 1 :], start + newline + 1
+            file.seek(start - 1)  # with the byte before: a line may begin right at `start`
+            data = file.read(size - start + 1)
+            newline = data.find(b"\n", 0, MAX_LINE_BYTES + 1)
+            data, start = (
+                (data[newline + 1 :], start + newline) if newline >= 0 else (data[1:], start)
+            )
+        else:
+            data = file.read(size)
         lines_before = _count_newlines(file, start) if start else 0
     renderer = LineRenderer(masker, lines_before + 1)
     html, used = renderer.render(data, final=final)
-    return LogTail(html, start, start + used, renderer.next_line)
+    return LogTail(html, start, start + used, renderer.next_line, renderer.failure.line)
 
 
 def line_number_at(path: Path, offset: int) -> int | None:

@@ -33,7 +33,7 @@
     setText("started", data.started_at || "not yet");
     setText("finished", data.finished_at || "not yet");
     setText("waited", data.waited ? "waited " + data.waited : "");
-    setText("ran", data.ran ? "took " + data.ran : "");
+    setText("ran", data.ran ? "took " + data.ran + " from start to end, checkout included" : "");
     if (data.started_epoch) root.setAttribute("data-started", String(data.started_epoch));
     document.title = document.title.replace(/^#(\d+) \w+/, "#$1 " + data.state);
     root.setAttribute("data-state", data.state);
