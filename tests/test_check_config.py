@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -330,3 +331,49 @@ def test_a_short_webhook_secret_is_accepted_on_loopback(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "config OK" in result.stdout
+
+
+def test_serve_refuses_a_config_with_the_same_full_list(tmp_path: Path) -> None:
+    text = GOOD_CONFIG.replace("port = 8090", 'port = "8090"').replace("token =", "tokne =")
+    config = write_config(tmp_path, text + "\n[biulds]\nconcurrency = 0\n")
+
+    checked = check_config(config, cwd=tmp_path)
+    served = subprocess.run(
+        [hobotnica_script(), "serve", "--config", str(config)],
+        cwd=tmp_path,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert_refused(served, f"3 problems in {config}:")
+    assert served.stderr.splitlines()[1:] == [
+        "  unknown key biulds (did you mean builds?)",
+        "  server.port must be an integer, not a string",
+        "  unknown key github.tokne (did you mean github.token?)",
+    ]
+    assert served.stderr == checked.stderr
+    assert not (tmp_path / "state").exists()  # refused before it made its data directory
+
+
+def test_what_the_host_cannot_give_is_named_all_at_once(tmp_path: Path) -> None:
+    # A port bound but not listening: the database's connection is refused at once.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        config = write_config(
+            tmp_path,
+            f'[github]\nwebhook_secret = "{SECRET}"\n[builds]\nsandbox = "bubblewrap"\n'
+            f'[storage]\ndatabase_url = "postgresql://hobotnica@127.0.0.1:{port}/hobotnica"\n',
+        )
+        # A PATH without bwrap on it: as on a machine where the package is not installed.
+        environ = {"PATH": str(tmp_path / "no-such-bin"), "HOME": str(tmp_path)}
+
+        result = check_config(config, cwd=tmp_path, environ=environ)
+
+    assert_refused(result, f"2 problems in {config}:")
+    first, second = result.stderr.splitlines()[1:]
+    assert first.startswith('  builds.sandbox = "bubblewrap", but bwrap is not installed')
+    assert second.startswith("  cannot reach storage.database_url")

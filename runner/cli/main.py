@@ -8,7 +8,9 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from runner.core.config_loading import problems_error
 from runner.core.errors import ConfigError
 from runner.core.settings import Settings, load_settings
 from runner.core.statuses import format_bytes
@@ -16,6 +18,7 @@ from runner.core.statuses import format_bytes
 DEFAULT_CONFIG = Path("config/hobotnica.toml")
 # What `make run` falls back to when there is no config of one's own yet.
 EXAMPLE_CONFIG = Path("config/hobotnica.example.toml")
+_Found = TypeVar("_Found")
 
 
 def default_config() -> Path:
@@ -105,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, os.environ)
         if args.command not in ("try", "migrate"):
-            _check_sandbox(settings)
-            containment = _check_containment(settings)
-            store = _check_store(settings)
+            containment, store = _check_host(settings)
     except ConfigError as error:
         print(f"hobotnica: config error: {error}", file=sys.stderr)
         return 1
@@ -149,6 +150,28 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
 
         return uvloop.new_event_loop
     return None  # asyncio's own
+
+
+def _check_host(settings: Settings) -> tuple[str, str]:
+    """What the config asks of this host, each part checked so that one run names every problem.
+
+    Returns where builds will be contained and which store is used, in words.
+    """
+    problems: list[str] = []
+
+    def attempt(check: Callable[[Settings], _Found]) -> _Found | None:
+        try:
+            return check(settings)
+        except ConfigError as error:
+            problems.append(str(error))
+            return None
+
+    attempt(_check_sandbox)
+    containment, store = attempt(_check_containment), attempt(_check_store)
+    if problems:
+        raise problems_error(problems, settings.config_path)
+    assert containment is not None and store is not None  # nothing was refused
+    return containment, store
 
 
 def _check_sandbox(settings: Settings) -> None:

@@ -83,13 +83,17 @@ class Reading:
         self.problems.extend(str(error).splitlines())
 
     def raise_problems(self, path: Path | None) -> None:
-        """ConfigError with the one problem, or with all of them (of `path`), one a line."""
-        if len(self.problems) == 1:
-            raise ConfigError(self.problems[0])
         if self.problems:
-            where = f" in {path}" if path else ""
-            listing = "".join(f"\n  {problem}" for problem in self.problems)
-            raise ConfigError(f"{len(self.problems)} problems{where}:{listing}")
+            raise problems_error(self.problems, path)
+
+
+def problems_error(problems: list[str], path: Path | None) -> ConfigError:
+    """ConfigError with the one problem, or with all of them (of `path`), one a line."""
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    where = f" in {path}" if path else ""
+    listing = "".join(f"\n  {problem}" for problem in problems)
+    return ConfigError(f"{len(problems)} problems{where}:{listing}")
 
 
 class _Reported(Exception):
