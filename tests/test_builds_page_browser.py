@@ -80,6 +80,7 @@ async def test_lineage_links_a_test_its_deploy_and_its_re_run_both_ways(
     again = await (await d.client.get("/api/builds/3")).json()
     assert (test_build["deploy_build_ids"], test_build["rerun_build_ids"]) == ([2], [3])
     assert (deploy_build["test_build_id"], again["rerun_of"]) == (1, 1)
+    assert (test_build["asked_by"], again["asked_by"]) == (None, "alice")
 
     page = await browser.new_page(viewport=DESKTOP)
     await page.goto(f"{base_url(d)}/builds/1")
@@ -90,6 +91,7 @@ async def test_lineage_links_a_test_its_deploy_and_its_re_run_both_ways(
     await expect(page.locator("#lineage")).to_contain_text("run again as #3")
     await page.click("#lineage a[href='/builds/3']")
     await expect(page.locator("#lineage")).to_contain_text("a re-run of #1")
+    await expect(page.locator("#asked-by")).to_have_text("alice, who ran it again")
     await page.close()
     await d.stop()
 

@@ -168,6 +168,9 @@ async def test_rerun_from_github_runs_the_build_again(
     )
     again = fake_github.check_runs_for(sha, "hobotnica/test")[-1]
     assert again.external_id == str(rerun["builds"][0]) and again.conclusion == "success"
+    assert d.client is not None  # the page and the API say who pressed the button
+    shown = await (await d.client.get(f"/api/builds/{rerun['builds'][0]}")).json()
+    assert shown["asked_by"] == "octocat"
 
     # "Re-run all checks": the suite names the commit, whose latest build runs again.
     suite = {

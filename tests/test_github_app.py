@@ -221,6 +221,8 @@ async def test_the_whole_loop_on_github_enterprise_under_api_v3(
     d = await daemon(settings)
 
     payload = push_payload("octo/app", sha)
+    before = "b" * 40  # the branch's head before this push
+    payload.update(before=before, created=False)
     status, answer = await d.deliver("push", payload)  # a repository hook's: no installation
 
     assert status == 202
@@ -229,12 +231,15 @@ async def test_the_whole_loop_on_github_enterprise_under_api_v3(
     page = await d.page(answer["builds"][0])
     assert f'href="{enterprise.url}/octo/app/commit/{sha}"' in page
     assert f'href="{enterprise.url}/octo/app/tree/main"' in page
+    compare_link = f'href="{enterprise.url}/octo/app/compare/{before}...{sha}"'
+    assert compare_link in page  # the push's changes
     assert "github.com" not in page
     assert d.client is not None
     commit_link = f'href="{enterprise.url}/octo/app/commit/{sha}"'
     for path in ("/", "/octo/app", "/builds"):  # the lists link each commit there too
         listing = await (await d.client.get(path)).text()
         assert commit_link in listing and "github.com" not in listing, path
+    assert compare_link in await (await d.client.get("/builds")).text()
     assert f'href="{enterprise.url}/octo/app"' in await (await d.client.get("/octo/app")).text()
     asked = {(method, path) for method, path, _auth in enterprise.requests}
     assert ("GET", "/repos/octo/app/installation") in asked  # found by asking, with the JWT

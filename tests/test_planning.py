@@ -89,6 +89,23 @@ def test_githubs_own_push_example_is_built_and_deploys_on_its_default_branch() -
     assert request.author == payload["head_commit"]["author"]["name"]
 
 
+@pytest.mark.parametrize(
+    ("before", "created", "expected"),
+    [
+        ("b" * 40, False, "b" * 40),  # the push's changes are before...after
+        ("0" * 40, True, ""),  # a new branch: nothing to compare with
+        ("b" * 40, True, ""),
+        ("../../etc", False, ""),  # not a sha: never put in a link
+    ],
+)
+def test_a_push_remembers_the_head_it_moved_the_branch_from(
+    before: str, created: bool, expected: str
+) -> None:
+    payload = push_payload(REPOSITORY, SHA)
+    payload.update(before=before, created=created)
+    assert only_request(plan_push(payload, registered(), DEFAULT_BUILDS)).before == expected
+
+
 def test_request_names_the_project_as_registered_not_as_the_payload_spells_it() -> None:
     payload = push_payload("Octo/App", SHA)
     request = only_request(plan_push(payload, registered("octo/app"), DEFAULT_BUILDS))

@@ -914,6 +914,20 @@ async def test_a_rerun_is_a_new_build_of_the_same_commit_and_lane(store: Store) 
     assert new.request == old.request
 
 
+async def test_a_rerun_remembers_who_asked_and_keeps_the_pushs_range(store: Store) -> None:
+    pushed = replace(request(1, branch="feature"), before="b" * 40)
+    (first,) = await deliver(store, "d1", pushed)
+    await run_to_end(store, first, statuses.failed(Job.TEST, 2, 1.0))
+
+    again = await store.rerun_build(first, by="alice")
+
+    assert again.build_id is not None
+    old, new = await store.get_build(first), await store.get_build(again.build_id)
+    assert old is not None and new is not None
+    assert (old.request.before, old.request.asked_by) == ("b" * 40, "")
+    assert (new.request.before, new.request.asked_by) == ("b" * 40, "alice")
+
+
 async def test_a_rerun_supersedes_nothing(store: Store) -> None:
     (old,) = await deliver(store, "d1", request(1))
     await run_to_end(store, old)

@@ -51,6 +51,11 @@ class BuildRequest:
     pushed_at: float | None = None
     # A fork's pull request under `pull_requests.forks = "approve"`: runs once a person approves.
     needs_approval: bool = False
+    # The head a push moved the branch from (40 hex digits; "" for a new branch or no push):
+    # the push's changes are GitHub's compare view `before...sha`.
+    before: str = ""
+    # Who started it by hand (a build through the API, a re-run); "" for a webhook's build.
+    asked_by: str = ""
 
     @property
     def is_merge_group(self) -> bool:

@@ -162,9 +162,12 @@ class Intake:
         return stopped
 
     async def _rerun(
-        self, builds: tuple[tuple[str, int], ...], commits: tuple[tuple[str, str], ...]
+        self,
+        builds: tuple[tuple[str, int], ...],
+        commits: tuple[tuple[str, str], ...],
+        asked_by: str,
     ) -> list[int]:
-        """Run builds again (GitHub's Re-run buttons); the new builds' ids."""
+        """Run builds again (GitHub's Re-run buttons, pressed by `asked_by`); the new ids."""
         wanted = list(builds)
         for repository, sha in commits:  # the newest finished build of each lane of the commit
             newest: dict[tuple[str, str], int] = {}
@@ -177,7 +180,7 @@ class Intake:
             build = await self.store.get_build(build_id)
             if build is None or build.repository.lower() != repository.lower():
                 continue  # a build of another repository is not this event's to run
-            rerun = await self.store.rerun_build(build_id)
+            rerun = await self.store.rerun_build(build_id, asked_by)
             if rerun.build_id is not None:
                 new.append(rerun.build_id)
             else:
@@ -243,6 +246,7 @@ class Intake:
         stops: tuple[LaneStop, ...] = ()
         reruns: tuple[tuple[str, int], ...] = ()
         rerun_commits: tuple[tuple[str, str], ...] = ()
+        asked_by = ""
         if event == "ping":
             requests: tuple[Any, ...] = ()
             outcome = "ping"
@@ -265,7 +269,7 @@ class Intake:
             except PayloadError as error:
                 return _error(400, str(error)), {**fields, "outcome": "rejected"}
             requests, stops = plan.requests, plan.stops
-            reruns, rerun_commits = plan.reruns, plan.rerun_commits
+            reruns, rerun_commits, asked_by = plan.reruns, plan.rerun_commits, plan.asked_by
             outcome = "accepted" if requests else f"ignored: {plan.ignored}"
             if stops and not requests:
                 outcome = "ignored: its builds are stopped"
@@ -296,7 +300,7 @@ class Intake:
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
         for build_request in requests:
             self.on_accepted(build_request)  # starts once this answer is on its way
-        rerun = await self._rerun(reruns, rerun_commits)
+        rerun = await self._rerun(reruns, rerun_commits, asked_by)
         if rerun:
             recorded_ids = [*recorded.build_ids, *rerun]
             fields["rerun"] = rerun

@@ -52,6 +52,7 @@ class Plan:
     # build of (repository, commit).
     reruns: tuple[tuple[str, int], ...] = ()
     rerun_commits: tuple[tuple[str, str], ...] = ()
+    asked_by: str = ""  # who asked for the re-runs (a validated GitHub login)
 
     @property
     def acts(self) -> bool:

@@ -79,9 +79,18 @@ def plan_push(
                 message=message,
                 author=author,
                 pushed_at=timestamp(table(payload, "repository").get("pushed_at")),
+                before=_moved_from(payload, is_tag),
             ),
         )
     )
+
+
+def _moved_from(payload: Mapping[str, Any], is_tag: bool) -> str:
+    """The branch's head before this push: "" for a new branch, a tag, or no usable sha."""
+    before = payload.get("before")
+    if is_tag or payload.get("created") is True or not is_sha(before) or before == _NULL_SHA:
+        return ""
+    return before
 
 
 @router.register("push")

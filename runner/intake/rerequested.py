@@ -13,7 +13,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from runner.core.names import is_sha
+from runner.core.names import is_sha, is_user_name
 from runner.core.settings import GitHubSettings
 from runner.intake.plan import Plan, ProjectLookup, repository_name, table
 
@@ -41,11 +41,17 @@ def plan_rerequested(
             return Plan.ignore("not a Hobotnica check run")
         if not external_id.isascii() or not external_id.isdigit() or len(external_id) > 18:
             return Plan.ignore("its external_id names no build")
-        return Plan(reruns=((project.repository, int(external_id)),))
+        return Plan(reruns=((project.repository, int(external_id)),), asked_by=_sender(payload))
     sha = subject.get("head_sha")
     if not is_sha(sha):
         return Plan.ignore("check_suite.head_sha is not a commit sha")
-    return Plan(rerun_commits=((project.repository, sha),))
+    return Plan(rerun_commits=((project.repository, sha),), asked_by=_sender(payload))
+
+
+def _sender(payload: Mapping[str, Any]) -> str:
+    """Who pressed the button (GitHub's login), or "" when the payload says nothing usable."""
+    login = table(payload, "sender").get("login")
+    return login if is_user_name(login) else ""
 
 
 @router.register("check_run", action="rerequested")

@@ -38,5 +38,6 @@ async def plan_event(
             stops=tuple(stop for plan in acting for stop in plan.stops),
             reruns=tuple(rerun for plan in acting for rerun in plan.reruns),
             rerun_commits=tuple(commit for plan in acting for commit in plan.rerun_commits),
+            asked_by=next((plan.asked_by for plan in acting if plan.asked_by), ""),
         )
     return Plan.ignore("; ".join(plan.ignored or "" for plan in plans))

@@ -64,7 +64,7 @@ class BuildControl:
         return approved
 
     async def rerun(self, build_id: int, *, by: str) -> Rerun:
-        answer = await self.store.rerun_build(build_id)
+        answer = await self.store.rerun_build(build_id, by)
         log.info(
             "re-run",
             build_id=build_id,

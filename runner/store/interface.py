@@ -100,7 +100,9 @@ class BuildQueue(Protocol):
 
     async def cancel_build(self, build_id: int, reason: str) -> BuildState | None: ...
 
-    async def rerun_build(self, build_id: int) -> Rerun: ...
+    async def rerun_build(self, build_id: int, by: str = "") -> Rerun:
+        """Queue a finished build's commit again (`by`: who asked, shown on its page)."""
+        ...
 
     async def approve_build(self, build_id: int, by: str) -> bool | None:
         """Let a fork's build that waits for approval run: True if it did now, False if it was

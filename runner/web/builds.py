@@ -130,6 +130,8 @@ class BuildViews:
             "approval": build.approval,
             "test_build_id": build.parent_id,
             "rerun_of": build.rerun_of,
+            "before": request.before or None,
+            "asked_by": mask(request.asked_by) or None,
             "received_at": _iso(build.received_at),
             "queued_at": _iso(build.queued_at),
             "started_at": _iso(build.started_at),
@@ -205,6 +207,11 @@ class BuildViews:
             "commit": on_github(git_url, repository, f"commit/{build.sha}"),
             "branch": on_github(git_url, repository, f"tree/{quote(build.branch, safe='/')}"),
             "pull_request": on_github(git_url, repository, f"pull/{pull}") if pull else None,
+            "compare": (
+                on_github(git_url, repository, f"compare/{build.before}...{build.sha}")
+                if build.before
+                else None
+            ),
         }
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:

@@ -51,6 +51,8 @@ class BuildView:
     approval: str | None = None  # a fork's build: "waiting", or "approved by LOGIN"
     started_epoch: float | None = None  # the page counts a running build's time up from it
     waiting_for_approval: bool = False
+    before: str = ""  # the branch's head before the push (its changes: before...sha)
+    asked_by: str = ""  # who started it by hand (the API, a re-run)
 
     @classmethod
     def of(cls, build: Build, masker: SecretMasker) -> "BuildView":
@@ -99,6 +101,8 @@ class BuildView:
             approval=build.approval,
             waiting_for_approval=build.is_waiting_for_approval,
             started_epoch=build.started_at,
+            before=request.before,
+            asked_by=mask(request.asked_by),
         )
 
     def live_state(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ writes their decisions.
 """
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from runner.core import statuses
 from runner.core.models import WAITING_FOR_APPROVAL, Build, BuildState, Job
@@ -248,8 +249,9 @@ def cancel(db: Connection, build_id: int, reason: str) -> BuildState | None:
     return state
 
 
-def rerun(db: Connection, build_id: int) -> Rerun:
-    """Queue a finished build's commit again, as `rules.rerun` says; it supersedes nothing."""
+def rerun(db: Connection, build_id: int, by: str = "") -> Rerun:
+    """Queue a finished build's commit again, as `rules.rerun` says; it supersedes nothing.
+    `by`: who asked for it."""
     row = _locked(db, build_id)
     if row is None:
         return Rerun(None, "no such build")
@@ -261,7 +263,7 @@ def rerun(db: Connection, build_id: int) -> Rerun:
     plan = rules.rerun(rows.facts_of(row), [rows.facts_of(other) for other in later])
     if plan.request is None:
         return Rerun(None, plan.refused)
-    new_id = rows.insert_build(db, plan.request, None, db.now(), None)
+    new_id = rows.insert_build(db, replace(plan.request, asked_by=by), None, db.now(), None)
     db.execute("UPDATE builds SET rerun_of = ? WHERE id = ?", (build_id, new_id))
     return Rerun(new_id)
 

@@ -31,6 +31,8 @@ def request_of(row: Row) -> BuildRequest:
         author=row["author"],
         pushed_at=row["pushed_at"],
         needs_approval=row["approval"] is not None,
+        before=row["before_sha"],
+        asked_by=row["asked_by"],
     )
 
 
@@ -107,8 +109,8 @@ NEVER_DUE = 1e10
 INSERT_BUILD = (
     "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
     " pull_request, from_fork, deploy_after_test, message, author, state, description,"
-    " received_at, queued_at, not_before, pushed_at, finished_at, approval)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+    " received_at, queued_at, not_before, pushed_at, finished_at, approval, before_sha, asked_by)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
 )
 
 
@@ -152,6 +154,8 @@ def build_values(
         request.pushed_at,
         None if ended_as is None else now,
         approval,
+        request.before,
+        request.asked_by,
     )
 
 
