@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, expect
 
 from runner.core.settings import Settings
 from runner.store import Store
@@ -22,6 +23,9 @@ from tests.support.fake_github_app import FakeApp
 from tests.support.gitrepo import Remote, makefile
 from tests.support.logcapture import daemon_log
 from tests.support.webhooks import headers, push_payload
+from tests.test_pages_browser import base_url, browser
+
+__all__ = ["browser"]  # the fixture, shared with the page tests
 
 INSTALLATION = 7001
 PASSING = makefile(test="@echo testing as the app $$HOBOTNICA_SHA")
@@ -197,6 +201,7 @@ async def test_a_token_that_expired_on_github_is_fetched_again_after_one_401(
 
 
 async def test_the_whole_loop_on_github_enterprise_under_api_v3(
+    browser: Browser,
     daemon: DaemonFactory,
     make_settings: SettingsFactory,
     remote: Remote,
@@ -211,7 +216,7 @@ async def test_the_whole_loop_on_github_enterprise_under_api_v3(
     server = await aiohttp_server(enterprise.app(prefix="/api/v3"))
     enterprise.url = str(server.make_url("")).rstrip("/")
     settings = app_settings(
-        make_settings(),
+        make_settings(ui={"public": True}),
         app,
         tmp_path / "app.pem",
         api_url=f"{enterprise.url}/api/v3",
@@ -240,6 +245,14 @@ async def test_the_whole_loop_on_github_enterprise_under_api_v3(
         listing = await (await d.client.get(path)).text()
         assert commit_link in listing and "github.com" not in listing, path
     assert compare_link in await (await d.client.get("/builds")).text()
+    # In a browser: the links lead to the Enterprise server's pages.
+    tab = await browser.new_page()
+    await tab.goto(f"{base_url(d)}/builds/{answer['builds'][0]}")
+    compare_url = f"{enterprise.url}/octo/app/compare/{before}...{sha}"
+    await expect(tab.locator("#compare-link")).to_have_attribute("href", compare_url)
+    await tab.click("a[href$='/commit/" + sha + "']")
+    await expect(tab).to_have_url(f"{enterprise.url}/octo/app/commit/{sha}")
+    await tab.close()
     assert f'href="{enterprise.url}/octo/app"' in await (await d.client.get("/octo/app")).text()
     asked = {(method, path) for method, path, _auth in enterprise.requests}
     assert ("GET", "/repos/octo/app/installation") in asked  # found by asking, with the JWT
