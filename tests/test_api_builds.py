@@ -265,8 +265,38 @@ async def test_a_deploy_of_the_deploy_branch_tests_then_deploys(
 
     assert answer.status == 202
     assert answer.body["job"] == "test"  # the tests first; the deploy follows green tests
+    assert answer.body["deploys_after_test"] is True  # and the answer says a deploy follows
+    assert answer.body["asked_by"] == "carol"  # who started it, on its page and here
     deployed = await world.fake_github.wait_final(sha, "hobotnica/deploy")
     assert deployed.state == "success"
+    tested = await finished(world, answer.body["id"])
+    [deploy_id] = tested["deploy_build_ids"]
+    deploy = await world.build(deploy_id)
+    assert (deploy["job"], deploy["sha"], deploy["test_build_id"]) == ("deploy", sha, tested["id"])
+    assert deploy["deploys_after_test"] is False
+    assert deployed.target_url == deploy["url"]
+
+
+async def test_without_a_job_the_readmes_example_tests_the_branch_and_never_deploys(
+    world: ApiWorld, hello: Remote
+) -> None:
+    # README: `{"ref": "main"}` builds the branch's head. `main` is the deploy branch here, so
+    # only the missing `job` (a test, by default) keeps this from deploying.
+    sha = hello.commit({"Makefile": PASSING}, branch="main")
+
+    answer = await world.carol.post(f"{ONE}/builds", {"ref": "main"})
+
+    assert answer.status == 202, answer.body
+    assert answer.headers["Location"] == answer.body["url"]
+    assert (answer.body["job"], answer.body["sha"], answer.body["branch"]) == ("test", sha, "main")
+    assert answer.body["deploys_after_test"] is False
+    tested = await finished(world, answer.body["id"])
+    assert tested["state"] == "success"
+    # A deploy would have been queued as the tests ended, in the same transaction.
+    assert tested["deploy_build_ids"] == []
+    listed = await world.bob.get(f"{ONE}/builds")
+    assert [(b["id"], b["job"]) for b in listed.body["builds"]] == [(tested["id"], "test")]
+    assert [b["deploys_after_test"] for b in listed.body["builds"]] == [False]
 
 
 async def test_a_deploy_is_422_when_the_repository_does_not_deploy(

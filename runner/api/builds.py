@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -92,11 +92,12 @@ class BuildHandlers:
         deploy branch's head: a person with write access cannot deploy a commit the branch's
         protection never let in, nor go back to an older one. A commit given alone is built as
         its newest build was (a pull request's commit stays a pull request's, fork rules and all).
+        `job` defaults to `test`; `deploy` answers with the test build, which deploys once green.
         """
         context = self._context
         known = await self._known(request, "WRITE")
         wanted = body(request)
-        deploy = wanted["job"] == "deploy"
+        deploy = wanted.get("job", "test") == "deploy"
         ref: str | None = wanted.get("ref")
         sha: str | None = wanted.get("sha")
         if ref is not None and not is_branch_name(ref):
@@ -131,6 +132,7 @@ class BuildHandlers:
                 branch=ref,
                 deploy_after_test=deploy,
             )
+        request_ = replace(request_, asked_by=known.login)  # shown as "Asked by" on its page
         outcome = await context.queue_builds(
             Delivery(
                 id=f"api-{uuid.uuid4()}",

@@ -4,6 +4,11 @@ Pushes the local repository's HEAD into a bare repository under `{data_dir}/loca
 daemon builds as `local/NAME`, see `runner.store.projects`), then sends the running daemon a push
 webhook shaped like GitHub's, signed with the configured secret, and prints the build page URL.
 This is a plain synchronous command-line client; it talks to the daemon over loopback HTTP.
+
+The branch tried is the local repository's default branch, as GitHub's default branch is the
+one its repository's HEAD names: the bare repository's HEAD is pointed at it (the pages read it
+from there) and the push says so in `repository.default_branch`. The push only tests unless
+`--deploy` (`"hobotnica": {"deploy": false}`, see `runner.intake.push`).
 """
 
 import asyncio
@@ -47,6 +52,7 @@ def try_build(settings: Settings, path: Path, *, deploy: bool, wait: bool) -> in
         bare.parent.mkdir(parents=True, exist_ok=True)
         _git(top, "init", "--quiet", "--bare", str(bare))
     _git(top, "push", "--quiet", "--force", str(bare), f"HEAD:refs/heads/{branch}")
+    _git(bare, "symbolic-ref", "HEAD", f"refs/heads/{branch}")  # its default branch
 
     repository = f"{LOCAL_OWNER}/{name}"
     payload = _push_payload(repository, name, branch, sha, author, email, message, deploy)
@@ -105,12 +111,13 @@ def _push_payload(
             "full_name": repository,
             "private": True,
             "owner": {"login": LOCAL_OWNER, "name": LOCAL_OWNER},
-            # Only a push to the default branch deploys; `try` deploys only when asked to.
-            "default_branch": branch if deploy else None,
+            "default_branch": branch,
             "pushed_at": int(time.time()),
         },
         "pusher": {"name": author, "email": email},
         "sender": {"login": author},
+        # Hobotnica's own key: a push to the default branch deploys, but `try` only when asked.
+        "hobotnica": {"deploy": deploy},
     }
 
 

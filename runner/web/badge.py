@@ -5,9 +5,11 @@ Drawn like shields.io's "flat" badges: `build | passing` (green), `failing` (red
 running), `unknown` (grey: no build of that branch yet). The state is the newest test build of
 the branch that was not superseded (pull requests are not branches here).
 
-Without `?branch=`: the project's configured deploy branch, else the branch the newest
-deploy-bound push went to (the repository's default branch as GitHub said in that push), else
-`unknown`. Served with `Cache-Control: no-cache`, so GitHub's image proxy asks again each time.
+Without `?branch=`: the project's configured deploy branch; for a local repository, the branch
+`hobotnica try` tried (its bare repository's HEAD); else the branch the newest deploy-bound push
+went to (the repository's default branch as GitHub said in that push), else `unknown`
+(`RepositoryCatalog.default_branch`). Served with `Cache-Control: no-cache`, so GitHub's image
+proxy asks again each time.
 """
 
 from html import escape

@@ -19,7 +19,7 @@ from aiohttp import web
 from runner.core.instance import node_of
 from runner.core.links import build_url, on_github
 from runner.core.masking import SecretMasker
-from runner.core.models import Build
+from runner.core.models import Build, Job
 from runner.core.settings import Settings
 from runner.scheduling.control import BuildControl, Cancelled
 from runner.store import Store
@@ -130,6 +130,11 @@ class BuildViews:
             "approval": build.approval,
             "test_build_id": build.parent_id,
             "rerun_of": build.rerun_of,
+            # Its success queues a deploy (`rules.deploy_after`): said at once, so whoever
+            # asked for a deploy sees that this test build is the first half of it.
+            "deploys_after_test": (
+                build.job is Job.TEST and request.deploy_after_test and not request.from_fork
+            ),
             "before": request.before or None,
             "asked_by": mask(request.asked_by) or None,
             "received_at": _iso(build.received_at),

@@ -8,11 +8,17 @@ making the project lookup asynchronous changes this class and nothing that uses 
   spelling (the config's, else the registration's, else the store's).
 - `masker(repository)`: every text a page shows — log, commit message, branch, author,
   description — goes through the project's `SecretMasker`.
-- `default_branch(repository)`: the configured deploy branch, else the branch the newest
-  deploy-bound push went to (the repository's default branch as GitHub reported it), else None.
+- `default_branch(repository)`: the configured deploy branch; for a local repository (`hobotnica
+  try`), the branch its bare repository's HEAD names, which `try` points at the branch it tried;
+  else the branch the newest deploy-bound push went to (the repository's default branch as
+  GitHub reported it), else None.
 """
 
+import asyncio
+from pathlib import Path
+
 from runner.core.masking import SecretMasker
+from runner.core.names import is_branch_name
 from runner.core.settings import Settings
 from runner.store import Store
 from runner.store.projects import ProjectDirectory
@@ -45,7 +51,28 @@ class RepositoryCatalog:
         project = self._projects.find(repository)
         if project is not None and project.deploy_branch:
             return project.deploy_branch
+        if project is not None and self._projects.is_local(repository):
+            bare = self._projects.local_path(repository.split("/")[1])
+            head = await asyncio.to_thread(_head_branch, bare)
+            if head is not None:
+                return head
         registered = await self._store.registration(repository)
         if registered is not None and (registered.deploy_branch or registered.default_branch):
             return registered.deploy_branch or registered.default_branch
         return await self._store.deploy_branch_seen(repository)
+
+
+def _head_branch(bare: Path) -> str | None:
+    """The branch a bare repository's HEAD names, if that branch exists (one made before `try`
+    pointed HEAD at its branch may still name git's default branch, never pushed)."""
+    try:
+        head = (bare / "HEAD").read_text(encoding="utf-8").strip()
+        branch = head.removeprefix("ref: refs/heads/")
+        if branch == head or not is_branch_name(branch):
+            return None  # a detached HEAD
+        if (bare / "refs" / "heads" / branch).is_file():
+            return branch
+        packed = (bare / "packed-refs").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):  # no packed refs either, or not readable
+        return None
+    return branch if any(line.endswith(f" refs/heads/{branch}") for line in packed) else None
