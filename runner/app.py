@@ -50,6 +50,8 @@ from runner.reporting.checks import CheckRuns
 from runner.reporting.reporter import GitHubStatuses, LoggedStatuses, StatusReporter, StatusRouter
 from runner.scheduling.control import BuildControl
 from runner.scheduling.free_space import FreeSpace
+from runner.scheduling.scheduled_builds import POLL as SCHEDULE_POLL
+from runner.scheduling.scheduled_builds import ScheduledBuilds
 from runner.scheduling.scheduler import Scheduler
 from runner.store import Store, open_store
 from runner.store.projects import ProjectDirectory
@@ -110,6 +112,7 @@ WATCH = web.AppKey("watch", BuildWatch)
 CONTROL = web.AppKey("control", BuildControl)
 CATCH_UP = web.AppKey("catch_up", DeliveryCatchUp)
 RETENTION = web.AppKey("retention", Retention)
+SCHEDULED_BUILDS = web.AppKey("scheduled_builds", ScheduledBuilds)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -367,8 +370,19 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
         catch_up = app[CATCH_UP] = DeliveryCatchUp(store, token_api, app.get(GITHUB_APP))
         jobs.every("catch-up", github.catch_up_interval, catch_up.run_once)
     jobs.every("store-recovery", PROBE_INTERVAL, StoreRecovery(store, catch_up).run_once)
+    scheduled = app[SCHEDULED_BUILDS] = ScheduledBuilds(
+        settings,
+        store,
+        app[PROJECTS],
+        app[REPOSITORIES],
+        RepositoryCatalog(settings, store, app[PROJECTS]).default_branch,
+        app[INTAKE].record,
+    )
+    jobs.every("schedules", SCHEDULE_POLL, scheduled.run_once)
     yield
-    await jobs.close("retention", "registrations", "installations", "catch-up", "store-recovery")
+    await jobs.close(
+        "retention", "registrations", "installations", "catch-up", "store-recovery", "schedules"
+    )
 
 
 async def _ready(app: web.Application) -> AsyncIterator[None]:

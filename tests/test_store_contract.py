@@ -898,6 +898,23 @@ async def test_cancelling_a_finished_or_unknown_build_changes_nothing(store: Sto
     assert await store.cancel_build(999, CANCELLED) is None
 
 
+# -- schedules -----------------------------------------------------------------------------------
+
+
+async def test_a_schedule_is_remembered_with_the_slot_built_last_until_it_changes(
+    store: Store,
+) -> None:
+    first = await store.schedule_seen("octo/app", "0 3 * * * UTC")
+    assert first.built_slot is None
+    await store.schedule_built("OCTO/app", 1000.0)
+    await store.schedule_built("octo/app", 500.0)  # an older slot, late: the last stays
+    again = await store.schedule_seen("octo/App", "0 3 * * * UTC")
+    assert (again.since, again.built_slot) == (first.since, 1000.0)
+
+    changed = await store.schedule_seen("octo/app", "0 4 * * * UTC")
+    assert changed.built_slot is None and changed.since >= first.since
+
+
 # -- re-run --------------------------------------------------------------------------------------
 
 

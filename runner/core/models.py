@@ -56,10 +56,24 @@ class BuildRequest:
     before: str = ""
     # Who started it by hand (a build through the API, a re-run); "" for a webhook's build.
     asked_by: str = ""
+    # Started by the project's schedule (`runner.scheduling.schedules`), not by a webhook.
+    scheduled: bool = False
 
     @property
     def is_merge_group(self) -> bool:
         return self.pull_request is None and self.ref.startswith(f"refs/heads/{MERGE_QUEUE_PREFIX}")
+
+    @property
+    def trigger(self) -> str:
+        """What started it (`HOBOTNICA_TRIGGER`): manual (a person: the API, a re-run),
+        schedule, pull_request, merge_group or push."""
+        if self.asked_by:
+            return "manual"
+        if self.scheduled:
+            return "schedule"
+        if self.pull_request is not None:
+            return "pull_request"
+        return "merge_group" if self.is_merge_group else "push"
 
 
 @dataclass(frozen=True)

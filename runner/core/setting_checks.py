@@ -19,6 +19,7 @@ from runner.core.names import (
     is_user_name,
 )
 from runner.core.passwords import is_password_hash
+from runner.scheduling import schedules
 
 # Shorter secrets would mask innocent text all over a log (think "1" or "yes").
 MIN_SECRET_LENGTH = 6
@@ -91,6 +92,21 @@ def branch(name: str, branch: str) -> str:
     if not is_branch_name(branch):
         raise ConfigError(f"{name} {branch!r} is not a valid branch name")
     return branch
+
+
+def cron_expression(name: str, expression: str) -> str:
+    if not schedules.is_valid_expression(expression):
+        raise ConfigError(
+            f"{name} {expression!r} is not a cron expression (five fields: minute hour"
+            ' day-of-month month day-of-week, e.g. "0 3 * * *" for 03:00 every day)'
+        )
+    return expression
+
+
+def time_zone(name: str, zone: str) -> str:
+    if not schedules.is_time_zone(zone):
+        raise ConfigError(f"{name} {zone!r} is not a time zone (e.g. UTC, Europe/Ljubljana)")
+    return zone
 
 
 def registered_once(name: str, projects: tuple[P, ...]) -> tuple[P, ...]:

@@ -38,6 +38,7 @@ from runner.core.setting_checks import (
     app_private_key_file,
     branch,
     build_user,
+    cron_expression,
     github_owner,
     local_url,
     maskable,
@@ -46,6 +47,7 @@ from runner.core.setting_checks import (
     postgresql_url,
     registered_once,
     repository,
+    time_zone,
     user_name,
     valid_node_name,
     variable_name,
@@ -222,6 +224,11 @@ class Project:
     secrets: Annotated[Mapping[str, str], each_entry(variable_name, maskable)] = field(
         default_factory=dict
     )
+    # Scheduled builds (`runner.scheduling.schedules`): the schedule_branch's head (default: the
+    # repository's default branch) is tested at these times, in schedule_timezone.
+    schedule: Annotated[str | None, cron_expression] = None
+    schedule_timezone: Annotated[str, time_zone] = "UTC"
+    schedule_branch: Annotated[str | None, branch] = None
     # Registered through the API: these may differ per repository.
     deploy_enabled: Annotated[bool, NOT_IN_FILE] = True
     timeout: Annotated[float | None, NOT_IN_FILE] = None  # None: builds.timeout

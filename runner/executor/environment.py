@@ -28,6 +28,7 @@ def build_environment(
         HOBOTNICA_BRANCH=request.branch,
         HOBOTNICA_JOB=request.job.value,
         HOBOTNICA_ATTEMPT=str(build.attempt),
+        HOBOTNICA_TRIGGER=request.trigger,
     )
     if request.pull_request is not None:
         env["HOBOTNICA_PULL_REQUEST"] = str(request.pull_request)

@@ -20,6 +20,7 @@ from runner.store.records import (
     Registration,
     RepositoryStatus,
     Rerun,
+    ScheduleRecord,
     Variables,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "Registration",
     "RepositoryStatus",
     "Rerun",
+    "ScheduleRecord",
     "Store",
     "Variables",
     "open_store",

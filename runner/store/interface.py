@@ -33,6 +33,7 @@ from runner.store.records import (
     Registration,
     RepositoryStatus,
     Rerun,
+    ScheduleRecord,
     Variables,
 )
 
@@ -268,6 +269,18 @@ class BuildLogs(Protocol):
     async def installation_secret(self, name: str, size: int) -> bytes: ...
 
 
+class Schedules(Protocol):
+    """Scheduled builds (`runner.scheduling.schedules`): each slot builds once, whichever node."""
+
+    async def schedule_seen(self, repository: str, expression: str) -> ScheduleRecord:
+        """The repository's schedule record; a new or changed expression starts one now."""
+        ...
+
+    async def schedule_built(self, repository: str, slot: float) -> None:
+        """The build of `slot` is queued (a later slot already built stays the last)."""
+        ...
+
+
 class Announcing(Protocol):
     @property
     def announcements(self) -> Announcer:
@@ -284,6 +297,7 @@ class Store(
     Listings,
     BuildLogs,
     Upkeep,
+    Schedules,
     Announcing,
     Protocol,
 ):

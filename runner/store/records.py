@@ -46,6 +46,15 @@ class RecoveredBuild:
 
 
 @dataclass(frozen=True)
+class ScheduleRecord:
+    """A repository's schedule as the store knows it: since when it has had this expression, and
+    the slot it built last (None: none yet)."""
+
+    since: float
+    built_slot: float | None
+
+
+@dataclass(frozen=True)
 class Rerun:
     """A re-run asked for by a person: the new build's id, or why there is none."""
 

@@ -137,6 +137,7 @@ class BuildViews:
             ),
             "before": request.before or None,
             "asked_by": mask(request.asked_by) or None,
+            "trigger": request.trigger,
             "received_at": _iso(build.received_at),
             "queued_at": _iso(build.queued_at),
             "started_at": _iso(build.started_at),

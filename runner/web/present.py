@@ -53,6 +53,7 @@ class BuildView:
     waiting_for_approval: bool = False
     before: str = ""  # the branch's head before the push (its changes: before...sha)
     asked_by: str = ""  # who started it by hand (the API, a re-run)
+    trigger: str = "push"  # what started it (`BuildRequest.trigger`)
 
     @classmethod
     def of(cls, build: Build, masker: SecretMasker) -> "BuildView":
@@ -103,6 +104,7 @@ class BuildView:
             started_epoch=build.started_at,
             before=request.before,
             asked_by=mask(request.asked_by),
+            trigger=request.trigger,
         )
 
     def live_state(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from runner.store.sql import (
     pruning,
     queue,
     registry,
+    schedules,
 )
 from runner.store.sql.connection import Connection
 
@@ -269,6 +270,11 @@ class SQLStore(ABC):
     append_log = _write(logs.append, announce.log_appended)
     read_log = _read(logs.read)
     installation_secret = _write(logs.installation_secret)
+
+    # -- scheduled builds --------------------------------------------------------------------
+
+    schedule_seen = _write(schedules.seen)
+    schedule_built = _write(schedules.built)
 
     # -- upkeep ------------------------------------------------------------------------------
 

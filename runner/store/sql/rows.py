@@ -33,6 +33,7 @@ def request_of(row: Row) -> BuildRequest:
         needs_approval=row["approval"] is not None,
         before=row["before_sha"],
         asked_by=row["asked_by"],
+        scheduled=bool(row["scheduled"]),
     )
 
 
@@ -109,8 +110,8 @@ NEVER_DUE = 1e10
 INSERT_BUILD = (
     "INSERT INTO builds (delivery_id, parent_id, repository, job, sha, ref, branch,"
     " pull_request, from_fork, deploy_after_test, message, author, state, description,"
-    " received_at, queued_at, not_before, pushed_at, finished_at, approval, before_sha, asked_by)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+    " received_at, queued_at, not_before, pushed_at, finished_at, approval, before_sha, asked_by,"
+    " scheduled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
 )
 
 
@@ -156,6 +157,7 @@ def build_values(
         approval,
         request.before,
         request.asked_by,
+        request.scheduled,
     )
 
 
