@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import structlog
 from aiohttp import web
-from gidgethub.aiohttp import GitHubAPI
 
 from runner.api import spec as api_spec
 from runner.api.auth import Authenticator
@@ -38,9 +37,9 @@ from runner.core.metrics import Metrics
 from runner.core.settings import Settings
 from runner.executor.host import BuildHost
 from runner.executor.prefetch import Prefetcher
-from runner.executor.sandbox import Bubblewrap, Sandbox
+from runner.executor.sandbox import sandbox_for
 from runner.executor.worker import BuildWorker
-from runner.intake.catchup import DeliveryCatchUp
+from runner.intake.catchup import DeliveryCatchUp, token_client
 from runner.intake.handler import MAX_BODY_BYTES, Intake
 from runner.intake.outage import PROBE_INTERVAL, StoreRecovery
 from runner.registrations.github_access import GitHubAccess
@@ -266,7 +265,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         store=store,
         projects=app[PROJECTS],
         repositories=app[REPOSITORIES],
-        sandbox=make_sandbox(settings),
+        sandbox=sandbox_for(settings),
         owner=instance.owner,
         metrics=app[METRICS],
         on_credentials_refused=app[REGISTRATIONS].token_rejected,
@@ -362,11 +361,7 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
     catch_up = None
     github = settings.github
     if (github.token or GITHUB_APP in app) and github.catch_up:
-        token_api = (
-            GitHubAPI(app[HTTP], "hobotnica", oauth_token=github.token, base_url=github.api_url)
-            if github.token
-            else None
-        )
+        token_api = token_client(app[HTTP], github)
         catch_up = app[CATCH_UP] = DeliveryCatchUp(store, token_api, app.get(GITHUB_APP))
         jobs.every("catch-up", github.catch_up_interval, catch_up.run_once)
     jobs.every("store-recovery", PROBE_INTERVAL, StoreRecovery(store, catch_up).run_once)
@@ -397,14 +392,6 @@ def _check_runs(app: web.Application) -> CheckRuns:
         store, LogFiles(app[SETTINGS].data_dir, store), app[PROJECTS], app[REPOSITORIES]
     )
     return CheckRuns(app[GITHUB_APP], public_url=app[SETTINGS].server.public_url, facts=facts)
-
-
-def make_sandbox(settings: Settings) -> Sandbox:
-    if settings.builds.sandbox == "bubblewrap":
-        daemon_files = (settings.config_path, settings.github.private_key_file)
-        hidden = tuple(path.resolve() for path in daemon_files if path is not None)
-        return Bubblewrap(data_dir=settings.data_dir, hidden_files=hidden)
-    return Sandbox()
 
 
 def begin_drain(app: web.Application) -> None:

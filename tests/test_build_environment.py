@@ -69,6 +69,7 @@ def hobotnica_variables(
         "HOBOTNICA_BRANCH": request.branch,
         "HOBOTNICA_JOB": request.job.value,
         "HOBOTNICA_ATTEMPT": str(attempt),
+        "HOBOTNICA_TRIGGER": "push" if request.pull_request is None else "pull_request",
     }
 
 
@@ -207,6 +208,7 @@ async def test_a_build_gets_exactly_the_allowlist_of_the_daemons_real_environmen
         "HOBOTNICA_BRANCH": "feature",
         "HOBOTNICA_JOB": "test",
         "HOBOTNICA_ATTEMPT": "1",
+        "HOBOTNICA_TRIGGER": "push",
         "LEVEL": "production",
         "COVERALLS_TOKEN": "***",  # given to the build, masked in its log
     }

@@ -367,6 +367,7 @@ async def test_build_environment_is_an_allowlist_plus_hobotnica_and_project_valu
         "HOME": DAEMON_ENVIRONMENT["HOME"],
         "HOBOTNICA_JOB": "test",
         "HOBOTNICA_ATTEMPT": "1",
+        "HOBOTNICA_TRIGGER": "push",
     }
     log = await d.log(build_id)
     assert TOKEN not in log and SECRET not in log and "coveralls-secret-value" not in log

@@ -109,6 +109,9 @@ async def test_a_full_disk_loses_nothing_and_says_so(
     fake_github.redeliver = redeliver
     assert await deliver(push_payload("octo/app", sha, branch="feature"), "guid-build") == 202
     await fake_github.wait_running(sha)
+    # "Running" is posted before the checkout; the disk fills only once make runs (a slow
+    # fetch would otherwise hit the full disk, and the build end `error` before make).
+    assert await eventually(ran.exists)
 
     filler = fill(small_disk)
     with daemon_log() as log, give_back(filler):

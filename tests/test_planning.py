@@ -151,19 +151,6 @@ def test_without_a_default_branch_in_the_payload_nothing_deploys() -> None:
     assert not only_request(plan_push(payload, registered(), DEFAULT_BUILDS)).deploy_after_test
 
 
-@pytest.mark.parametrize("deploy_branch", [None, "main"])
-def test_a_push_that_says_it_only_tests_never_deploys(deploy_branch: str | None) -> None:
-    # `hobotnica try` without --deploy: the real default branch, and Hobotnica's own key.
-    lookup = registered(deploy_branch=deploy_branch)
-    payload = push_payload(REPOSITORY, SHA, branch="main", default_branch="main")
-    payload["hobotnica"] = {"deploy": False}
-    assert not only_request(plan_push(payload, lookup, DEFAULT_BUILDS)).deploy_after_test
-    # Only `false` takes the deploy away; anything else leaves GitHub's rules alone.
-    for kept in ({"deploy": True}, {"deploy": 0}, {"deploy": "false"}, {}, [], "no"):
-        payload["hobotnica"] = kept
-        assert only_request(plan_push(payload, lookup, DEFAULT_BUILDS)).deploy_after_test, kept
-
-
 def test_unregistered_repository_is_ignored() -> None:
     payload = push_payload("someone/else", SHA)
     assert_ignored(plan_push(payload, registered(), DEFAULT_BUILDS))

@@ -4,12 +4,14 @@ the daemons are real."""
 
 import asyncio
 import time
+from pathlib import Path
 
 from runner.app import SCHEDULED_BUILDS, STORE
 from runner.scheduling.schedules import next_slot
 from tests.conftest import DaemonFactory, SettingsFactory
+from tests.support.api_world import REPOSITORY, start_world
 from tests.support.fake_github import FakeGitHub
-from tests.support.gitrepo import Remote, makefile
+from tests.support.gitrepo import Remote, make_remote, makefile
 
 NIGHTLY = "0 3 * * *"
 DAY = 24 * 3600
@@ -90,3 +92,45 @@ async def test_two_daemons_on_one_data_directory_build_a_slot_once(
     assert [found for _, found, _ in await scheduled_builds(blue)] == [sha]
     await blue.stop()
     await green.stop()
+
+
+async def test_a_registered_repositorys_schedule_is_set_through_the_api(
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote_root: Path,
+) -> None:
+    hello = make_remote(remote_root, REPOSITORY)
+    sha = hello.commit({"Makefile": RECIPE})
+    world = await start_world(fake_github, daemon, make_settings())
+    await world.register_ready()
+    one = f"/api/repositories/{REPOSITORY}"
+
+    refused = await world.carol.patch(one, {"schedule": "0 25 * * *"})
+    assert (refused.status, [e["pointer"] for e in refused.body["errors"]]) == (422, ["/schedule"])
+    refused = await world.carol.patch(one, {"schedule_timezone": "Mars/Olympus"})
+    assert refused.status == 422
+    changed = await world.carol.patch(
+        one, {"schedule": NIGHTLY, "schedule_timezone": "Europe/Ljubljana"}
+    )
+    assert changed.status == 200, changed.body
+    shown = changed.body
+    assert (shown["schedule"], shown["schedule_timezone"], shown["schedule_branch"]) == (
+        NIGHTLY,
+        "Europe/Ljubljana",
+        None,  # the repository's default branch
+    )
+
+    assert world.daemon.client is not None
+    schedule = world.daemon.client.app[SCHEDULED_BUILDS]
+    slot = next_slot(NIGHTLY, "Europe/Ljubljana", time.time())
+    schedule.clock = lambda: slot + 1
+    await schedule.run_once()
+    await fake_github.wait_final(sha)
+    builds = (await world.carol.get(f"{one}/builds")).body["builds"]
+    assert [(b["trigger"], b["sha"], b["branch"]) for b in builds] == [("schedule", sha, "main")]
+
+    unset = await world.carol.patch(one, {"schedule": None})
+    assert unset.body["schedule"] is None
+    schedule.clock = lambda: slot + DAY + 1  # the next night: no schedule, no build
+    assert await schedule.run_once() == []

@@ -5,7 +5,8 @@ import zoneinfo
 
 import pytest
 
-from runner.scheduling.schedules import due_slot, is_valid_expression, latest_slot, next_slot
+from runner.core.cron import is_time_zone, is_valid_expression
+from runner.scheduling.schedules import due_slot, latest_slot, next_slot
 
 NIGHTLY = "0 3 * * *"
 
@@ -61,3 +62,18 @@ def test_slots_follow_the_schedules_time_zone_across_daylight_saving() -> None:
 )
 def test_only_five_field_cron_expressions_are_schedules(expression: str, valid: bool) -> None:
     assert is_valid_expression(expression) is valid
+
+
+@pytest.mark.parametrize(
+    ("zone", "valid"),
+    [
+        ("UTC", True),
+        ("Europe/Ljubljana", True),
+        ("Europe", False),
+        ("../etc/passwd", False),
+        ("Mars/Olympus", False),
+        ("x" * 300, False),
+    ],
+)
+def test_a_schedules_time_zone_is_one_python_knows(zone: str, valid: bool) -> None:
+    assert is_time_zone(zone) is valid

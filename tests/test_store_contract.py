@@ -1615,14 +1615,16 @@ async def test_deliveries_written_together_end_exactly_as_written_one_after_anot
                 (i.build_id, i.sha, i.context, i.status.state, i.status.description)
                 for i in await drain(store)
             ]
-            settling = await store.settling_until() is not None
             await store.close()
-            return tuple(answers), builds, stops, posted, settling
+            # Not compared: whether a build still settles. Its window is 0.25 s of the real
+            # clock from the write, so on a loaded machine one run may see it passed and the
+            # other not (the settle rules have tests of their own).
+            return tuple(answers), builds, stops, posted
 
     together = await outcome_of(kind, "together", together=True)
     one_by_one = await outcome_of(kind, "one-by-one", together=False)
     assert together == one_by_one
-    answers, builds, stops, posted, _ = together
+    answers, builds, stops, posted = together
     # What the scenario is meant to exercise did happen.
     assert sum(answer.duplicate for answer in answers) == 2  # type: ignore[attr-defined]
     assert stops == {1: f"Superseded by {sha(1)[:7]}"}

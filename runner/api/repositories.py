@@ -8,6 +8,7 @@ from aiohttp import web
 from runner.api.auth import github_unavailable, token_rejected
 from runner.api.context import ApiContext, body, unprocessable
 from runner.api.problems import ProblemError, not_found
+from runner.core import cron
 from runner.core.names import is_branch_name, is_repository_name
 from runner.registrations.github_access import WEBHOOK_EVENTS, GitHubUnavailable, TokenRejected
 from runner.store import Registration
@@ -147,6 +148,7 @@ class RepositoryHandlers:
             changes["deploy_branch"] = branch
         if "timeout" in wanted:
             changes["timeout"] = wanted["timeout"]
+        changes.update(_schedule_changes(wanted))
         changed = await context.store.update_registration(registered.repository, changes)
         if changed is None:  # removed meanwhile
             raise not_found()
@@ -164,3 +166,32 @@ class RepositoryHandlers:
             )
         await context.registrations.remove(registered)
         return web.Response(status=204)
+
+
+def _schedule_changes(wanted: dict[str, object]) -> dict[str, object]:
+    """`schedule`, `schedule_timezone` and `schedule_branch`, checked as the config's are."""
+    changes: dict[str, object] = {}
+    if "schedule" in wanted:
+        expression = wanted["schedule"]
+        if expression is not None and not (
+            isinstance(expression, str) and cron.is_valid_expression(expression)
+        ):
+            raise unprocessable(
+                "not a cron expression (five fields: minute hour day-of-month month"
+                ' day-of-week, e.g. "0 3 * * *")',
+                "/schedule",
+            )
+        changes["schedule"] = expression
+    if "schedule_timezone" in wanted:
+        zone = wanted["schedule_timezone"]
+        if not (isinstance(zone, str) and cron.is_time_zone(zone)):
+            raise unprocessable(
+                "not a time zone (e.g. UTC, Europe/Ljubljana)", "/schedule_timezone"
+            )
+        changes["schedule_timezone"] = zone
+    if "schedule_branch" in wanted:
+        branch = wanted["schedule_branch"]
+        if branch is not None and not is_branch_name(branch):
+            raise unprocessable("not a valid branch name", "/schedule_branch")
+        changes["schedule_branch"] = branch
+    return changes

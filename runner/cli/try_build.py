@@ -7,8 +7,8 @@ This is a plain synchronous command-line client; it talks to the daemon over loo
 
 The branch tried is the local repository's default branch, as GitHub's default branch is the
 one its repository's HEAD names: the bare repository's HEAD is pointed at it (the pages read it
-from there) and the push says so in `repository.default_branch`. The push only tests unless
-`--deploy` (`"hobotnica": {"deploy": false}`, see `runner.intake.push`).
+from there). The push names it as the repository's default branch only with `--deploy`, since a
+push to the default branch deploys: without it the push only tests, on any daemon version.
 """
 
 import asyncio
@@ -111,13 +111,12 @@ def _push_payload(
             "full_name": repository,
             "private": True,
             "owner": {"login": LOCAL_OWNER, "name": LOCAL_OWNER},
-            "default_branch": branch,
+            # A push to the default branch deploys; `try` deploys only when asked to.
+            "default_branch": branch if deploy else None,
             "pushed_at": int(time.time()),
         },
         "pusher": {"name": author, "email": email},
         "sender": {"login": author},
-        # Hobotnica's own key: a push to the default branch deploys, but `try` only when asked.
-        "hobotnica": {"deploy": deploy},
     }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from runner.core import cron
 from runner.core.errors import ConfigError
 from runner.core.names import (
     is_branch_name,
@@ -19,7 +20,6 @@ from runner.core.names import (
     is_user_name,
 )
 from runner.core.passwords import is_password_hash
-from runner.scheduling import schedules
 
 # Shorter secrets would mask innocent text all over a log (think "1" or "yes").
 MIN_SECRET_LENGTH = 6
@@ -95,7 +95,7 @@ def branch(name: str, branch: str) -> str:
 
 
 def cron_expression(name: str, expression: str) -> str:
-    if not schedules.is_valid_expression(expression):
+    if not cron.is_valid_expression(expression):
         raise ConfigError(
             f"{name} {expression!r} is not a cron expression (five fields: minute hour"
             ' day-of-month month day-of-week, e.g. "0 3 * * *" for 03:00 every day)'
@@ -104,7 +104,7 @@ def cron_expression(name: str, expression: str) -> str:
 
 
 def time_zone(name: str, zone: str) -> str:
-    if not schedules.is_time_zone(zone):
+    if not cron.is_time_zone(zone):
         raise ConfigError(f"{name} {zone!r} is not a time zone (e.g. UTC, Europe/Ljubljana)")
     return zone
 

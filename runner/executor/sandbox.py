@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.core.settings import Settings
+
 PROBE_TIMEOUT = 10.0
 
 
@@ -62,3 +64,12 @@ def bubblewrap_problem() -> str | None:
     if result.returncode != 0:
         return f"bwrap cannot create a sandbox here: {result.stderr.strip()[:300]}"
     return None
+
+
+def sandbox_for(settings: Settings) -> Sandbox:
+    """The sandbox `builds.sandbox` names; bubblewrap hides the daemon's own files."""
+    if settings.builds.sandbox == "bubblewrap":
+        daemon_files = (settings.config_path, settings.github.private_key_file)
+        hidden = tuple(path.resolve() for path in daemon_files if path is not None)
+        return Bubblewrap(data_dir=settings.data_dir, hidden_files=hidden)
+    return Sandbox()

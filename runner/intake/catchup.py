@@ -19,11 +19,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import gidgethub
 import structlog
 from gidgethub.aiohttp import GitHubAPI
 
 from runner.core.github_identity import GitHubApp
+from runner.core.settings import GitHubSettings
 from runner.store import Store
 
 log = structlog.get_logger(logger_name="hobotnica.catchup")
@@ -43,6 +45,13 @@ def missed_deliveries(listed: list[Mapping[str, Any]], known: set[str]) -> dict[
         if guid not in delivered and guid not in known and guid not in missed:
             missed[guid] = int(delivery["id"])
     return missed
+
+
+def token_client(http: aiohttp.ClientSession, settings: GitHubSettings) -> GitHubAPI | None:
+    """GitHub's REST API with the daemon's token (the repositories' own hooks), if it has one."""
+    if not settings.token:
+        return None
+    return GitHubAPI(http, "hobotnica", oauth_token=settings.token, base_url=settings.api_url)
 
 
 class DeliveryCatchUp:

@@ -1,11 +1,6 @@
 """`push`: a branch push tests its `after` commit, and deploys it on the deploy branch.
 
 https://docs.github.com/en/webhooks/webhook-events-and-payloads#push
-
-One key is Hobotnica's own, never GitHub's: `"hobotnica": {"deploy": false}` says the push only
-tests, whatever its branch. `hobotnica try` sends it unless asked to deploy, so a local
-repository has its real default branch and still deploys only when its operator asks. It can
-only take a deploy away, and only in a payload signed with the webhook's secret.
 """
 
 from collections.abc import Mapping
@@ -80,12 +75,7 @@ def plan_push(
                 sha=after,
                 ref=ref,
                 branch=branch,
-                deploy_after_test=(
-                    project.deploy_enabled
-                    and not is_tag
-                    and branch == deploy_branch
-                    and _may_deploy(payload)
-                ),
+                deploy_after_test=project.deploy_enabled and not is_tag and branch == deploy_branch,
                 message=message,
                 author=author,
                 pushed_at=timestamp(table(payload, "repository").get("pushed_at")),
@@ -93,11 +83,6 @@ def plan_push(
             ),
         )
     )
-
-
-def _may_deploy(payload: Mapping[str, Any]) -> bool:
-    """False when the push says it only tests (`"hobotnica": {"deploy": false}`)."""
-    return table(payload, "hobotnica").get("deploy") is not False
 
 
 def _moved_from(payload: Mapping[str, Any], is_tag: bool) -> str:

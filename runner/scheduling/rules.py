@@ -216,6 +216,8 @@ def deploy_after(test: BuildFacts, state: BuildState) -> BuildRequest | None:
         message=request.message,
         author=request.author,
         pushed_at=request.pushed_at,
+        before=request.before,  # the same push's changes
+        asked_by=request.asked_by,  # whoever asked for the tests asked for this deploy
     )
 
 

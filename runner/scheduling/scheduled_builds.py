@@ -1,5 +1,6 @@
-"""Scheduled builds: each configured project with a `schedule` tests its branch's head at the
-times it names (`runner.scheduling.schedules` says which slot is due), without a webhook.
+"""Scheduled builds: each project with a `schedule` (configured, or registered through the API)
+tests its branch's head at the times it names (`runner.scheduling.schedules` says which slot is
+due), without a webhook.
 
 Every node looks every `POLL` seconds. A due slot is queued as a delivery whose id names the
 slot, then marked built in the store: two nodes that see the same slot at once queue it once
@@ -10,12 +11,13 @@ once more only as a duplicate. A scheduled build only tests: it never deploys.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 
 from runner.core.git import Repositories
 from runner.core.models import BuildRequest
-from runner.core.settings import Project, Settings
+from runner.core.settings import Settings
 from runner.scheduling.schedules import due_slot
 from runner.store import Delivery, DeliveryOutcome, Store
 from runner.store.projects import ProjectDirectory
@@ -27,6 +29,16 @@ BRANCH_FETCH_TIMEOUT = 60.0
 
 DefaultBranch = Callable[[str], Awaitable[str | None]]
 QueueBuilds = Callable[[Delivery], Awaitable[DeliveryOutcome]]
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """A repository's schedule: a configured project's or a registration's."""
+
+    repository: str
+    expression: str
+    zone: str
+    branch: str | None
 
 
 class ScheduledBuilds:
@@ -50,20 +62,37 @@ class ScheduledBuilds:
 
     async def run_once(self) -> list[int]:
         """Queue the builds whose slot has come; their ids."""
+        scheduled = [
+            Scheduled(p.repository, p.schedule, p.schedule_timezone, p.schedule_branch)
+            for p in self._settings.projects
+            if p.schedule is not None
+        ]
+        for registered in await self._store.registrations():
+            if registered.schedule is not None and registered.status != "disabled":
+                scheduled.append(
+                    Scheduled(
+                        registered.repository,
+                        registered.schedule,
+                        registered.schedule_timezone,
+                        registered.schedule_branch,
+                    )
+                )
         queued: list[int] = []
-        for project in self._settings.projects:
-            if project.schedule is not None:
-                queued += await self._build_if_due(project, project.schedule)
+        for schedule in scheduled:
+            queued += await self._build_if_due(schedule)
         return queued
 
-    async def _build_if_due(self, project: Project, expression: str) -> list[int]:
-        repository, zone = project.repository, project.schedule_timezone
+    async def _build_if_due(self, schedule: "Scheduled") -> list[int]:
+        repository, expression, zone = schedule.repository, schedule.expression, schedule.zone
         record = await self._store.schedule_seen(repository, f"{expression} {zone}")
         now = self.clock()
         slot = due_slot(expression, zone, since=record.since, built=record.built_slot, now=now)
         if slot is None:
             return []
-        branch = project.schedule_branch or await self._default_branch(repository)
+        project = await self._projects.resolve(repository)
+        if project is None:  # removed meanwhile
+            return []
+        branch = schedule.branch or await self._default_branch(repository)
         if branch is None:
             log.warning(
                 "a scheduled build waits: the repository's default branch is not known yet"

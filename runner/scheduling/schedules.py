@@ -13,19 +13,6 @@ import zoneinfo
 from croniter import croniter
 
 
-def is_valid_expression(expression: str) -> bool:
-    """Five fields, as cron reads them (minute hour day-of-month month day-of-week)."""
-    return len(expression.split()) == 5 and bool(croniter.is_valid(expression))
-
-
-def is_time_zone(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
 def latest_slot(expression: str, time_zone: str, now: float) -> float:
     """The latest slot at or before `now` (epoch seconds)."""
     at = _moment(now, time_zone) + datetime.timedelta(microseconds=1)  # `now` itself counts

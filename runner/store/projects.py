@@ -111,4 +111,7 @@ def _registered_project(registered: RegisteredRepository, variables: Variables) 
         deploy_enabled=registered.deploy_enabled,
         timeout=registered.timeout,
         token=registered.token,
+        schedule=registered.schedule,
+        schedule_timezone=registered.schedule_timezone,
+        schedule_branch=registered.schedule_branch,
     )

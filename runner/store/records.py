@@ -98,6 +98,10 @@ class RegisteredRepository:
     webhook_secret: str = field(default="", repr=False)
     # Registered by a GitHub App installation (`github.auto_register`): acts with its token.
     installation_id: int | None = None
+    # Scheduled builds, as a configured project's (`runner.scheduling.schedules`).
+    schedule: str | None = None
+    schedule_timezone: str = "UTC"
+    schedule_branch: str | None = None
 
     @property
     def owner(self) -> str:

@@ -27,7 +27,11 @@ from psycopg import errors
 
 from runner.store import migrations
 from runner.store.announcements import Change, Committed
-from runner.store.postgresql.abandoned import APPLICATION_NAME, end_abandoned_transactions
+from runner.store.postgresql.abandoned import (
+    APPLICATION_NAME,
+    JANITOR_NAME,
+    end_abandoned_transactions,
+)
 from runner.store.postgresql.connection import PostgresConnection
 from runner.store.sql.adapter import SQLStore
 from runner.store.sql.connection import Connection
@@ -174,26 +178,31 @@ class PostgresStore(SQLStore):
             await asyncio.sleep(LISTEN_RETRY)
 
     async def _end_abandoned_transactions(self) -> None:
+        """On a connection of its own: the pool's may all be waiting for the very lock an
+        abandoned transaction holds."""
         limit = self._idle_in_transaction_limit
-
-        def end() -> int:
-            with self._pool.connection() as raw:
-                return end_abandoned_transactions(raw, limit)
-
-        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(limit / 2)
             try:
-                ended = await loop.run_in_executor(self._threads, end)
-            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as error:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=int(CONNECT_TIMEOUT),
+                    application_name=JANITOR_NAME,
+                    options=f"-c statement_timeout={int(CONNECT_TIMEOUT * 1000)}",
+                ) as connection:
+                    while True:
+                        await asyncio.sleep(limit / 2)
+                        ended = await end_abandoned_transactions(connection, limit)
+                        if ended:
+                            log.warning(
+                                "ended transactions a node abandoned"
+                                " (cut off or frozen mid-transaction)",
+                                sessions=ended,
+                                waited_more_than=limit,
+                            )
+            except (psycopg.Error, OSError) as error:
                 log.warning("could not look for abandoned transactions", error=str(error))
-                continue
-            if ended:
-                log.warning(
-                    "ended transactions a node abandoned (cut off or frozen mid-transaction)",
-                    sessions=ended,
-                    waited_more_than=limit,
-                )
+            await asyncio.sleep(LISTEN_RETRY)
 
 
 def apply_migrations(raw: "psycopg.Connection[Any]") -> list[int]:

@@ -14,8 +14,10 @@ from typing import Any
 
 import psycopg
 
-# Our connections say who they are, so no one else's session is ever ended.
+# Our connections say who they are, so no one else's session is ever ended; the janitor's own
+# connection has a name of its own.
 APPLICATION_NAME = "hobotnica"
+JANITOR_NAME = "hobotnica janitor"
 
 _END_ABANDONED = """
 SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
@@ -23,13 +25,18 @@ FROM pg_stat_activity
 WHERE datname = current_database()
   AND application_name = %s
   AND pid <> pg_backend_pid()
+  AND pg_has_role(usesysid, 'MEMBER')
   AND state IN ('idle in transaction', 'idle in transaction (aborted)')
   AND state_change < clock_timestamp() - make_interval(secs => %s)
 """
 
 
-def end_abandoned_transactions(raw: "psycopg.Connection[Any]", limit: float) -> int:
+async def end_abandoned_transactions(
+    connection: "psycopg.AsyncConnection[Any]", limit: float
+) -> int:
     """End our sessions whose transaction has waited more than `limit` seconds for its next
-    statement; how many were ended."""
-    found = raw.execute(_END_ABANDONED, [APPLICATION_NAME, limit]).fetchone()
+    statement; how many were ended. (Sessions of the role this node connects as, or of roles it
+    is a member of: it sees no other's state, and may signal no other.)"""
+    cursor = await connection.execute(_END_ABANDONED, [APPLICATION_NAME, limit])
+    found = await cursor.fetchone()
     return int(found[0]) if found else 0

@@ -119,7 +119,14 @@ def disable(db: Connection, repository: str, reason: str, webhook_uid: str) -> l
 def update_settings(
     db: Connection, repository: str, changes: Mapping[str, object]
 ) -> RegisteredRepository | None:
-    allowed = {"deploy_branch", "deploy_enabled", "timeout"}
+    allowed = {
+        "deploy_branch",
+        "deploy_enabled",
+        "timeout",
+        "schedule",
+        "schedule_timezone",
+        "schedule_branch",
+    }
     assert set(changes) <= allowed, set(changes) - allowed
     for column, value in changes.items():
         db.execute(
@@ -257,4 +264,7 @@ def _repository(row: Row) -> RegisteredRepository:
         token=row["token"],
         webhook_secret=row["webhook_secret"],
         installation_id=row["installation_id"],
+        schedule=row["schedule"],
+        schedule_timezone=row["schedule_timezone"],
+        schedule_branch=row["schedule_branch"],
     )
