@@ -244,7 +244,8 @@ async def test_the_whole_loop_on_github_enterprise_under_api_v3(
     for path in ("/", "/octo/app", "/builds"):  # the lists link each commit there too
         listing = await (await d.client.get(path)).text()
         assert commit_link in listing and "github.com" not in listing, path
-    assert compare_link in await (await d.client.get("/builds")).text()
+    for path in ("/", "/octo/app", "/builds"):  # and the push's changes
+        assert compare_link in await (await d.client.get(path)).text(), path
     # In a browser: the links lead to the Enterprise server's pages.
     tab = await browser.new_page()
     await tab.goto(f"{base_url(d)}/builds/{answer['builds'][0]}")
