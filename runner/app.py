@@ -46,7 +46,8 @@ from runner.registrations.github_access import GitHubAccess
 from runner.registrations.installations import Installations, registered_by_installation
 from runner.registrations.registrations import Registrations
 from runner.reporting.checks import CheckRuns
-from runner.reporting.reporter import GitHubStatuses, LoggedStatuses, StatusReporter, StatusRouter
+from runner.reporting.notifications import Notifier
+from runner.reporting.reporter import StatusReporter, StatusRouter, daemon_statuses
 from runner.scheduling.control import BuildControl
 from runner.scheduling.free_space import FreeSpace
 from runner.scheduling.scheduled_builds import POLL as SCHEDULE_POLL
@@ -215,17 +216,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
 
 async def _reporter(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    if IDENTITY in app:
-        default: GitHubStatuses | LoggedStatuses = GitHubStatuses(
-            app[HTTP], api_url=settings.github.api_url, identity=app[IDENTITY]
-        )
-    else:
-        log.warning(
-            "no GitHub token or App configured: commit statuses of the config's projects are "
-            "written to this log, not posted (set github.token, or github.app_id and "
-            "github.private_key_file)"
-        )
-        default = LoggedStatuses()
+    default = daemon_statuses(app[HTTP], settings.github.api_url, app.get(IDENTITY))
     github = StatusRouter(
         default,
         session=app[HTTP],
@@ -249,7 +240,12 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         checks=_check_runs(app) if settings.github.report == "checks" else None,
     )
     reporter.start()
+    notifier = Notifier(
+        settings, app[STORE], app[PROJECTS], app[HTTP], _facts(app).tail, instance, app[JOBS]
+    )
+    notifier.start()
     yield
+    await notifier.close()
     if not await reporter.flush(STATUS_FLUSH_TIMEOUT):
         log.warning("statuses left in the outbox at shutdown; they are sent on the next start")
     await reporter.close()
@@ -386,12 +382,15 @@ async def _ready(app: web.Application) -> AsyncIterator[None]:
     app[LIFECYCLE].ready = False
 
 
-def _check_runs(app: web.Application) -> CheckRuns:
+def _facts(app: web.Application) -> BuildFactsReader:
     store = app[STORE]
-    facts = BuildFactsReader(
-        store, LogFiles(app[SETTINGS].data_dir, store), app[PROJECTS], app[REPOSITORIES]
-    )
-    return CheckRuns(app[GITHUB_APP], public_url=app[SETTINGS].server.public_url, facts=facts)
+    logs = LogFiles(app[SETTINGS].data_dir, store)
+    return BuildFactsReader(store, logs, app[PROJECTS], app[REPOSITORIES])
+
+
+def _check_runs(app: web.Application) -> CheckRuns:
+    public_url = app[SETTINGS].server.public_url
+    return CheckRuns(app[GITHUB_APP], public_url=public_url, facts=_facts(app))
 
 
 def begin_drain(app: web.Application) -> None:

@@ -898,6 +898,30 @@ async def test_cancelling_a_finished_or_unknown_build_changes_nothing(store: Sto
     assert await store.cancel_build(999, CANCELLED) is None
 
 
+# -- notifications -------------------------------------------------------------------------------
+
+
+async def test_a_branch_gone_red_is_queued_as_it_ends_and_settled_channel_by_channel(
+    store: Store,
+) -> None:
+    (green,) = await deliver(store, "d1", request(1))
+    await run_to_end(store, green)
+    assert await store.next_notification(time.time() + 1) == (None, None)  # a first build: quiet
+    (red,) = await deliver(store, "d2", request(2))
+    await run_to_end(store, red, statuses.failed(Job.TEST, 2, 1.0))
+
+    later = time.time() + 1
+    item, _ = await store.next_notification(later)
+    assert item is not None and (item.build_id, item.kind, item.sent_to) == (red, "failed", ())
+    await store.notification_sent(item.id, "slack")
+    await store.notification_settled(item.id, later + 60)  # the webhook's receiver was down
+    assert await store.next_notification(later) == (None, later + 60)
+    again, _ = await store.next_notification(later + 60)
+    assert again is not None and (again.sent_to, again.attempts) == (("slack",), 1)
+    await store.notification_settled(again.id, None)
+    assert await store.next_notification(later + 3600) == (None, None)
+
+
 # -- schedules -----------------------------------------------------------------------------------
 
 

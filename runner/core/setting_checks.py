@@ -94,6 +94,28 @@ def branch(name: str, branch: str) -> str:
     return branch
 
 
+NOTIFY_KEYS = ("slack_url", "webhook_url", "webhook_secret")
+
+
+def http_url(name: str, url: str) -> str:
+    """A receiver's URL (Slack's incoming webhook, a JSON webhook): never repeated in a message,
+    it may carry the receiver's token."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL")
+    return url
+
+
+def notify_entry(name: str, key: str, value: str) -> str:
+    """One key of a project's `notify = {...}`: the `[notifications]` keys, checked as there."""
+    if key not in NOTIFY_KEYS:
+        suggestion = ", ".join(NOTIFY_KEYS)
+        raise ConfigError(f"{name}.{key} is not a notification key (one of {suggestion})")
+    if key.endswith("_url"):
+        return http_url(f"{name}.{key}", value)
+    return value
+
+
 def cron_expression(name: str, expression: str) -> str:
     if not cron.is_valid_expression(expression):
         raise ConfigError(

@@ -33,6 +33,7 @@ from runner.core.config_loading import (
 )
 from runner.core.errors import ConfigError
 from runner.core.setting_checks import (
+    NOTIFY_KEYS,
     BuildUser,
     app_private_key,
     app_private_key_file,
@@ -40,8 +41,10 @@ from runner.core.setting_checks import (
     build_user,
     cron_expression,
     github_owner,
+    http_url,
     local_url,
     maskable,
+    notify_entry,
     password_hash,
     port_pair,
     postgresql_url,
@@ -205,6 +208,25 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    """Where a branch going red or green, or a failed deploy, is told (`runner.reporting.
+    notifications`); a project's `notify` overrides these key by key. The URLs and the secret
+    are secrets: never shown, never logged."""
+
+    slack_url: Annotated[str | None, http_url] = None  # Slack, Mattermost, Rocket.Chat
+    webhook_url: Annotated[str | None, http_url] = None  # a JSON POST, signed with webhook_secret
+    webhook_secret: str | None = None
+
+    def __repr__(self) -> str:
+        configured = [key for key in NOTIFY_KEYS if getattr(self, key)]
+        return f"NotificationSettings(configured={configured!r})"
+
+    def overridden(self, notify: Mapping[str, str]) -> "NotificationSettings":
+        """These settings with a project's `notify` keys instead."""
+        return dataclasses.replace(self, **{k: v for k, v in notify.items() if k in NOTIFY_KEYS})
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     """Who may register repositories through the REST API (`runner.api`)."""
 
@@ -229,6 +251,8 @@ class Project:
     schedule: Annotated[str | None, cron_expression] = None
     schedule_timezone: Annotated[str, time_zone] = "UTC"
     schedule_branch: Annotated[str | None, branch] = None
+    # Overrides of `[notifications]` for this repository (`NotificationSettings`).
+    notify: Annotated[Mapping[str, str], each_entry(notify_entry)] = field(default_factory=dict)
     # Registered through the API: these may differ per repository.
     deploy_enabled: Annotated[bool, NOT_IN_FILE] = True
     timeout: Annotated[float | None, NOT_IN_FILE] = None  # None: builds.timeout
@@ -254,6 +278,7 @@ class Settings:
     deploy: DeploySettings = DeploySettings()
     ui: UiSettings = UiSettings()
     api: ApiSettings = ApiSettings()
+    notifications: NotificationSettings = NotificationSettings()
     projects: Annotated[tuple[Project, ...], registered_once] = ()
     inherited_env: Annotated[Mapping[str, str], NOT_IN_FILE] = field(default_factory=dict)
     config_path: Annotated[Path | None, NOT_IN_FILE] = None

@@ -155,6 +155,20 @@ class LoggedStatuses:
         return "sent"
 
 
+def daemon_statuses(
+    http: aiohttp.ClientSession, api_url: str, identity: GitHubIdentity | None
+) -> "GitHubStatuses | LoggedStatuses":
+    """Who posts the config's projects' statuses: the daemon's identity, or the log without one."""
+    if identity is not None:
+        return GitHubStatuses(http, api_url=api_url, identity=identity)
+    log.warning(
+        "no GitHub token or App configured: commit statuses of the config's projects are "
+        "written to this log, not posted (set github.token, or github.app_id and "
+        "github.private_key_file)"
+    )
+    return LoggedStatuses()
+
+
 class StatusReporter:
     def __init__(
         self,

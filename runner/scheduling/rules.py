@@ -305,3 +305,29 @@ def _heads_for_deploy(other: BuildFacts, build: BuildFacts) -> bool:
         BuildState.QUEUED,
         BuildState.RUNNING,
     )
+
+
+# Builds a person or a newer push stopped: their end says nothing about the branch.
+_STOPPED = ("Cancelled", "Superseded by")
+
+
+def notification_for(
+    request: BuildRequest, state: BuildState, description: str, previous: BuildState | None
+) -> str | None:
+    """What a build that ran to its end tells the team (`[notifications]`): "failed" (the
+    branch's test or deploy was green, now red), "fixed" (red, now green), "deploy failed"
+    (every failed deploy), or nothing. `previous`: the lane's last final state before it, of a
+    build that was not stopped. Only branches (pushes, schedules): a pull request or a merge
+    queue's group has its checks on GitHub."""
+    if request.pull_request is not None or request.is_merge_group:
+        return None
+    if not request.ref.startswith("refs/heads/") or description.startswith(_STOPPED):
+        return None
+    red = state in (BuildState.FAILURE, BuildState.ERROR)
+    if red and request.job is Job.DEPLOY:
+        return "deploy failed"
+    if red and previous is BuildState.SUCCESS:
+        return "failed"
+    if state is BuildState.SUCCESS and previous in (BuildState.FAILURE, BuildState.ERROR):
+        return "fixed"
+    return None

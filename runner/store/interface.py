@@ -27,6 +27,7 @@ from runner.store.records import (
     Delivery,
     DeliveryOutcome,
     Hook,
+    NotificationItem,
     OutboxItem,
     RecoveredBuild,
     RegisteredRepository,
@@ -281,6 +282,20 @@ class Schedules(Protocol):
         ...
 
 
+class Notifications(Protocol):
+    """What builds' ends tell the team, queued as they end (`rules.notification_for`)."""
+
+    async def next_notification(self, now: float) -> tuple[NotificationItem | None, float | None]:
+        """The oldest notification due now, or None and when the next one is due."""
+        ...
+
+    async def notification_sent(self, notification_id: int, channel: str) -> None: ...
+
+    async def notification_settled(self, notification_id: int, retry_at: float | None) -> None:
+        """Done (None), or try the channels that do not have it yet again at `retry_at`."""
+        ...
+
+
 class Announcing(Protocol):
     @property
     def announcements(self) -> Announcer:
@@ -298,6 +313,7 @@ class Store(
     BuildLogs,
     Upkeep,
     Schedules,
+    Notifications,
     Announcing,
     Protocol,
 ):

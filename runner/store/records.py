@@ -46,6 +46,18 @@ class RecoveredBuild:
 
 
 @dataclass(frozen=True)
+class NotificationItem:
+    """A notification to send: what a build's end said ("failed", "fixed", "deploy failed"),
+    how often sending was tried, and the channels that have it already."""
+
+    id: int
+    build_id: int
+    kind: str
+    attempts: int
+    sent_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScheduleRecord:
     """A repository's schedule as the store knows it: since when it has had this expression, and
     the slot it built last (None: none yet)."""

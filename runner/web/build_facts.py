@@ -14,6 +14,7 @@ from runner.web.ansi import plain
 from runner.web.log_files import LogFiles
 
 TAIL_BYTES = 256 * 1024  # enough for the last lines and the compiler diagnostics before them
+NOTIFICATION_TAIL_BYTES = 16 * 1024
 
 
 class BuildFactsReader:
@@ -29,8 +30,7 @@ class BuildFactsReader:
         build = await self._store.get_build(item.build_id)
         if build is None:
             return None
-        tail = await asyncio.to_thread(_tail, await self._logs.path(build.id), TAIL_BYTES)
-        masker = self._projects.masker(await self._projects.resolve(build.repository))
+        tail = await self._masked_tail(build.id, build.repository, TAIL_BYTES)
         duration = None
         if build.started_at is not None and build.finished_at is not None:
             duration = build.finished_at - build.started_at
@@ -38,9 +38,21 @@ class BuildFactsReader:
             job=build.request.job.value,
             duration_s=duration,
             node=node_of(build.ran_on),
-            log_tail=masker.mask_text(plain(tail)),
+            log_tail=tail,
         )
         return facts, str(self._repositories.workspace_path(build.repository).resolve())
+
+    async def tail(self, build_id: int) -> str:
+        """The last lines of a build's log (a notification's), masked, without escapes."""
+        build = await self._store.get_build(build_id)
+        if build is None:
+            return ""
+        return await self._masked_tail(build_id, build.repository, NOTIFICATION_TAIL_BYTES)
+
+    async def _masked_tail(self, build_id: int, repository: str, limit: int) -> str:
+        tail = await asyncio.to_thread(_tail, await self._logs.path(build_id), limit)
+        masker = self._projects.masker(await self._projects.resolve(repository))
+        return masker.mask_text(plain(tail))
 
 
 def _tail(path: Path, limit: int) -> str:

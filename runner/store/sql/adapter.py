@@ -22,6 +22,7 @@ from runner.store.sql import (
     leases,
     listing,
     logs,
+    notifications,
     outbox,
     pruning,
     queue,
@@ -270,6 +271,12 @@ class SQLStore(ABC):
     append_log = _write(logs.append, announce.log_appended)
     read_log = _read(logs.read)
     installation_secret = _write(logs.installation_secret)
+
+    # -- notifications -----------------------------------------------------------------------
+
+    next_notification = _read(notifications.next_due)
+    notification_sent = _write(notifications.sent)
+    notification_settled = _write(notifications.settle)
 
     # -- scheduled builds --------------------------------------------------------------------
 

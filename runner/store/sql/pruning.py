@@ -25,6 +25,7 @@ def prune(db: Connection, *, older_than: float, keep_per_repository: int) -> lis
     db.executemany("DELETE FROM outbox WHERE done_at IS NOT NULL AND build_id = ?", pruned)
     db.executemany("DELETE FROM builds WHERE id = ?", pruned)
     db.executemany("DELETE FROM log_chunks WHERE build_id = ?", pruned)
+    db.executemany("DELETE FROM notifications WHERE outcome = 'done' AND build_id = ?", pruned)
     # GitHub redelivers for three days: their ids must stay known at least that long.
     db.execute(
         "DELETE FROM deliveries WHERE received_at < ? AND id NOT IN"

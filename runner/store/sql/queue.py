@@ -15,7 +15,7 @@ from runner.core.models import WAITING_FOR_APPROVAL, Build, BuildState, Job
 from runner.core.statuses import Status
 from runner.scheduling import rules
 from runner.store.records import RecoveredBuild, Rerun
-from runner.store.sql import outbox, rows
+from runner.store.sql import notifications, outbox, rows
 from runner.store.sql.connection import Connection, Row
 
 
@@ -137,6 +137,7 @@ def finish(
     if row is None or (attempt is not None and row["attempt"] != attempt):
         return None
     state = BuildState(status.state.value)
+    notifications.enqueue_if_told(db, row, state, status.description)
     rows.end(db, build_id, state, status.description, exit_code)
     outbox.enqueue(db, build_id, rows.request_of(row), status)
     deploy = rules.deploy_after(rows.facts_of(row), state)
