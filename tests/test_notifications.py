@@ -17,6 +17,7 @@ from runner.core.models import BuildRequest, BuildState, Job
 from runner.core.settings import NotificationSettings
 from runner.reporting.notification_messages import BuildNews, slack_message
 from runner.scheduling.rules import notification_for
+from runner.store.projects import ProjectDirectory
 from tests.conftest import DaemonFactory, SettingsFactory
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, makefile
@@ -188,6 +189,16 @@ S, F, E = BuildState.SUCCESS, BuildState.FAILURE, BuildState.ERROR
         (REQUEST, F, "make test failed (exit 2) after 1 s", None, None),  # a new branch
         (REQUEST, E, "Cancelled by alice", S, None),  # a person stopped it
         (REQUEST, E, "Superseded by abc1234", S, None),  # a newer push did
+        (REQUEST, E, "Stopped: the repository was removed", S, None),
+        (REQUEST, E, "Repository is no longer registered", S, None),
+        (dataclasses.replace(REQUEST, job=Job.DEPLOY), E, "Not deployed: deploys are off", S, None),
+        (
+            dataclasses.replace(REQUEST, job=Job.DEPLOY),
+            E,
+            "Interrupted: daemon restarted",
+            S,
+            "deploy failed",
+        ),
         (
             dataclasses.replace(REQUEST, job=Job.DEPLOY),
             F,
@@ -219,7 +230,7 @@ def test_a_slack_message_never_turns_build_text_into_links_or_mentions() -> None
         job="test",
         sha="a" * 40,
         commit_url=None,
-        title="<!channel> & <http://x|y>",
+        title="<!channel> & <http://x|y> @channel [click](http://evil)",
         author="mallory",
         state="failure",
         description="make test failed",
@@ -229,3 +240,26 @@ def test_a_slack_message_never_turns_build_text_into_links_or_mentions() -> None
     text = slack_message(news)["text"]
     assert "<!channel>" not in text and "<@U123>" not in text and "<http://x|y>" not in text
     assert "&lt;!channel&gt; &amp; &lt;http://x|y&gt;" in text
+    assert "@channel" not in text and "](http://evil)" not in text  # Mattermost, Rocket.Chat
+
+
+def test_a_projects_own_webhook_never_gets_the_default_secret() -> None:
+    defaults = NotificationSettings(
+        slack_url="https://chat.example/a", webhook_url="https://ops/a", webhook_secret="ops-secret"
+    )
+    theirs = defaults.overridden({"webhook_url": "https://team/b"})
+    assert (theirs.webhook_url, theirs.webhook_secret) == ("https://team/b", None)
+    assert theirs.slack_url == "https://chat.example/a"  # other keys still come from defaults
+    signed = defaults.overridden({"webhook_url": "https://team/b", "webhook_secret": "team"})
+    assert signed.webhook_secret == "team"
+
+
+def test_where_notifications_go_is_masked_in_every_build_output(
+    make_settings: SettingsFactory, receiver: Receiver
+) -> None:
+    settings = notifying(make_settings, receiver, notify={"slack_url": "https://chat/T0/B0/XyZ"})
+    masker = ProjectDirectory(settings).masker(None)
+    text = f"url={receiver.url}/hook secret={HOOK_SECRET} team=https://chat/T0/B0/XyZ"
+    masked = masker.mask_text(text)
+    assert receiver.url + "/hook" not in masked and HOOK_SECRET not in masked
+    assert "XyZ" not in masked

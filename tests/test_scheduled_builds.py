@@ -12,6 +12,8 @@ from tests.conftest import DaemonFactory, SettingsFactory
 from tests.support.api_world import REPOSITORY, start_world
 from tests.support.fake_github import FakeGitHub
 from tests.support.gitrepo import Remote, make_remote, makefile
+from tests.support.webhooks import push_payload
+from tests.test_core_loop import wait_for_file
 
 NIGHTLY = "0 3 * * *"
 DAY = 24 * 3600
@@ -134,3 +136,28 @@ async def test_a_registered_repositorys_schedule_is_set_through_the_api(
     assert unset.body["schedule"] is None
     schedule.clock = lambda: slot + DAY + 1  # the next night: no schedule, no build
     assert await schedule.run_once() == []
+
+
+async def test_a_slot_that_comes_while_a_push_is_built_leaves_the_push_and_its_deploy_alone(
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+    tmp_path: Path,
+) -> None:
+    release = tmp_path / "release"
+    recipe = makefile(test=wait_for_file(release), deploy="@echo deployed")
+    sha = remote.commit({"Makefile": recipe}, branch="main")
+    d = await daemon(make_settings([{**PROJECT, "deploy_branch": "main"}]))
+    await d.deliver("push", push_payload("octo/app", sha))
+    await fake_github.wait_running(sha)
+    schedule = d.client.app[SCHEDULED_BUILDS]
+    slot = next_slot(NIGHTLY, "UTC", time.time())
+    schedule.clock = lambda: slot + 1
+
+    assert await schedule.run_once() == []  # the branch is being built already
+    release.touch()
+    assert (await fake_github.wait_final(sha, "hobotnica/deploy")).state == "success"
+    assert await scheduled_builds(d) == []
+    assert await schedule.run_once() == []  # and that slot is done with
+    await d.stop()

@@ -49,6 +49,16 @@ def test_slots_follow_the_schedules_time_zone_across_daylight_saving() -> None:
     assert next_slot(NIGHTLY, zone, at("2027-03-28T00:30", zone)) == at("2027-03-28T03:00", zone)
 
 
+def test_the_night_the_clocks_go_back_builds_its_slot_once() -> None:
+    zone, expression = "Europe/Ljubljana", "30 2 * * *"
+    first = at("2026-10-25T00:30")  # 02:30 summer time; an hour later it is 02:30 again
+    since = at("2026-10-01T00:00")
+    assert due_slot(expression, zone, since=since, built=None, now=first + 1) == first
+    assert due_slot(expression, zone, since=since, built=first, now=at("2026-10-25T01:31")) is None
+    tomorrow = at("2026-10-26T01:30")  # 02:30 winter time
+    assert due_slot(expression, zone, since=since, built=first, now=tomorrow + 1) == tomorrow
+
+
 @pytest.mark.parametrize(
     ("expression", "valid"),
     [
@@ -58,6 +68,7 @@ def test_slots_follow_the_schedules_time_zone_across_daylight_saving() -> None:
         ("0 3 * *", False),  # four fields
         ("0 3 * * * 2026", False),  # cron has five; a year or seconds field is not cron
         ("@nightly", False),
+        ("0 0 31 2 *", False),  # February 31st never comes
     ],
 )
 def test_only_five_field_cron_expressions_are_schedules(expression: str, valid: bool) -> None:

@@ -4,12 +4,19 @@ is the scheduling stage's (`runner.scheduling.schedules`)."""
 
 import zoneinfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 
 def is_valid_expression(expression: str) -> bool:
-    """Five fields, as cron reads them (minute hour day-of-month month day-of-week)."""
-    return len(expression.split()) == 5 and bool(croniter.is_valid(expression))
+    """Five fields, as cron reads them (minute hour day-of-month month day-of-week), naming a
+    time that comes ("0 0 31 2 *", February 31st, never does)."""
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        return False
+    try:
+        croniter(expression).get_next()
+    except (CroniterError, ValueError):
+        return False
+    return True
 
 
 def is_time_zone(name: str) -> bool:

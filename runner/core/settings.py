@@ -222,8 +222,13 @@ class NotificationSettings:
         return f"NotificationSettings(configured={configured!r})"
 
     def overridden(self, notify: Mapping[str, str]) -> "NotificationSettings":
-        """These settings with a project's `notify` keys instead."""
-        return dataclasses.replace(self, **{k: v for k, v in notify.items() if k in NOTIFY_KEYS})
+        """These settings with a project's `notify` keys instead. A project's own webhook_url
+        goes with its own webhook_secret (or none): another team's receiver never gets
+        messages signed with this one's secret."""
+        changes: dict[str, str | None] = {k: v for k, v in notify.items() if k in NOTIFY_KEYS}
+        if "webhook_url" in changes:
+            changes.setdefault("webhook_secret", None)
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ class BuildNews:
     @property
     def headline(self) -> str:
         """`octo/app main: make test failed`."""
-        return f"{self.repository} {self.branch}: make {self.job} {HEADLINES[self.kind]}"
+        verb = HEADLINES.get(self.kind, self.kind)
+        return f"{self.repository} {self.branch}: make {self.job} {verb}"
 
     @property
     def last_lines(self) -> list[str]:
@@ -88,5 +89,8 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def _slack_escape(text: str) -> str:
-    """Slack's three control characters; a build's text must not become a link or a mention."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """A build's text must not become a link or a mention: Slack's three control characters,
+    and for Mattermost and Rocket.Chat a plain `@channel` and a Markdown `[text](url)` (a word
+    joiner after `@` and before `(` leaves them as text)."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("@", "@\u2060").replace("](", "]\u2060(")

@@ -40,7 +40,8 @@ LEASE_NAME = "notifications"
 LEASE_SECONDS = 30.0
 POLL = 5.0
 MAX_ATTEMPTS = 12  # about 3 hours of backoff, then it is given up (and logged)
-SEND_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
+# Two channels at most, well inside the lease (30 s), so no other node takes over mid-send.
+SEND_TIMEOUT = aiohttp.ClientTimeout(total=8, connect=4)
 
 LogTail = Callable[[int], Awaitable[str]]
 

@@ -307,8 +307,16 @@ def _heads_for_deploy(other: BuildFacts, build: BuildFacts) -> bool:
     )
 
 
-# Builds a person or a newer push stopped: their end says nothing about the branch.
-_STOPPED = ("Cancelled", "Superseded by")
+# Builds that did not end by their own make: a person or a newer push stopped them, a node lost
+# them, the repository was removed or its deploys turned off. Their end says nothing about the
+# branch. (`runner.store.sql.notifications` skips the same when it looks for the last end.)
+STOPPED_PREFIXES = (
+    "Cancelled",
+    "Superseded by",
+    "Stopped",
+    "Repository is no longer registered",
+    "Not deployed",
+)
 
 
 def notification_for(
@@ -321,7 +329,7 @@ def notification_for(
     queue's group has its checks on GitHub."""
     if request.pull_request is not None or request.is_merge_group:
         return None
-    if not request.ref.startswith("refs/heads/") or description.startswith(_STOPPED):
+    if not request.ref.startswith("refs/heads/") or description.startswith(STOPPED_PREFIXES):
         return None
     red = state in (BuildState.FAILURE, BuildState.ERROR)
     if red and request.job is Job.DEPLOY:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from runner.core.errors import CheckoutError, StoreUnavailable
 from runner.core.git import Repositories
 from runner.core.models import BuildRequest
 from runner.core.settings import Settings
@@ -79,7 +80,10 @@ class ScheduledBuilds:
                 )
         queued: list[int] = []
         for schedule in scheduled:
-            queued += await self._build_if_due(schedule)
+            try:
+                queued += await self._build_if_due(schedule)
+            except (StoreUnavailable, OSError, CheckoutError) as error:  # the others go on
+                log.warning("a schedule is looked at again later", error=str(error))
         return queued
 
     async def _build_if_due(self, schedule: "Scheduled") -> list[int]:
@@ -110,6 +114,12 @@ class ScheduledBuilds:
         if head is None:  # tried again on the next look, until the next slot replaces it
             log.warning("a scheduled build waits: its branch cannot be fetched", branch=branch)
             return []
+        if await self._on_its_way(repository, branch):
+            # A push's build of the branch waits or runs: it is tested anyway, and a scheduled
+            # build would supersede it (and the deploy it may lead to).
+            log.info("a scheduled build is not needed: the branch is being built", branch=branch)
+            await self._store.schedule_built(repository, slot)
+            return []
         message, author = await self._repositories.commit_info(repository, head)
         request = BuildRequest(
             repository=repository,
@@ -136,3 +146,9 @@ class ScheduledBuilds:
                 "scheduled build", repository=repository, branch=branch, builds=outcome.build_ids
             )
         return list(outcome.build_ids)
+
+    async def _on_its_way(self, repository: str, branch: str) -> bool:
+        for state in ("queued", "running"):
+            if await self._store.list_builds(repository, branch=branch, state=state, limit=1):
+                return True
+        return False

@@ -36,7 +36,13 @@ def due_slot(
     slot = latest_slot(expression, time_zone, now)
     if slot < since or (built is not None and slot <= built):
         return None
+    if built is not None and _wall_clock(slot, time_zone) <= _wall_clock(built, time_zone):
+        return None  # the hour the clocks go back brings 02:30 twice; cron builds it once
     return slot
+
+
+def _wall_clock(epoch: float, time_zone: str) -> datetime.datetime:
+    return _moment(epoch, time_zone).replace(tzinfo=None)
 
 
 def _moment(epoch: float, time_zone: str) -> datetime.datetime:

@@ -7,19 +7,30 @@ from runner.store.records import NotificationItem
 from runner.store.sql.connection import Connection, Row
 from runner.store.sql.rows import request_of
 
-# The lane's last end that says something about the branch: not one a person or a push stopped.
+# The lane's last end that says something about the branch: not one that was stopped.
+_NOT_STOPPED = " AND ".join(
+    f"description NOT LIKE '{prefix}%'" for prefix in rules.STOPPED_PREFIXES
+)
 _PREVIOUS = (
-    "SELECT state FROM builds WHERE repository = ? AND ref = ? AND job = ? AND id <> ?"
-    " AND state IN ('success', 'failure', 'error')"
-    " AND description NOT LIKE 'Superseded by %' AND description NOT LIKE 'Cancelled%'"
+    "SELECT state FROM builds WHERE repository = ? AND ref = ? AND job = ? AND id <> ?"  # noqa: S608
+    f" AND state IN ('success', 'failure', 'error') AND {_NOT_STOPPED}"
     " ORDER BY finished_at DESC, id DESC LIMIT 1"
+)
+# A re-run speaks for the branch only when it re-ran the branch's newest commit.
+_NEWEST = (
+    "SELECT sha FROM builds WHERE repository = ? AND ref = ? AND job = ? AND rerun_of IS NULL"
+    " ORDER BY id DESC LIMIT 1"
 )
 
 
 def enqueue_if_told(db: Connection, row: Row, state: BuildState, description: str) -> None:
     """Inside `finish`: queue the notification the build's end makes, if it makes one."""
-    lane = (row["repository"], row["ref"], row["job"], row["id"])
-    found = db.execute(_PREVIOUS, lane).fetchone()
+    lane = (row["repository"], row["ref"], row["job"])
+    if row["rerun_of"] is not None:
+        newest = db.execute(_NEWEST, lane).fetchone()
+        if newest is not None and newest["sha"] != row["sha"]:
+            return
+    found = db.execute(_PREVIOUS, (*lane, row["id"])).fetchone()
     previous = None if found is None else BuildState(found["state"])
     kind = rules.notification_for(request_of(row), state, description, previous)
     if kind is not None:

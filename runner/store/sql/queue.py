@@ -218,6 +218,7 @@ def _recover(db: Connection, row: Row) -> RecoveredBuild:
         outbox.enqueue(db, row["id"], request, statuses.queued(request.job))
         return RecoveredBuild(row["id"], requeued=True, attempt=row["attempt"])
     reason = recovery.reason or rules.INTERRUPTED
+    notifications.enqueue_if_told(db, row, BuildState.ERROR, reason)  # a deploy lost with its node
     rows.end(db, row["id"], BuildState.ERROR, reason, None)
     outbox.enqueue(db, row["id"], request, statuses.errored(reason))
     return RecoveredBuild(row["id"], requeued=False, attempt=row["attempt"])

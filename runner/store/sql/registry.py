@@ -133,6 +133,8 @@ def update_settings(
             f"UPDATE repositories SET {column} = ? WHERE repository = ?",  # noqa: S608 - allowed
             (value, repository),
         )
+    if "schedule" in changes and changes["schedule"] is None:  # set again later, it starts anew
+        db.execute("DELETE FROM schedules WHERE repository = ?", (repository.lower(),))
     return get(db, repository)
 
 
@@ -172,6 +174,7 @@ def remove(db: Connection, repository: str) -> list[int]:
         )
     db.execute("DELETE FROM repositories WHERE repository = ?", (name,))
     db.execute("DELETE FROM variables WHERE scope = ?", (name,))
+    db.execute("DELETE FROM schedules WHERE repository = ?", (name.lower(),))
     _end_queued_builds(db, name, "Not built: the repository was removed")
     return _stop_running_builds(db, name, STOPPED_REMOVED)
 
