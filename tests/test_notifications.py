@@ -4,17 +4,21 @@ is down gets it later, once, and a restart in between loses nothing and repeats 
 
 import asyncio
 import dataclasses
+import email
 import hashlib
 import hmac
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from runner.core.models import BuildRequest, BuildState, Job
-from runner.core.settings import NotificationSettings
+from runner.core.notification_settings import NotificationSettings
 from runner.reporting.notification_messages import BuildNews, slack_message
 from runner.scheduling.rules import notification_for
 from runner.store.projects import ProjectDirectory
@@ -247,10 +251,12 @@ def test_a_projects_own_webhook_never_gets_the_default_secret() -> None:
     defaults = NotificationSettings(
         slack_url="https://chat.example/a", webhook_url="https://ops/a", webhook_secret="ops-secret"
     )
-    theirs = defaults.overridden({"webhook_url": "https://team/b"})
+    theirs = defaults.overridden(NotificationSettings(webhook_url="https://team/b"))
     assert (theirs.webhook_url, theirs.webhook_secret) == ("https://team/b", None)
     assert theirs.slack_url == "https://chat.example/a"  # other keys still come from defaults
-    signed = defaults.overridden({"webhook_url": "https://team/b", "webhook_secret": "team"})
+    signed = defaults.overridden(
+        NotificationSettings(webhook_url="https://team/b", webhook_secret="team")
+    )
     assert signed.webhook_secret == "team"
 
 
@@ -263,3 +269,84 @@ def test_where_notifications_go_is_masked_in_every_build_output(
     masked = masker.mask_text(text)
     assert receiver.url + "/hook" not in masked and HOOK_SECRET not in masked
     assert "XyZ" not in masked
+
+
+class MailServer:
+    """A real SMTP server on loopback (aiosmtpd, in its own thread) that takes a login, and can
+    answer `451` (try again later) to the first messages."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, refuse_first: int = 0) -> None:
+        self.messages: list[tuple[str, list[str], str]] = []
+        self.logins: list[tuple[str, str]] = []
+        self.attempts = 0
+        self._refuse = refuse_first
+        self._loop = loop
+        self._arrived = asyncio.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.attempts += 1
+        answer = "451 4.3.0 try again later"
+        if self.attempts > self._refuse:
+            content = envelope.content.decode()
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), content))
+            answer = "250 OK"
+        self._loop.call_soon_threadsafe(self._arrived.set)  # once recorded
+        return answer
+
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth: Any
+    ) -> Any:
+        self.logins.append((auth.login.decode(), auth.password.decode()))
+        return AuthResult(success=True)
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(WAIT):
+            while not check():
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+async def test_a_failure_is_mailed_over_smtp_with_a_login_after_the_server_asked_to_wait(
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote: Remote,
+) -> None:
+    mail = MailServer(asyncio.get_running_loop(), refuse_first=1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(
+        mail,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=mail.authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        settings = dataclasses.replace(
+            make_settings([{"repository": "octo/app"}]),
+            notifications=NotificationSettings(
+                email_to=("team@example.com", "lead@example.com"),
+                email_from="ci@example.com",
+                smtp_url=f"smtp://ci:pa%20ss@127.0.0.1:{port}",
+            ),
+        )
+        d = await daemon(settings)
+        await push(d, fake_github, remote.commit({"Makefile": PASSING}, branch="main"), 1)
+        red = remote.commit({"Makefile": FAILING}, branch="main")
+        await push(d, fake_github, red, 2)
+        await mail.until(lambda: len(mail.messages) == 1)  # after one "451", once
+        await d.stop()
+    finally:
+        controller.stop()
+
+    assert mail.attempts == 2
+    [(sender, recipients, content)] = mail.messages
+    assert (sender, recipients) == ("ci@example.com", ["team@example.com", "lead@example.com"])
+    assert ("ci", "pa ss") in mail.logins  # the URL's user and (decoded) password
+    message = email.message_from_string(content)
+    assert message["Subject"] == "[Hobotnica] octo/app main: make test failed"
+    body = message.get_payload()
+    assert "src/app.c:3: error: expected ;" in body and "/builds/" in body and red in body

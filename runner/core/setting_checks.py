@@ -3,6 +3,7 @@ or raises `ConfigError` with a message that names the key (`runner.core.settings
 which key gets which)."""
 
 import pwd
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,7 +95,16 @@ def branch(name: str, branch: str) -> str:
     return branch
 
 
-NOTIFY_KEYS = ("slack_url", "webhook_url", "webhook_secret")
+NOTIFY_KEYS = (
+    "slack_url",
+    "webhook_url",
+    "webhook_secret",
+    "email_to",
+    "email_from",
+    "smtp_url",
+)
+# What an address may be: a mailbox at a domain, no display name, no spaces or angle brackets.
+_EMAIL = re.compile(r"[^@\s<>,;\"]+@[A-Za-z0-9.-]+")
 
 
 def http_url(name: str, url: str) -> str:
@@ -106,14 +116,23 @@ def http_url(name: str, url: str) -> str:
     return url
 
 
-def notify_entry(name: str, key: str, value: str) -> str:
-    """One key of a project's `notify = {...}`: the `[notifications]` keys, checked as there."""
-    if key not in NOTIFY_KEYS:
-        suggestion = ", ".join(NOTIFY_KEYS)
-        raise ConfigError(f"{name}.{key} is not a notification key (one of {suggestion})")
-    if key.endswith("_url"):
-        return http_url(f"{name}.{key}", value)
-    return value
+def smtp_server_url(name: str, url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or port == -1:
+        raise ConfigError(
+            f"{name} must be smtp://USER:PASSWORD@HOST:PORT (or smtps:// for TLS from the start)"
+        )
+    return url
+
+
+def email_address(name: str, address: str) -> str:
+    if not _EMAIL.fullmatch(address):
+        raise ConfigError(f"{name}: {address!r} is not an e-mail address")
+    return address
 
 
 def cron_expression(name: str, expression: str) -> str:

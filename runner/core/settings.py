@@ -32,8 +32,8 @@ from runner.core.config_loading import (
     url,
 )
 from runner.core.errors import ConfigError
+from runner.core.notification_settings import NotificationSettings
 from runner.core.setting_checks import (
-    NOTIFY_KEYS,
     BuildUser,
     app_private_key,
     app_private_key_file,
@@ -41,10 +41,8 @@ from runner.core.setting_checks import (
     build_user,
     cron_expression,
     github_owner,
-    http_url,
     local_url,
     maskable,
-    notify_entry,
     password_hash,
     port_pair,
     postgresql_url,
@@ -208,30 +206,6 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
-class NotificationSettings:
-    """Where a branch going red or green, or a failed deploy, is told (`runner.reporting.
-    notifications`); a project's `notify` overrides these key by key. The URLs and the secret
-    are secrets: never shown, never logged."""
-
-    slack_url: Annotated[str | None, http_url] = None  # Slack, Mattermost, Rocket.Chat
-    webhook_url: Annotated[str | None, http_url] = None  # a JSON POST, signed with webhook_secret
-    webhook_secret: str | None = None
-
-    def __repr__(self) -> str:
-        configured = [key for key in NOTIFY_KEYS if getattr(self, key)]
-        return f"NotificationSettings(configured={configured!r})"
-
-    def overridden(self, notify: Mapping[str, str]) -> "NotificationSettings":
-        """These settings with a project's `notify` keys instead. A project's own webhook_url
-        goes with its own webhook_secret (or none): another team's receiver never gets
-        messages signed with this one's secret."""
-        changes: dict[str, str | None] = {k: v for k, v in notify.items() if k in NOTIFY_KEYS}
-        if "webhook_url" in changes:
-            changes.setdefault("webhook_secret", None)
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
 class ApiSettings:
     """Who may register repositories through the REST API (`runner.api`)."""
 
@@ -257,7 +231,7 @@ class Project:
     schedule_timezone: Annotated[str, time_zone] = "UTC"
     schedule_branch: Annotated[str | None, branch] = None
     # Overrides of `[notifications]` for this repository (`NotificationSettings`).
-    notify: Annotated[Mapping[str, str], each_entry(notify_entry)] = field(default_factory=dict)
+    notify: NotificationSettings = NotificationSettings()
     # Registered through the API: these may differ per repository.
     deploy_enabled: Annotated[bool, NOT_IN_FILE] = True
     timeout: Annotated[float | None, NOT_IN_FILE] = None  # None: builds.timeout

@@ -4,6 +4,7 @@ read the same `{"text": ...}`) and the generic webhook's JSON, from plain facts 
 import hashlib
 import hmac
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 from runner.core.names import short_sha
@@ -81,6 +82,30 @@ def webhook_body(news: BuildNews, notification_id: int) -> dict[str, Any]:
         "build_url": news.build_url,
         "log_tail": news.last_lines,
     }
+
+
+def email_message(
+    news: BuildNews, sender: str, recipients: tuple[str, ...], delivery: str
+) -> EmailMessage:
+    """A plain-text mail: the headline as its subject, the facts, the build's last lines."""
+    message = EmailMessage()
+    message["Subject"] = f"[Hobotnica] {news.headline}"
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["X-Hobotnica-Delivery"] = delivery
+    took = f" (took {format_duration(news.duration_s)})" if news.duration_s is not None else ""
+    lines = [
+        news.headline,
+        "",
+        f"Build:  {news.build_url}",
+        f"Commit: {news.commit_url or news.sha} {news.title}",
+        f"Author: {news.author}",
+        f"Result: {news.description}{took}",
+    ]
+    if news.last_lines and news.kind != "fixed":
+        lines += ["", "The build's last lines:", "", *(f"    {line}" for line in news.last_lines)]
+    message.set_content("\n".join(lines) + "\n")
+    return message
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -13,9 +13,10 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
+import aiosmtplib
 import structlog
 
 from runner.core.background import BackgroundJobs
@@ -23,9 +24,11 @@ from runner.core.errors import StoreUnavailable
 from runner.core.instance import Instance
 from runner.core.links import build_url, on_github
 from runner.core.models import Build
-from runner.core.settings import NotificationSettings, Settings
+from runner.core.notification_settings import NotificationSettings
+from runner.core.settings import Settings
 from runner.reporting.notification_messages import (
     BuildNews,
+    email_message,
     signature,
     slack_message,
     webhook_body,
@@ -46,13 +49,15 @@ SEND_TIMEOUT = aiohttp.ClientTimeout(total=8, connect=4)
 LogTail = Callable[[int], Awaitable[str]]
 
 
-def channels(settings: NotificationSettings) -> dict[str, tuple[str, str | None]]:
-    """The configured channels: name → (URL, the webhook's secret)."""
-    found: dict[str, tuple[str, str | None]] = {}
+def channels(settings: NotificationSettings) -> list[str]:
+    """The channels `settings` configure, by name."""
+    found = []
     if settings.slack_url:
-        found["slack"] = (settings.slack_url, None)
+        found.append("slack")
     if settings.webhook_url:
-        found["webhook"] = (settings.webhook_url, settings.webhook_secret)
+        found.append("webhook")
+    if settings.email_to and settings.smtp_url:
+        found.append("email")
     return found
 
 
@@ -97,6 +102,7 @@ class Notifier:
     async def _loop(self) -> None:
         lease_renewed = 0.0
         while True:
+            _unless_cancelled(None)  # a cancel a client library swallowed still ends the loop
             self._wake.clear()
             now = time.time()
             retry_at: float | None = None
@@ -114,22 +120,30 @@ class Notifier:
             except StoreUnavailable as error:
                 log.warning("notifications wait for the store", error=str(error))
             wait = POLL if retry_at is None else min(POLL, max(0.0, retry_at - time.time()))
+            # asyncio.timeout, not wait_for: a wake-up at the moment of a cancel must not eat
+            # the cancel (Python 3.11's wait_for may), or closing waits for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def send(self, item: NotificationItem) -> None:
         """Send `item` to each configured channel that does not have it yet."""
         build = await self._store.get_build(item.build_id)
         project = None if build is None else await self._projects.resolve(build.repository)
-        configured = self._settings.notifications.overridden(project.notify if project else {})
-        waiting = {k: v for k, v in channels(configured).items() if k not in item.sent_to}
+        defaults = self._settings.notifications
+        configured = defaults.overridden(project.notify) if project else defaults
+        waiting = [name for name in channels(configured) if name not in item.sent_to]
         if build is None or not waiting:
             await self._store.notification_settled(item.id, None)
             return
         news = await self._news(build, item.kind)
         again = []
-        for name, (url, secret) in waiting.items():
-            answer = await self._post(name, url, secret, news, item.id)
+        for name in waiting:
+            delivery = f"{item.id}-{name}"
+            if name == "email":
+                answer = await self._mail(configured, news, delivery)
+            else:
+                answer = await self._post(name, configured, news, item.id, delivery)
             if answer == "sent" or answer == "refused":
                 await self._store.notification_sent(item.id, name)
             else:
@@ -144,19 +158,27 @@ class Notifier:
         await self._store.notification_settled(item.id, None)
 
     async def _post(
-        self, channel: str, url: str, secret: str | None, news: BuildNews, notification_id: int
+        self,
+        channel: str,
+        configured: NotificationSettings,
+        news: BuildNews,
+        notification_id: int,
+        delivery: str,
     ) -> str:
         """ "sent", "refused" (never asked again) or "retry". The URL is never logged: it may
         carry the receiver's token."""
-        payload: dict[str, Any] = (
-            slack_message(news) if channel == "slack" else webhook_body(news, notification_id)
-        )
+        if channel == "slack":
+            url, secret, payload = configured.slack_url, None, slack_message(news)
+        else:
+            url, secret = configured.webhook_url, configured.webhook_secret
+            payload = webhook_body(news, notification_id)
+        assert url is not None
         body = json.dumps(payload).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Hobotnica",
             "X-Hobotnica-Event": "notification",
-            "X-Hobotnica-Delivery": f"{notification_id}-{channel}",
+            "X-Hobotnica-Delivery": delivery,
         }
         if secret:
             headers["X-Hobotnica-Signature-256"] = signature(secret, body)
@@ -166,16 +188,41 @@ class Notifier:
             ) as response:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as error:
+            _unless_cancelled(error)
             log.warning("notification not sent", channel=channel, error=type(error).__name__)
             return "retry"
-        if 200 <= status < 300:
-            log.info("notification sent", channel=channel, kind=news.kind, build_id=news.build_id)
-            return "sent"
-        if status in (408, 429) or status >= 500:
-            log.warning("notification not sent", channel=channel, status=status)
+        return _answer(channel, news, status)
+
+    async def _mail(self, configured: NotificationSettings, news: BuildNews, delivery: str) -> str:
+        """By SMTP: STARTTLS when the server offers it (`smtp://`), TLS from the start
+        (`smtps://`); a 4xx answer or a lost connection is tried again, a 5xx is not."""
+        assert configured.smtp_url is not None
+        server = urlsplit(configured.smtp_url)
+        sender = configured.email_from or f"hobotnica@{self._mail_domain}"
+        message = email_message(news, sender, configured.email_to, delivery)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=server.hostname,
+                port=server.port,
+                username=unquote(server.username) if server.username else None,
+                password=unquote(server.password) if server.password else None,
+                use_tls=server.scheme == "smtps",
+                start_tls=None if server.scheme == "smtp" else False,
+                timeout=SEND_TIMEOUT.total,
+            )
+        except aiosmtplib.SMTPResponseException as error:
+            _unless_cancelled(error)
+            return _answer("email", news, error.code, smtp=True)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            _unless_cancelled(error)
+            log.warning("notification not sent", channel="email", error=type(error).__name__)
             return "retry"
-        log.error("notification refused by its receiver", channel=channel, status=status)
-        return "refused"
+        return _answer("email", news, 250, smtp=True)
+
+    @property
+    def _mail_domain(self) -> str:
+        return urlsplit(self._settings.server.public_url).hostname or "localhost"
 
     async def _news(self, build: Build, kind: str) -> BuildNews:
         project = await self._projects.resolve(build.repository)
@@ -201,3 +248,24 @@ class Notifier:
             duration_s=None if duration is None else round(duration, 3),
             log_tail=await self._log_tail(build.id),
         )
+
+
+def _unless_cancelled(error: BaseException | None) -> None:
+    """A client library may turn the cancel of a send (the daemon stopping) into an error of its
+    own, or into nothing; the cancel goes on, or closing would wait for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from error
+
+
+def _answer(channel: str, news: BuildNews, status: int, *, smtp: bool = False) -> str:
+    """What a receiver's answer means: an HTTP status, or an SMTP reply code."""
+    if (200 <= status < 300) if not smtp else (200 <= status < 400):
+        log.info("notification sent", channel=channel, kind=news.kind, build_id=news.build_id)
+        return "sent"
+    transient = (400 <= status < 500) if smtp else (status in (408, 429) or status >= 500)
+    if transient:
+        log.warning("notification not sent", channel=channel, status=status)
+        return "retry"
+    log.error("notification refused by its receiver", channel=channel, status=status)
+    return "refused"

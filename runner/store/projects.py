@@ -11,13 +11,12 @@ Three kinds, looked up in this order:
   global one, so `find` (the global webhook's lookup) does not return them; `resolve` does.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from runner.core.masking import Secret, SecretMasker
 from runner.core.names import is_repository_name
-from runner.core.setting_checks import NOTIFY_KEYS
-from runner.core.settings import NotificationSettings, Project, Settings
+from runner.core.settings import Project, Settings
 from runner.store import RegisteredRepository, Store, Variables
 
 LOCAL_OWNER = "local"
@@ -37,11 +36,8 @@ class ProjectDirectory:
         key_lines = (github.app_private_key or "").splitlines()
         own += [line for line in key_lines if len(line) >= 32 and "-----" not in line]
         # Where notifications go, and their signing secret: a receiver's URL is its credential.
-        notify_settings: list[NotificationSettings | Mapping[str, str]] = [
-            settings.notifications,
-            *(p.notify for p in settings.projects),
-        ]
-        own += [value for value in _notification_secrets(notify_settings) if value]
+        for notify in (settings.notifications, *(p.notify for p in settings.projects)):
+            own += notify.secrets()
         self._own_secrets = (*own, *own_secrets)
         # The credentials that change while the daemon runs (a GitHub App's installation tokens).
         self.current_secrets: Callable[[], Iterable[Secret]] = tuple
@@ -107,18 +103,6 @@ class ProjectDirectory:
         if self.is_local(project.repository):
             return self.local_path(project.repository.split("/")[1]).resolve().as_uri()
         return f"{self._settings.github.git_url}/{project.repository}.git"
-
-
-def _notification_secrets(
-    found: list[NotificationSettings | Mapping[str, str]],
-) -> list[str | None]:
-    values: list[str | None] = []
-    for settings in found:
-        for key in NOTIFY_KEYS:
-            values.append(
-                settings.get(key) if isinstance(settings, Mapping) else getattr(settings, key)
-            )
-    return values
 
 
 def _registered_project(registered: RegisteredRepository, variables: Variables) -> Project:
