@@ -10,6 +10,7 @@ import hmac
 import json
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +24,9 @@ from runner.reporting.notification_messages import BuildNews, slack_message
 from runner.scheduling.rules import notification_for
 from runner.store.projects import ProjectDirectory
 from tests.conftest import DaemonFactory, SettingsFactory
+from tests.support.api_world import REPOSITORY, start_world
 from tests.support.fake_github import FakeGitHub
-from tests.support.gitrepo import Remote, makefile
+from tests.support.gitrepo import Remote, make_remote, makefile
 from tests.support.webhooks import push_payload
 
 HOOK_SECRET = "notification-secret-0123"
@@ -350,3 +352,37 @@ async def test_a_failure_is_mailed_over_smtp_with_a_login_after_the_server_asked
     assert message["Subject"] == "[Hobotnica] octo/app main: make test failed"
     body = message.get_payload()
     assert "src/app.c:3: error: expected ;" in body and "/builds/" in body and red in body
+
+
+async def test_a_registered_repositorys_notify_is_set_through_the_api_and_never_shown(
+    daemon: DaemonFactory,
+    make_settings: SettingsFactory,
+    fake_github: FakeGitHub,
+    remote_root: Path,
+    receiver: Receiver,
+) -> None:
+    hello = make_remote(remote_root, REPOSITORY)
+    world = await start_world(fake_github, daemon, make_settings())
+    registered = (await world.register_ready()).body
+    one = f"/api/repositories/{REPOSITORY}"
+    refused = await world.carol.patch(one, {"notify": {"slack_url": "ftp://nowhere"}})
+    assert (refused.status, [e["pointer"] for e in refused.body["errors"]]) == (422, ["/notify"])
+    secret_url = f"{receiver.url}/slack"
+    changed = await world.carol.patch(one, {"notify": {"slack_url": secret_url}})
+    assert changed.status == 200 and changed.body["notify"] == ["slack_url"]
+    assert secret_url not in json.dumps((await world.carol.get(one)).body)
+
+    async def push(sha: str, n: int) -> None:
+        payload = push_payload(REPOSITORY, sha, pushed_at=1_700_000_000 + n)
+        url, secret = registered["webhook"]["url"], registered["webhook"]["secret"]
+        assert (await world.deliver_to(url, secret, payload))[0] == 202
+        await fake_github.wait_final(sha)
+
+    await push(hello.commit({"Makefile": PASSING}), 1)
+    await push(hello.commit({"Makefile": FAILING}), 2)
+    await receiver.until(lambda: len(receiver.bodies("slack")) == 1)
+    assert f"*{REPOSITORY} main: make test failed*" in receiver.bodies("slack")[0]["text"]
+
+    cleared = await world.carol.patch(one, {"notify": None})
+    assert cleared.body["notify"] == []
+    await world.daemon.stop()

@@ -74,6 +74,8 @@ class ApiContext:
             "schedule": registered.schedule,
             "schedule_timezone": registered.schedule_timezone,
             "schedule_branch": registered.schedule_branch,
+            # Which notification keys are set, never their values (URLs and secrets).
+            "notify": sorted(registered.notify),
             "webhook_url": self.webhook_url(registered),
             "hook_id": registered.hook_id,
             "registered_by": registered.registered_by,

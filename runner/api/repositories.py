@@ -9,7 +9,9 @@ from runner.api.auth import github_unavailable, token_rejected
 from runner.api.context import ApiContext, body, unprocessable
 from runner.api.problems import ProblemError, not_found
 from runner.core import cron
+from runner.core.errors import ConfigError
 from runner.core.names import is_branch_name, is_repository_name
+from runner.core.notification_settings import checked_notify
 from runner.registrations.github_access import WEBHOOK_EVENTS, GitHubUnavailable, TokenRejected
 from runner.store import Registration
 
@@ -149,6 +151,11 @@ class RepositoryHandlers:
         if "timeout" in wanted:
             changes["timeout"] = wanted["timeout"]
         changes.update(_schedule_changes(wanted))
+        if "notify" in wanted:
+            try:
+                changes["notify"] = checked_notify(wanted["notify"] or {})
+            except ConfigError as error:
+                raise unprocessable(str(error), "/notify") from None
         changed = await context.store.update_registration(registered.repository, changes)
         if changed is None:  # removed meanwhile
             raise not_found()

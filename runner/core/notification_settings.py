@@ -2,8 +2,9 @@
 notifications`)."""
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from runner.core.config_loading import each
@@ -44,3 +45,33 @@ class NotificationSettings:
         password = urlsplit(self.smtp_url).password if self.smtp_url else None
         found = (self.slack_url, self.webhook_url, self.webhook_secret, self.smtp_url, password)
         return [value for value in found if value]
+
+
+def notification_settings(stored: Mapping[str, Any]) -> NotificationSettings:
+    """A registration's `notify` as stored (checked when it was set): its known keys."""
+    values = {key: stored[key] for key in NOTIFY_KEYS if stored.get(key)}
+    if "email_to" in values:
+        values["email_to"] = tuple(values["email_to"])
+    return NotificationSettings(**values)
+
+
+def checked_notify(wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """A `notify` given through the API, each key checked as in the config file (ConfigError
+    names the key); the values to store."""
+    checks = {
+        "slack_url": http_url,
+        "webhook_url": http_url,
+        "email_from": email_address,
+        "smtp_url": smtp_server_url,
+    }
+    checked: dict[str, Any] = {}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        if key == "email_to":
+            checked[key] = [email_address(f"notify.email_to[{i}]", v) for i, v in enumerate(value)]
+        elif key in checks:
+            checked[key] = checks[key](f"notify.{key}", value)
+        else:
+            checked[key] = value
+    return checked

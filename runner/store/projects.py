@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runner.core.masking import Secret, SecretMasker
 from runner.core.names import is_repository_name
+from runner.core.notification_settings import notification_settings
 from runner.core.settings import Project, Settings
 from runner.store import RegisteredRepository, Store, Variables
 
@@ -48,6 +49,7 @@ class ProjectDirectory:
         secrets: list[Secret] = [*self._own_secrets, *self.current_secrets()]
         if project is not None:
             secrets += project.secrets.values()
+            secrets += project.notify.secrets()
             if project.token:
                 secrets.append(project.token)
         return SecretMasker(secrets)
@@ -117,4 +119,5 @@ def _registered_project(registered: RegisteredRepository, variables: Variables) 
         schedule=registered.schedule,
         schedule_timezone=registered.schedule_timezone,
         schedule_branch=registered.schedule_branch,
+        notify=notification_settings(registered.notify),
     )

@@ -6,7 +6,7 @@ Tokens and secrets leave the store only inside `RegisteredRepository.token`,
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from runner.core.models import BuildRequest
 from runner.core.statuses import Status
@@ -114,6 +114,8 @@ class RegisteredRepository:
     schedule: str | None = None
     schedule_timezone: str = "UTC"
     schedule_branch: str | None = None
+    # Its own notification settings (`NotificationSettings` keys), secrets among them.
+    notify: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def owner(self) -> str:

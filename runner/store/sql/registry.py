@@ -5,6 +5,7 @@ secrets are stored so builds, clones and access checks can use them; they leave 
 only inside `RegisteredRepository.token` and `Variables.secrets`, whose reprs hide them.
 """
 
+import json
 from collections.abc import Mapping
 
 from runner.store.records import (
@@ -126,9 +127,12 @@ def update_settings(
         "schedule",
         "schedule_timezone",
         "schedule_branch",
+        "notify",
     }
     assert set(changes) <= allowed, set(changes) - allowed
     for column, value in changes.items():
+        if column == "notify":
+            value = json.dumps(value) if value else ""
         db.execute(
             f"UPDATE repositories SET {column} = ? WHERE repository = ?",  # noqa: S608 - allowed
             (value, repository),
@@ -270,4 +274,5 @@ def _repository(row: Row) -> RegisteredRepository:
         schedule=row["schedule"],
         schedule_timezone=row["schedule_timezone"],
         schedule_branch=row["schedule_branch"],
+        notify=json.loads(row["notify"]) if row["notify"] else {},
     )
