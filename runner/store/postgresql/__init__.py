@@ -157,16 +157,22 @@ class PostgresStore(SQLStore):
             log.info("migrated the database", versions=applied)
         return applied
 
+    async def _own_connection(self, name: str, options: str = "") -> "psycopg.AsyncConnection[Any]":
+        """A connection outside the pool, for a loop that keeps it (autocommit); `options`:
+        libpq's, e.g. `-c statement_timeout=…`."""
+        return await psycopg.AsyncConnection.connect(
+            self._url,
+            autocommit=True,
+            connect_timeout=int(CONNECT_TIMEOUT),
+            application_name=name,
+            options=options,
+        )
+
     async def _listen(self) -> None:
         """What the other nodes commit, announced here; after a reconnect, everything."""
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url,
-                    autocommit=True,
-                    connect_timeout=int(CONNECT_TIMEOUT),
-                    application_name=APPLICATION_NAME,
-                ) as connection:
+                async with await self._own_connection(APPLICATION_NAME) as connection:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     self.announcements.announce(Committed(EVERYTHING))
                     async for notification in connection.notifies():
@@ -183,13 +189,8 @@ class PostgresStore(SQLStore):
         limit = self._idle_in_transaction_limit
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url,
-                    autocommit=True,
-                    connect_timeout=int(CONNECT_TIMEOUT),
-                    application_name=JANITOR_NAME,
-                    options=f"-c statement_timeout={int(CONNECT_TIMEOUT * 1000)}",
-                ) as connection:
+                timeout = f"-c statement_timeout={int(CONNECT_TIMEOUT * 1000)}"
+                async with await self._own_connection(JANITOR_NAME, options=timeout) as connection:
                     while True:
                         await asyncio.sleep(limit / 2)
                         ended = await end_abandoned_transactions(connection, limit)
