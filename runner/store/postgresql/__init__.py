@@ -47,6 +47,7 @@ POOL_SIZE = 8
 CONNECT_TIMEOUT = 10.0
 RETRIES = 5  # of a transaction aborted for a deadlock or a serialization failure
 LISTEN_RETRY = 1.0
+CLOSE_TIMEOUT = 15.0
 # A transaction that waits this long for its next statement was abandoned (`abandoned`); every
 # node ends such transactions, checking twice per limit. Well under the lease's self-stop (20 s of
 # 30), so another node takes a cut-off node's builds over on time.
@@ -111,8 +112,15 @@ class PostgresStore(SQLStore):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await asyncio.get_running_loop().run_in_executor(self._threads, self._pool.close)
-        self._threads.shutdown(wait=True)
+        # Off the event loop, and bounded: a store thread may be stuck in a query to a server
+        # that went away, and the loop must stay free meanwhile (and the daemon able to exit).
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await loop.run_in_executor(None, self._pool.close)
+                await loop.run_in_executor(None, self._threads.shutdown)
+        except TimeoutError:
+            log.warning("store connections still busy at close; left behind")
 
     async def _call(
         self,
