@@ -4,10 +4,11 @@ notifications`)."""
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from runner.core.config_loading import each
+from runner.core.config_loading import Reading, each, read_table
 from runner.core.setting_checks import NOTIFY_KEYS, email_address, http_url, smtp_server_url
 
 
@@ -56,22 +57,12 @@ def notification_settings(stored: Mapping[str, Any]) -> NotificationSettings:
 
 
 def checked_notify(wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """A `notify` given through the API, each key checked as in the config file (ConfigError
-    names the key); the values to store."""
-    checks = {
-        "slack_url": http_url,
-        "webhook_url": http_url,
-        "email_from": email_address,
-        "smtp_url": smtp_server_url,
+    """A `notify` given through the API, read as the config file's is (the same checks; a
+    ConfigError names every problem); the values to store."""
+    given = {key: value for key, value in wanted.items() if value is not None}
+    reading = Reading(base_dir=Path("."), environ={})
+    values = read_table(NotificationSettings, given, "notify", reading)
+    reading.raise_problems(None)
+    return {
+        key: list(v) if isinstance(v, tuple) else v for key, v in values.items() if key in given
     }
-    checked: dict[str, Any] = {}
-    for key, value in wanted.items():
-        if value is None:
-            continue
-        if key == "email_to":
-            checked[key] = [email_address(f"notify.email_to[{i}]", v) for i, v in enumerate(value)]
-        elif key in checks:
-            checked[key] = checks[key](f"notify.{key}", value)
-        else:
-            checked[key] = value
-    return checked

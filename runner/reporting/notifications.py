@@ -23,6 +23,7 @@ from runner.core.background import BackgroundJobs
 from runner.core.errors import StoreUnavailable
 from runner.core.instance import Instance
 from runner.core.links import build_url, on_github
+from runner.core.masking import SecretMasker
 from runner.core.models import Build
 from runner.core.notification_settings import NotificationSettings
 from runner.core.settings import Settings
@@ -42,11 +43,12 @@ log = structlog.get_logger(logger_name="hobotnica.notify")
 LEASE_NAME = "notifications"
 LEASE_SECONDS = 30.0
 POLL = 5.0
-MAX_ATTEMPTS = 12  # about 3 hours of backoff, then it is given up (and logged)
+MAX_ATTEMPTS = 12  # about 2½ hours of backoff, then it is given up (and logged)
 # Two channels at most, well inside the lease (30 s), so no other node takes over mid-send.
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=8, connect=4)
 
-LogTail = Callable[[int], Awaitable[str]]
+# The end of a build's log, masked with the masker given, without terminal escapes.
+LogTail = Callable[[int, SecretMasker], Awaitable[str]]
 
 
 def channels(settings: NotificationSettings) -> list[str]:
@@ -120,8 +122,6 @@ class Notifier:
             except StoreUnavailable as error:
                 log.warning("notifications wait for the store", error=str(error))
             wait = POLL if retry_at is None else min(POLL, max(0.0, retry_at - time.time()))
-            # asyncio.timeout, not wait_for: a wake-up at the moment of a cancel must not eat
-            # the cancel (Python 3.11's wait_for may), or closing waits for ever.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
@@ -136,7 +136,7 @@ class Notifier:
         if build is None or not waiting:
             await self._store.notification_settled(item.id, None)
             return
-        news = await self._news(build, item.kind)
+        news = await self._news(build, item.kind, self._projects.masker(project))
         again = []
         for name in waiting:
             delivery = f"{item.id}-{name}"
@@ -224,9 +224,8 @@ class Notifier:
     def _mail_domain(self) -> str:
         return urlsplit(self._settings.server.public_url).hostname or "localhost"
 
-    async def _news(self, build: Build, kind: str) -> BuildNews:
-        project = await self._projects.resolve(build.repository)
-        mask = self._projects.masker(project).mask_text
+    async def _news(self, build: Build, kind: str, masker: SecretMasker) -> BuildNews:
+        mask = masker.mask_text
         request = build.request
         duration = None
         if build.started_at is not None and build.finished_at is not None:
@@ -246,7 +245,7 @@ class Notifier:
             state=build.state.value,
             description=mask(build.description),
             duration_s=None if duration is None else round(duration, 3),
-            log_tail=await self._log_tail(build.id),
+            log_tail=await self._log_tail(build.id, masker),
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from runner.core.checks import BuildFacts
 from runner.core.git import Repositories
 from runner.core.instance import node_of
+from runner.core.masking import SecretMasker
 from runner.store import OutboxItem, Store
 from runner.store.projects import ProjectDirectory
 from runner.web.ansi import plain
@@ -30,7 +31,8 @@ class BuildFactsReader:
         build = await self._store.get_build(item.build_id)
         if build is None:
             return None
-        tail = await self._masked_tail(build.id, build.repository, TAIL_BYTES)
+        masker = self._projects.masker(await self._projects.resolve(build.repository))
+        tail = await self._masked_tail(build.id, masker, TAIL_BYTES)
         duration = None
         if build.started_at is not None and build.finished_at is not None:
             duration = build.finished_at - build.started_at
@@ -42,16 +44,12 @@ class BuildFactsReader:
         )
         return facts, str(self._repositories.workspace_path(build.repository).resolve())
 
-    async def tail(self, build_id: int) -> str:
+    async def tail(self, build_id: int, masker: SecretMasker) -> str:
         """The last lines of a build's log (a notification's), masked, without escapes."""
-        build = await self._store.get_build(build_id)
-        if build is None:
-            return ""
-        return await self._masked_tail(build_id, build.repository, NOTIFICATION_TAIL_BYTES)
+        return await self._masked_tail(build_id, masker, NOTIFICATION_TAIL_BYTES)
 
-    async def _masked_tail(self, build_id: int, repository: str, limit: int) -> str:
+    async def _masked_tail(self, build_id: int, masker: SecretMasker, limit: int) -> str:
         tail = await asyncio.to_thread(_tail, await self._logs.path(build_id), limit)
-        masker = self._projects.masker(await self._projects.resolve(repository))
         return masker.mask_text(plain(tail))
 
 
