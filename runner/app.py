@@ -188,7 +188,10 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         elif github.token:
             app[IDENTITY] = DaemonToken(github.token)
         app[REPOSITORIES] = Repositories(
-            settings.data_dir, identity=app.get(IDENTITY), inherited_env=settings.inherited_env
+            settings.data_dir,
+            identity=app.get(IDENTITY),
+            inherited_env=settings.inherited_env,
+            http=session,
         )
         instance = app[INSTANCE]
         registrations = app[REGISTRATIONS] = Registrations(

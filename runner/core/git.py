@@ -28,10 +28,17 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import aiohttp
 import structlog
 
 from runner.core.errors import CheckoutError
 from runner.core.git_files import ref_points_at, stored_object
+from runner.core.git_wire import (
+    CredentialsRefused,
+    WireFetchFailed,
+    fetch_commit,
+    upload_pack_for,
+)
 from runner.core.github_identity import DaemonToken, GitHubIdentity, GitHubUnreachable
 from runner.core.models import BuildRequest
 from runner.core.names import short_sha
@@ -49,9 +56,11 @@ class Repositories:
         *,
         identity: GitHubIdentity | None = None,
         inherited_env: Mapping[str, str],
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._identity = identity or DaemonToken(None)
+        self._http = http  # for fetching a pushed commit over smart HTTP (`git_wire`)
         self._base_env = {
             "PATH": inherited_env.get("PATH", os.defpath),
             "LANG": "C",
@@ -187,8 +196,11 @@ class Repositories:
         made = await self._ensure_mirror(mirror, self._base_env)
         # A tag build fetches anyway: the tag itself may be new.
         tag = request.ref.startswith("refs/tags/")
-        if not made and not tag and await self._has_commit(mirror, request.sha, request.ref):
-            return mirror
+        if not made and not tag:
+            if await self._has_commit(mirror, request.sha, request.ref):
+                return mirror
+            if await self._fetch_over_wire(request, mirror, clone_url, token):
+                return mirror
         refspecs = list(_BRANCHES_AND_TAGS)
         if request.pull_request is not None:
             refspecs.append(f"+{request.ref}:{request.ref}")  # refs/pull/<int>/head, built by us
@@ -230,6 +242,45 @@ class Repositories:
             await self._git(
                 *FETCH, "--", clone_url, *refspecs, git_dir=mirror, env=self._env(clone_url, fresh)
             )
+
+    async def _fetch_over_wire(
+        self, request: BuildRequest, mirror: Path, clone_url: str, token: str | None
+    ) -> bool:
+        """The pushed commit fetched by the daemon itself (`git_wire`), without `git fetch`'s
+        processes; False when that cannot be done, and `git fetch` does it. An identity's token
+        the server refuses is replaced once, as for `git fetch`."""
+        borrowed = None
+        for attempt in range(2):
+            if token is None and clone_url.startswith(("https://", "http://")):
+                try:
+                    token = borrowed = await self._identity.token_for(request.repository)
+                except GitHubUnreachable:
+                    return False
+            server = upload_pack_for(clone_url, self._base_env, self._http, token)
+            if server is None:
+                return False
+            try:
+                await fetch_commit(
+                    mirror, server, request.sha, request.ref, self._env(clone_url, None)
+                )
+                return True
+            except CredentialsRefused as error:
+                if borrowed is None or attempt > 0:
+                    return self._wire_failed(request, error)
+                self._identity.token_refused(borrowed)
+                token = None
+            except (WireFetchFailed, OSError, aiohttp.ClientError, TimeoutError) as error:
+                return self._wire_failed(request, error)
+        return False
+
+    @staticmethod
+    def _wire_failed(request: BuildRequest, error: Exception) -> bool:
+        log.info(
+            "fetching over git's protocol failed; git fetch will",
+            repository=request.repository,
+            error=str(error) or type(error).__name__,
+        )
+        return False
 
     async def _has_commit(self, mirror: Path, sha: str, ref: str | None = None) -> bool:
         """Whether the mirror has commit `sha`, without a git process where the files say so:

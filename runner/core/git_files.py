@@ -3,7 +3,9 @@ whether the object store holds an object. A checkout asks these first (a git pro
 milliseconds on a build's way to make) and asks git when they cannot tell.
 """
 
+import contextlib
 import mmap
+import os
 import re
 from pathlib import Path
 
@@ -62,22 +64,89 @@ def ref_points_at(git_dir: Path, ref: str, sha: str) -> bool:
     """Whether `ref` of the repository at `git_dir` is `sha`: its loose file, else its line in
     `packed-refs` (a loose ref wins, as in git). Only branch and pull request refs are read,
     and only names that are safe as paths."""
-    if ref.startswith("refs/heads/"):
-        if not is_branch_name(ref.removeprefix("refs/heads/")):
-            return False
-    elif not _PULL_REF.fullmatch(ref):
-        return False
+    return read_ref(git_dir, ref) == sha
+
+
+def read_ref(git_dir: Path, ref: str) -> str | None:
+    """The commit `ref` points at (`is_readable_ref` names only), or None."""
+    if not is_readable_ref(ref):
+        return None
     try:
-        return (git_dir / ref).read_text().strip() == sha
+        return _sha_or_none((git_dir / ref).read_text().strip())
     except FileNotFoundError:
         pass
     except OSError:
+        return None
+    suffix = f" {ref}"
+    for line in _packed_refs(git_dir):
+        if line.endswith(suffix):
+            return _sha_or_none(line.removesuffix(suffix))
+    return None
+
+
+def branch_tips(git_dir: Path, limit: int) -> list[str]:
+    """Up to `limit` distinct commits the branches of the repository at `git_dir` point at,
+    loose refs first (the recently moved ones), then `packed-refs`."""
+    tips: dict[str, None] = {}
+    heads = git_dir / "refs" / "heads"
+    for path in sorted(heads.rglob("*"), key=_modified, reverse=True)[: 4 * limit]:
+        ref = path.relative_to(git_dir).as_posix()
+        if path.is_file() and (sha := read_ref(git_dir, ref)) is not None:
+            tips[sha] = None
+    for line in _packed_refs(git_dir):
+        sha, _, ref = line.partition(" ")
+        if ref.startswith("refs/heads/") and _SHA1.fullmatch(sha):
+            tips[sha] = None
+    return list(tips)[:limit]
+
+
+def write_ref(git_dir: Path, ref: str, sha: str) -> bool:
+    """Point `ref` at `sha` as git does for a loose ref: `{ref}.lock` made exclusively, then
+    renamed over the ref. False, and nothing changed, when git holds the lock or the name
+    cannot be a file here (a directory of refs has the name)."""
+    if not is_readable_ref(ref) or not _SHA1.fullmatch(sha):
         return False
+    path = git_dir / ref
+    lock = path.with_name(path.name + ".lock")
     try:
-        packed = (git_dir / "packed-refs").read_text()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except OSError:
         return False
-    return f"{sha} {ref}" in packed.splitlines()
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"{sha}\n")
+        os.rename(lock, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        return False
+    return True
+
+
+def is_readable_ref(ref: str) -> bool:
+    """A branch or pull request ref whose name is safe as a path under the repository."""
+    if ref.startswith("refs/heads/"):
+        return is_branch_name(ref.removeprefix("refs/heads/"))
+    return _PULL_REF.fullmatch(ref) is not None
+
+
+def _packed_refs(git_dir: Path) -> list[str]:
+    try:
+        return (git_dir / "packed-refs").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _sha_or_none(text: str) -> str | None:
+    return text if _SHA1.fullmatch(text) else None
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 _PULL_REF = re.compile(r"refs/pull/[0-9]{1,10}/head")

@@ -74,15 +74,61 @@ class PipeReader:
             self._readable.set_result(None)
 
 
+class PipeWriter:
+    """The write end of a child's stdin pipe: a write waits while the pipe is full."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._loop = asyncio.get_running_loop()
+
+    async def write(self, data: bytes) -> None:
+        """All of `data`; BrokenPipeError once the child has stopped reading, or after close."""
+        view = memoryview(data)
+        while view:
+            if self._fd < 0:
+                raise BrokenPipeError("the pipe is closed")
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                await self._writable()
+
+    def close(self) -> None:
+        """The end of the child's input. Safe to call more than once."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    async def _writable(self) -> None:
+        fd = self._fd
+        writable: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        self._loop.add_writer(fd, wake)
+        try:
+            await writable
+        finally:
+            self._loop.remove_writer(fd)
+
+
 class Child:
-    """A started child process: its output pipes, and its own exit (not its pipes' end)."""
+    """A started child process: its output pipes, its input pipe if asked for, and its own exit
+    (not its pipes' end)."""
 
     def __init__(
-        self, popen: "subprocess.Popen[bytes]", stdout: PipeReader, stderr: PipeReader | None
+        self,
+        popen: "subprocess.Popen[bytes]",
+        stdout: PipeReader,
+        stderr: PipeReader | None,
+        stdin: PipeWriter | None = None,
     ) -> None:
         self._popen = popen
         self.stdout = stdout
         self.stderr = stderr
+        self.stdin = stdin
         self._exited = asyncio.get_running_loop().create_future()
         self._poller: asyncio.Task[None] | None = None
         self._watch_exit()
@@ -117,6 +163,8 @@ class Child:
         self.stdout.close()
         if self.stderr is not None:
             self.stderr.close()
+        if self.stdin is not None:
+            self.stdin.close()
 
     def _watch_exit(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,9 +196,12 @@ async def spawn(
     merge_stderr: bool = False,
     new_session: bool = False,
     pass_fds: Sequence[int] = (),
+    stdin_pipe: bool = False,
 ) -> Child:
-    """Start `argv` (never through a shell) with stdin from /dev/null and its output piped;
-    `pass_fds`: descriptors the child inherits, at the same numbers."""
+    """Start `argv` (never through a shell) with stdin from /dev/null, or a pipe (`Child.stdin`)
+    with `stdin_pipe`, and its output piped; `pass_fds`: descriptors the child inherits, at the
+    same numbers."""
+    in_read, in_write = os.pipe2(os.O_CLOEXEC) if stdin_pipe else (-1, -1)
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC) if not merge_stderr else (-1, out_write)
     try:
@@ -159,18 +210,19 @@ async def spawn(
             list(argv),
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
+            stdin=in_read if stdin_pipe else subprocess.DEVNULL,
             stdout=out_write,
             stderr=err_write,
             start_new_session=new_session,
             pass_fds=tuple(pass_fds),
         )
     except BaseException:
-        for fd in {out_read, err_read} - {-1}:
+        for fd in {out_read, err_read, in_write} - {-1}:
             os.close(fd)
         raise
     finally:
-        for fd in {out_write, err_write}:
+        for fd in {out_write, err_write, in_read} - {-1}:
             os.close(fd)
     stderr = None if merge_stderr else PipeReader(err_read)
-    return Child(popen, PipeReader(out_read), stderr)
+    stdin = PipeWriter(in_write) if stdin_pipe else None
+    return Child(popen, PipeReader(out_read), stderr, stdin)

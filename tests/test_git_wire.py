@@ -1,0 +1,240 @@
+"""A pushed commit fetched by the daemon itself in git's protocol v2 (`runner.core.git_wire`), over
+file:// and over smart HTTP from a real `git http-backend`: the mirror ends as `git fetch` would
+leave it for that commit, with only the push's objects, and anything unexpected leaves the
+mirror's refs alone and the fetch to `git fetch`."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from runner.core.git import Repositories
+from runner.core.git_wire import (
+    HttpUploadPack,
+    LocalUploadPack,
+    WireFetchFailed,
+    fetch_commit,
+    pkt_line,
+    upload_pack_for,
+)
+from runner.core.models import BuildRequest
+from runner.core.spawn import spawn
+from tests.support.fake_github import FakeGitHub
+from tests.support.gitrepo import Remote, git
+
+ENV = {"PATH": os.defpath, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+
+
+def mirror_of(remote: Remote, tmp_path: Path) -> Path:
+    mirror = tmp_path / "mirror.git"
+    git(tmp_path, "clone", "--quiet", "--mirror", str(remote.bare), str(mirror))
+    git(mirror, "repack", "-a", "-d", "-q")  # what it holds now is packed: new objects are loose
+    return mirror
+
+
+def loose_objects(mirror: Path) -> set[str]:
+    objects = mirror / "objects"
+    return {
+        f"{folder.name}{path.name}"
+        for folder in objects.iterdir()
+        if len(folder.name) == 2
+        for path in folder.iterdir()
+    }
+
+
+def assert_complete(mirror: Path, sha: str) -> None:
+    """git finds every object the commit needs (what a checkout reads), and nothing is broken."""
+    git(mirror, "rev-list", "--objects", sha)
+    git(mirror, "fsck", "--no-dangling", "--no-progress")
+
+
+def request_for(sha: str, branch: str = "main") -> BuildRequest:
+    return BuildRequest(repository="octo/app", sha=sha, ref=f"refs/heads/{branch}", branch=branch)
+
+
+async def test_a_pushed_commit_comes_over_file_with_only_its_own_objects(
+    remote: Remote, tmp_path: Path
+) -> None:
+    remote.commit({f"file-{n}.txt": f"{n}\n" for n in range(120)})
+    remote.commit({"c.txt": "3"}, branch="other")
+    mirror = mirror_of(remote, tmp_path)
+    packs = set((mirror / "objects" / "pack").glob("*.pack"))
+    pushed = remote.commit({"file-1.txt": "changed"})
+    server = upload_pack_for(f"file://{remote.bare}", ENV, None, None)
+    assert isinstance(server, LocalUploadPack)
+
+    await fetch_commit(mirror, server, pushed, "refs/heads/main", ENV)
+
+    assert git(mirror, "rev-parse", "refs/heads/main") == pushed
+    assert_complete(mirror, pushed)
+    # The commit, its tree and the changed file, loose: the mirror said which tips it had (the
+    # whole history, 120 files and more, would have come as a pack).
+    own = git(mirror, "rev-parse", f"{pushed}^{{tree}}", f"{pushed}:file-1.txt").split()
+    assert loose_objects(mirror) == {pushed, *own}
+    assert set((mirror / "objects" / "pack").glob("*.pack")) == packs
+
+
+async def test_a_large_push_is_stored_as_a_pack_and_left_to_gc(
+    remote: Remote, tmp_path: Path
+) -> None:
+    remote.commit({"start": "0"})
+    mirror = mirror_of(remote, tmp_path)
+    packs_before = set((mirror / "objects" / "pack").glob("*.pack"))
+    files = {f"file-{n}.txt": f"content {n}\n" for n in range(150)}
+    pushed = remote.commit(files)
+    server = upload_pack_for(f"file://{remote.bare}", ENV, None, None)
+    assert server is not None
+
+    await fetch_commit(mirror, server, pushed, "refs/heads/main", ENV)
+
+    assert git(mirror, "rev-parse", "refs/heads/main") == pushed
+    assert_complete(mirror, pushed)
+    assert not loose_objects(mirror)  # over 100 objects: a pack, as git fetch keeps them
+    assert len(set((mirror / "objects" / "pack").glob("*.pack")) - packs_before) == 1
+    assert not list((mirror / "objects" / "pack").glob("*.keep"))  # gc may repack it
+
+
+async def test_a_commit_behind_the_branch_tip_is_fetched_too(
+    remote: Remote, tmp_path: Path
+) -> None:
+    remote.commit({"a": "1"})
+    mirror = mirror_of(remote, tmp_path)
+    older = remote.commit({"a": "2"})
+    remote.commit({"a": "3"})  # pushed right after: the build of `older` asks for a non-tip
+    server = upload_pack_for(f"file://{remote.bare}", ENV, None, None)
+    assert server is not None
+
+    await fetch_commit(mirror, server, older, "refs/heads/main", ENV)
+
+    assert_complete(mirror, older)
+
+
+async def test_over_smart_http_the_token_goes_in_the_authorization_header(
+    remote: Remote, tmp_path: Path, fake_github: FakeGitHub, remote_root: Path
+) -> None:
+    fake_github.git_root = remote_root
+    fake_github.git_token = "git-token-123"
+    remote.commit({"a": "1"})
+    mirror = mirror_of(remote, tmp_path)
+    pushed = remote.commit({"a": "2"})
+    url = f"{fake_github.url}/octo/app.git"
+    async with aiohttp.ClientSession() as session:
+        refused = upload_pack_for(url, ENV, session, "wrong-token")
+        assert isinstance(refused, HttpUploadPack)
+        with pytest.raises(WireFetchFailed, match="401"):
+            await fetch_commit(mirror, refused, pushed, "refs/heads/main", ENV)
+        assert git(mirror, "rev-parse", "refs/heads/main") != pushed
+
+        server = upload_pack_for(url, ENV, session, "git-token-123")
+        assert server is not None
+        await fetch_commit(mirror, server, pushed, "refs/heads/main", ENV)
+
+    assert git(mirror, "rev-parse", "refs/heads/main") == pushed
+    assert_complete(mirror, pushed)
+    assert fake_github.git_authorizations[-1] == "git-token-123"
+
+
+async def serve(aiohttp_server: Any, upload_pack_answer: bytes, advertisement: bytes) -> str:
+    """A smart HTTP server that advertises `advertisement` and answers a fetch with
+    `upload_pack_answer`; its repository's URL."""
+
+    async def info_refs(request: web.Request) -> web.Response:
+        return web.Response(
+            body=advertisement, content_type="application/x-git-upload-pack-advertisement"
+        )
+
+    async def upload_pack(request: web.Request) -> web.Response:
+        return web.Response(
+            body=upload_pack_answer, content_type="application/x-git-upload-pack-result"
+        )
+
+    app = web.Application()
+    app.router.add_get("/octo/app.git/info/refs", info_refs)
+    app.router.add_post("/octo/app.git/git-upload-pack", upload_pack)
+    server = await aiohttp_server(app)
+    return str(server.make_url("/octo/app.git"))
+
+
+V2 = pkt_line("version 2\n") + pkt_line("fetch=shallow\n") + b"0000"
+
+
+@pytest.mark.parametrize(
+    ("advertisement", "answer", "reason"),
+    [
+        (pkt_line("# service=git-upload-pack\n") + b"0000", b"", "protocol v2"),
+        (V2, pkt_line("ERR upload-pack: not our ref\n"), "not our ref"),
+        (V2, pkt_line("packfile\n") + pkt_line("\x03disk full\n") + b"0000", "disk full"),
+        (V2, pkt_line("packfile\n") + pkt_line("\x01PACK\x00\x00") + b"0000", "no pack"),
+        (
+            V2,
+            pkt_line("packfile\n") + pkt_line("\x01PACK\x00\x00\x00\x02\x00\x00\x00\x01"),
+            "early",
+        ),
+    ],
+    ids=["protocol-v0", "refused", "server-error", "cut-header", "cut-pack"],
+)
+async def test_an_unexpected_answer_moves_no_ref(
+    remote: Remote,
+    tmp_path: Path,
+    aiohttp_server: Any,
+    advertisement: bytes,
+    answer: bytes,
+    reason: str,
+) -> None:
+    before = remote.commit({"a": "1"})
+    mirror = mirror_of(remote, tmp_path)
+    pushed = remote.commit({"a": "2"})
+    url = await serve(aiohttp_server, answer, advertisement)
+    async with aiohttp.ClientSession() as session:
+        server = upload_pack_for(url, ENV, session, None)
+        assert server is not None
+        with pytest.raises(WireFetchFailed, match=reason):
+            await fetch_commit(mirror, server, pushed, "refs/heads/main", ENV)
+    assert git(mirror, "rev-parse", "refs/heads/main") == before
+    assert not list(mirror.rglob("*.lock"))
+
+
+async def test_a_checkout_fetches_the_pushed_commit_alone(remote: Remote, tmp_path: Path) -> None:
+    """Through `Repositories`: the pushed branch moves; the other branch, which `git fetch`'s
+    refspecs would have moved too, stays where it was."""
+    other_before = remote.commit({"o": "1"}, branch="other")
+    remote.commit({"a": "1"})
+    repositories = Repositories(tmp_path / "data", inherited_env=ENV)
+    clone_url = f"file://{remote.bare}"
+    await repositories.clone("octo/app", clone_url, None)
+    remote.commit({"o": "2"}, branch="other")
+    pushed = remote.commit({"a": "2"})
+
+    workspace = await repositories.checkout(request_for(pushed), clone_url)
+
+    assert (workspace / "a").read_text() == "2"
+    mirror = repositories.mirror_path("octo/app")
+    assert git(mirror, "rev-parse", "refs/heads/main") == pushed
+    assert git(mirror, "rev-parse", "refs/heads/other") == other_before
+
+
+async def test_a_mirror_without_branches_is_fetched_by_git(remote: Remote, tmp_path: Path) -> None:
+    """The first push to a repository registered while empty: nothing to start from, so git."""
+    repositories = Repositories(tmp_path / "data", inherited_env=ENV)
+    clone_url = f"file://{remote.bare}"
+    await repositories.clone("octo/app", clone_url, None)
+    pushed = remote.commit({"a": "first"})
+    remote.commit({"o": "1"}, branch="other")
+
+    workspace = await repositories.checkout(request_for(pushed), clone_url)
+
+    assert (workspace / "a").read_text() == "first"
+    mirror = repositories.mirror_path("octo/app")
+    assert git(mirror, "rev-parse", "refs/heads/other")  # git fetch took every branch
+
+
+async def test_a_child_takes_input_larger_than_a_pipe_holds() -> None:
+    child = await spawn(("wc", "-c"), env=ENV, stdin_pipe=True)
+    assert child.stdin is not None
+    await child.stdin.write(b"x" * (1 << 20))  # 16 pipe buffers: the writer must wait
+    child.stdin.close()
+    out, _ = await child.communicate()
+    assert out.split() == [b"1048576"]
