@@ -187,11 +187,9 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
             app[PROJECTS].current_secrets = app[GITHUB_APP].tokens
         elif github.token:
             app[IDENTITY] = DaemonToken(github.token)
+        identity, inherited_env = app.get(IDENTITY), settings.inherited_env
         app[REPOSITORIES] = Repositories(
-            settings.data_dir,
-            identity=app.get(IDENTITY),
-            inherited_env=settings.inherited_env,
-            http=session,
+            settings.data_dir, identity=identity, inherited_env=inherited_env, http=session
         )
         instance = app[INSTANCE]
         registrations = app[REGISTRATIONS] = Registrations(
@@ -215,6 +213,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         if INSTALLATIONS in app:
             await app[INSTALLATIONS].close()
         await registrations.close()
+        await app[REPOSITORIES].close()
 
 
 async def _reporter(app: web.Application) -> AsyncIterator[None]:
@@ -256,6 +255,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
 
 async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     settings, store, instance = app[SETTINGS], app[STORE], app[INSTANCE]
+    shortage = app[FREE_SPACE].shortage
     host = await BuildHost.prepare(settings)
     await host.end_leftovers(await store.recover_interrupted(instance.is_gone))
     await host.end_orphans(store, instance.is_gone)
@@ -279,12 +279,10 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         is_gone=instance.is_gone,
         on_recovered=host.end_leftovers,
         jobs=app[JOBS],
-        shortage=app[FREE_SPACE].shortage,
+        shortage=shortage,
         can_run=app[PROJECTS].can_build_here,
     )
-    prefetcher = Prefetcher(
-        app[REPOSITORIES], app[PROJECTS], app[JOBS], shortage=app[FREE_SPACE].shortage
-    )
+    prefetcher = Prefetcher(app[REPOSITORIES], app[PROJECTS], app[JOBS], shortage=shortage)
     intake = app[INTAKE] = Intake(
         settings=settings,
         store=store,

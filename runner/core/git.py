@@ -4,11 +4,10 @@ One bare mirror per repository under `{data_dir}/mirrors`, fetched incrementally
 wanted commit is missing. One workspace per repository under `{data_dir}/workspaces`: a working
 copy at exactly the build's commit, cleaned of everything earlier builds left behind.
 
-A build can write anything into its workspace, including `.git/config` (where `core.fsmonitor`
-would make the daemon's next `git` run a command) and `.git/hooks`. So the daemon never runs git
-against a `.git` a build could have touched: each checkout throws the workspace's `.git` away and
-makes a fresh one that borrows the mirror's objects (`objects/info/alternates`). Git never reads
-the system or global config here, and the token reaches it only through the environment
+The daemon never runs git against a `.git` a build could have touched (`runner.core.workspace`).
+A pushed commit is fetched by the daemon itself where it can (`runner.core.git_wire`), else by
+`git fetch`. Git never reads the system or global config here, and the token reaches it only
+through the environment
 (`GIT_CONFIG_*` → `http.<url>.extraHeader`), never argv, a URL or a file. The token is a
 registration's own, or the daemon's identity's for the repository (`github.token`, or a GitHub
 App's installation token, asked for only when git is about to talk to an HTTP(S) server and
@@ -23,7 +22,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +29,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from runner.core.errors import CheckoutError
+from runner.core.errors import CheckoutError, refuses_credentials
 from runner.core.git_files import ref_points_at, stored_object
 from runner.core.git_wire import (
     CredentialsRefused,
@@ -43,6 +41,7 @@ from runner.core.github_identity import DaemonToken, GitHubIdentity, GitHubUnrea
 from runner.core.models import BuildRequest
 from runner.core.names import short_sha
 from runner.core.spawn import spawn
+from runner.core.workspace import TRASH, Trash, clear_workspace, copy_tags, remove
 
 GIT_OUTPUT_LIMIT = 2000
 
@@ -70,6 +69,7 @@ class Repositories:
             "GIT_ASKPASS": "/bin/false",
         }
         self._locks: dict[str, asyncio.Lock] = {}
+        self._trash = Trash(data_dir / "workspaces" / TRASH)
 
     def mirror_path(self, repository: str) -> Path:
         return self._data_dir / "mirrors" / f"{repository.lower()}.git"
@@ -110,10 +110,40 @@ class Repositories:
     async def checkout(
         self, request: BuildRequest, clone_url: str, token: str | None = None
     ) -> Path:
-        """A clean working copy of the repository at `request.sha`; returns its path."""
-        async with self._lock(request.repository):
-            mirror = await self._fetch(request, clone_url, token)
-            return await self._prepare_workspace(request, mirror)
+        """A clean working copy of the repository at `request.sha`; returns its path.
+
+        The workspace is emptied, and its new `.git` written (`runner.core.workspace`), while
+        the commit is fetched or the fetch under way is waited for."""
+        workspace = self.workspace_path(request.repository)
+        mirror = self.mirror_path(request.repository)
+        cleared = asyncio.create_task(
+            asyncio.to_thread(clear_workspace, workspace, mirror, request.sha, self._trash.folder)
+        )
+        try:
+            async with self._lock(request.repository):
+                await self._fetch(request, clone_url, token)
+                await asyncio.shield(cleared)
+                copy_tags(workspace, mirror)  # (small files: a thread's hop costs more)
+                await self._git(
+                    "checkout",
+                    "--quiet",
+                    "--force",
+                    "--detach",
+                    request.sha,
+                    git_dir=workspace / ".git",
+                    work_tree=workspace,
+                    env=self._base_env,
+                )
+        finally:
+            if not cleared.done():  # the fetch failed or was stopped: the thread still finishes
+                await asyncio.wait([cleared])
+            if not cleared.cancelled() and cleared.exception() is None:
+                self._trash.remove_later(cleared.result())
+        return workspace
+
+    async def close(self) -> None:
+        """At shutdown: what earlier builds left is removed before the daemon exits."""
+        await self._trash.close()
 
     async def prefetch(
         self, request: BuildRequest, clone_url: str, token: str | None = None
@@ -172,7 +202,7 @@ class Repositories:
         """Delete the repository's mirror and workspace (its registration is gone)."""
         async with self._lock(repository):
             for path in (self.mirror_path(repository), self.workspace_path(repository)):
-                await asyncio.to_thread(_remove, path)
+                await asyncio.to_thread(remove, path)
 
     def _lock(self, repository: str) -> asyncio.Lock:
         return self._locks.setdefault(repository.lower(), asyncio.Lock())
@@ -247,40 +277,29 @@ class Repositories:
         self, request: BuildRequest, mirror: Path, clone_url: str, token: str | None
     ) -> bool:
         """The pushed commit fetched by the daemon itself (`git_wire`), without `git fetch`'s
-        processes; False when that cannot be done, and `git fetch` does it. An identity's token
-        the server refuses is replaced once, as for `git fetch`."""
+        processes; False when that cannot be done, and `git fetch` does it (an identity's token
+        the server refused is replaced first, and git fetches with the new one)."""
         borrowed = None
-        for attempt in range(2):
-            if token is None and clone_url.startswith(("https://", "http://")):
-                try:
-                    token = borrowed = await self._identity.token_for(request.repository)
-                except GitHubUnreachable:
-                    return False
-            server = upload_pack_for(clone_url, self._base_env, self._http, token)
-            if server is None:
-                return False
+        if token is None and clone_url.startswith(("https://", "http://")):
             try:
-                await fetch_commit(
-                    mirror, server, request.sha, request.ref, self._env(clone_url, None)
-                )
-                return True
-            except CredentialsRefused as error:
-                if borrowed is None or attempt > 0:
-                    return self._wire_failed(request, error)
+                token = borrowed = await self._identity.token_for(request.repository)
+            except GitHubUnreachable:
+                return False
+        server = upload_pack_for(clone_url, self._base_env, self._http, token)
+        if server is None:
+            return False
+        try:
+            await fetch_commit(mirror, server, request.sha, request.ref, self._env(clone_url, None))
+        except (WireFetchFailed, OSError, aiohttp.ClientError, TimeoutError) as error:
+            if isinstance(error, CredentialsRefused) and borrowed is not None:
                 self._identity.token_refused(borrowed)
-                token = None
-            except (WireFetchFailed, OSError, aiohttp.ClientError, TimeoutError) as error:
-                return self._wire_failed(request, error)
-        return False
-
-    @staticmethod
-    def _wire_failed(request: BuildRequest, error: Exception) -> bool:
-        log.info(
-            "fetching over git's protocol failed; git fetch will",
-            repository=request.repository,
-            error=str(error) or type(error).__name__,
-        )
-        return False
+            log.info(
+                "fetching over git's protocol failed; git fetch will",
+                repository=request.repository,
+                error=str(error) or type(error).__name__,
+            )
+            return False
+        return True
 
     async def _has_commit(self, mirror: Path, sha: str, ref: str | None = None) -> bool:
         """Whether the mirror has commit `sha`, without a git process where the files say so:
@@ -292,7 +311,9 @@ class Repositories:
                 return True
             return stored_object(mirror, sha)
 
-        if (answer := await asyncio.to_thread(known)) is not None:
+        # Read here, not in a thread: a few small files, where a hop to a thread and back
+        # cost a millisecond on the build's way to make (traced).
+        if (answer := known()) is not None:
             return answer
         try:
             await self._git(
@@ -301,23 +322,6 @@ class Repositories:
         except CheckoutError:
             return False
         return True
-
-    async def _prepare_workspace(self, request: BuildRequest, mirror: Path) -> Path:
-        workspace = self.workspace_path(request.repository)
-        await asyncio.to_thread(_fresh_git_dir, workspace, mirror, request.sha)
-        env = self._base_env
-        await self._git(
-            "checkout",
-            "--quiet",
-            "--force",
-            "--detach",
-            request.sha,
-            git_dir=workspace / ".git",
-            work_tree=workspace,
-            env=env,
-        )
-        await self._git("clean", "-ffdxq", git_dir=workspace / ".git", work_tree=workspace, env=env)
-        return workspace
 
     async def _ensure_mirror(self, mirror: Path, env: Mapping[str, str]) -> bool:
         """Make the bare mirror if there is none (True), all at once: it appears by a rename."""
@@ -335,7 +339,7 @@ class Repositories:
                 raise
             return False  # the other daemon (blue/green) made it first
         finally:
-            await asyncio.shield(asyncio.to_thread(_remove, Path(staging)))
+            await asyncio.shield(asyncio.to_thread(remove, Path(staging)))
         return True
 
     async def _git(
@@ -361,22 +365,6 @@ class Repositories:
         return out.decode(errors="replace")
 
 
-# What git prints when the server refuses its credentials: a 401 (git then asks for a user name,
-# which it may not), a 403, or GitHub's "not found" for a private repository out of reach.
-_REFUSED = (
-    "could not read username",
-    "authentication failed",
-    "returned error: 401",
-    "returned error: 403",
-    "repository not found",
-)
-
-
-def refuses_credentials(git_error: str) -> bool:
-    lowered = git_error.lower()
-    return any(marker in lowered for marker in _REFUSED)
-
-
 _BRANCHES_AND_TAGS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
@@ -393,42 +381,6 @@ def _is_git_dir(path: Path) -> bool:
     )
 
 
-def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:
-    """Replace the workspace's `.git` by a new one that borrows the mirror's objects and tags.
-
-    Written by hand rather than with `git init` plus `git for-each-ref`: two processes fewer on
-    every build's way to `make`, and nothing of the old `.git` (hooks, config) survives.
-    """
-    git_dir = workspace / ".git"
-    _remove(git_dir)
-    (git_dir / "objects" / "info").mkdir(parents=True)
-    (git_dir / "refs" / "heads").mkdir(parents=True)
-    (git_dir / "refs" / "tags").mkdir()
-    (git_dir / "HEAD").write_text(f"{sha}\n")
-    (git_dir / "config").write_text(
-        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
-    )
-    (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
-    (git_dir / "packed-refs").write_text("".join(f"{o} {r}\n" for r, o in _tags(mirror)))
-
-
-def _tags(mirror: Path) -> list[tuple[str, str]]:
-    """The mirror's tags, from its packed-refs and loose refs (loose ones win, as in git)."""
-    tags: dict[str, str] = {}
-    try:
-        for line in (mirror / "packed-refs").read_text().splitlines():
-            object_id, _, name = line.partition(" ")
-            if name.startswith("refs/tags/") and len(object_id) == 40:
-                tags[name] = object_id
-    except FileNotFoundError:
-        pass
-    loose = mirror / "refs" / "tags"
-    for path in loose.rglob("*") if loose.is_dir() else ():
-        if path.is_file():
-            tags[f"refs/tags/{path.relative_to(loose).as_posix()}"] = path.read_text().strip()
-    return sorted(tags.items())
-
-
 def _origin(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
@@ -436,11 +388,4 @@ def _origin(url: str) -> str:
 
 def _remove_half_made(mirror: Path) -> None:
     if mirror.exists() and not _is_git_dir(mirror):
-        _remove(mirror)
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
+        remove(mirror)

@@ -19,7 +19,6 @@ daemon's aiohttp session (https://git-scm.com/docs/gitprotocol-http), the token 
 `Authorization` header only.
 """
 
-import asyncio
 import base64
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -301,7 +300,7 @@ async def fetch_commit(
     when anything is not as expected (the mirror may then hold more objects, never a wrong ref)."""
     if not is_readable_ref(ref):
         raise WireFetchFailed(f"not a ref this fetch writes: {ref}")
-    haves = await asyncio.to_thread(branch_tips, mirror, HAVES_LIMIT)
+    haves = branch_tips(mirror, HAVES_LIMIT)  # small files, as `write_ref`: no thread's hop
     if not haves:
         raise WireFetchFailed("the mirror has no branches to start from")
     sink = PackSink(mirror, env)
@@ -339,7 +338,7 @@ async def fetch_commit(
         raise
     finally:
         await server.close()
-    if not await asyncio.to_thread(write_ref, mirror, ref, sha):
+    if not write_ref(mirror, ref, sha):
         raise WireFetchFailed(f"{ref} is being written by git")
     sink.release()
 

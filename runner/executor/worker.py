@@ -15,8 +15,8 @@ from pathlib import Path
 import structlog
 
 from runner.core import statuses
-from runner.core.errors import CheckoutError, StoreUnavailable
-from runner.core.git import Repositories, refuses_credentials
+from runner.core.errors import CheckoutError, StoreUnavailable, refuses_credentials
+from runner.core.git import Repositories
 from runner.core.links import build_url, has_skip_marker, log_path
 from runner.core.masking import SecretMasker
 from runner.core.metrics import Metrics

@@ -20,8 +20,8 @@ from typing import Any
 
 import structlog
 
-from runner.core.errors import CheckoutError
-from runner.core.git import Repositories, refuses_credentials
+from runner.core.errors import CheckoutError, refuses_credentials
+from runner.core.git import Repositories
 from runner.core.masking import SecretMasker
 from runner.core.settings import Project
 from runner.registrations.github_access import GitHubAccess, GitHubUnavailable, TokenRejected
