@@ -86,7 +86,10 @@ async def test_the_sandbox_hides_the_daemon_and_other_repositories(
 ) -> None:
     require_bubblewrap()
     other = make_remote(remote_root, "octo/lib")
-    other_sha = other.commit({"Makefile": makefile(test="@echo lib-private > private.txt")})
+    # Not on the default branch: a deploy after it would empty the workspace again.
+    other_sha = other.commit(
+        {"Makefile": makefile(test="@echo lib-private > private.txt")}, branch="feature"
+    )
     config = tmp_path / "hobotnica.toml"
     config.write_text('token = "config-file-content"\n')
     settings: Settings = make_settings(
@@ -110,7 +113,7 @@ async def test_the_sandbox_hides_the_daemon_and_other_repositories(
     sha = remote.commit({"Makefile": makefile(test=probe)}, branch="feature")
     d = await daemon(settings)
 
-    await d.deliver("push", push_payload("octo/lib", other_sha))
+    await d.deliver("push", push_payload("octo/lib", other_sha, branch="feature"))
     await fake_github.wait_final(other_sha)
     assert (data / "workspaces" / "octo" / "lib" / "private.txt").exists()
     _, answer = await d.deliver("push", push_payload("octo/app", sha, branch="feature"))

@@ -20,6 +20,11 @@ class BuildCgroup(ABC):
     def place(self, pid: int) -> None:
         """Move process `pid` (before it starts any child) into the cgroup."""
 
+    def self_placement_files(self) -> list[Path] | None:
+        """Files a process writes `0` to, to move its own thread into the cgroup without the
+        kernel's global lock (`runner.executor.placement`); None: not in this hierarchy."""
+        return None
+
     @abstractmethod
     def pids(self) -> list[int]:
         """The processes in the cgroup now."""

@@ -28,6 +28,9 @@ class LegacyCgroup(BuildCgroup):
         for path in self.paths.values():
             write(path / "cgroup.procs", str(pid))
 
+    def self_placement_files(self) -> list[Path]:
+        return [path / "tasks" for path in self.paths.values()]
+
     def pids(self) -> list[int]:
         found: set[int] = set()
         for path in self.paths.values():

@@ -9,9 +9,9 @@ With a cgroup, the tree starts inside it: the first process is util-linux's `flo
 for a lock the daemon holds (`HeldStart`) while the daemon moves it into the cgroup, then runs
 the command. So not one instruction of the build runs outside its cgroup, and the
 daemon keeps starting children with vfork (a child cannot be placed before it execs otherwise).
-Moving a process into a cgroup waits out a kernel RCU grace period (10 ms on the development
-machine), so the worker starts and places that first process while the checkout runs (`hold_start`),
-and `run_make` only lets it go.
+Where it can, the first process moves itself, which is quicker (`runner.executor.placement`).
+Either way the worker starts and places it while the checkout runs (`hold_start`), and
+`run_make` only lets it go.
 """
 
 import asyncio
@@ -30,6 +30,7 @@ from runner.core.masking import SecretMasker
 from runner.core.spawn import Child, PipeReader, spawn
 from runner.executor.cgroups import BuildCgroup
 from runner.executor.logfile import BuildLog
+from runner.executor.placement import PLACED, environment_file, self_placing
 from runner.executor.reaper import Leftover, Marker, end_tree
 from runner.scheduling.stop import StopRequest
 
@@ -139,21 +140,34 @@ async def hold_start(
 ) -> HeldStart:
     """Start `argv`'s first process in `cgroup`, held until `HeldStart.release`."""
     gate = os.memfd_create("hobotnica-gate", os.MFD_CLOEXEC)
+    ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
+    environment = environment_file(env)
     try:
         fcntl.flock(gate, fcntl.LOCK_EX)  # nobody else ever takes it: no wait
         # -o: the descriptor flock opens to wait on is not passed on to the build.
         trampoline = [_flock(), "-o", "-s", f"/proc/self/fd/{gate}", *argv]
+        files = cgroup.self_placement_files()
+        moves_itself = files and self_placing(trampoline, files, ready_write, environment)
         process = await spawn(
-            trampoline,
+            moves_itself or trampoline,
             cwd=workspace,
-            env=env,
+            env={} if moves_itself else env,  # it gets `env` from `environment`
             merge_stderr=True,
             new_session=True,
-            pass_fds=(gate,),
+            pass_fds=(gate, ready_write, environment) if moves_itself else (gate,),
         )
     except BaseException:
         os.close(gate)
+        os.close(ready_read)
         raise
+    finally:
+        os.close(ready_write)
+        os.close(environment)
+    held = HeldStart(process, gate)
+    if moves_itself:
+        await _until_placed(held, PipeReader(ready_read))
+        return held
+    os.close(ready_read)
     # The move waits for the kernel (an RCU grace period): not on the event loop. Cancelled
     # meanwhile, the move is waited out before the process is ended, so the cgroup is empty
     # when its owner removes it.
@@ -165,9 +179,27 @@ async def hold_start(
             await asyncio.wait({placing})
         if placing.done() and not placing.cancelled():
             placing.exception()  # retrieved: it is the error being raised, or irrelevant now
-        await HeldStart(process, gate).abandon()
+        await held.abandon()
         raise
-    return HeldStart(process, gate)
+    return held
+
+
+async def _until_placed(held: HeldStart, ready: PipeReader) -> None:
+    """Until the first process says it moved itself into its cgroup (`placement`). One that
+    could not has run nothing, and is ended; its reason is raised."""
+    try:
+        report = await ready.read_all()
+        if report != PLACED:
+            with contextlib.suppress(TimeoutError):
+                said = await asyncio.wait_for(held.process.stdout.read_all(), DRAIN_TIMEOUT)
+                report = said.strip()[-500:]
+            reason = report.decode(errors="replace") or "it ended"
+            raise OSError(f"the build's first process could not enter its cgroup: {reason}")
+    except BaseException:
+        await held.abandon()
+        raise
+    finally:
+        ready.close()
 
 
 @functools.cache
