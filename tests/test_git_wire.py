@@ -3,7 +3,9 @@ file:// and over smart HTTP from a real `git http-backend`: the mirror ends as `
 leave it for that commit, with only the push's objects, and anything unexpected leaves the
 mirror's refs alone and the fetch to `git fetch`."""
 
+import hashlib
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +14,14 @@ import pytest
 from aiohttp import web
 
 from runner.core.git import Repositories
-from runner.core.git_wire import (
+from runner.core.git_upload_pack import (
     HttpUploadPack,
     LocalUploadPack,
     WireFetchFailed,
-    fetch_commit,
     pkt_line,
     upload_pack_for,
 )
+from runner.core.git_wire import fetch_commit
 from runner.core.models import BuildRequest
 from runner.core.spawn import spawn
 from tests.support.fake_github import FakeGitHub
@@ -138,8 +140,8 @@ async def test_over_smart_http_the_token_goes_in_the_authorization_header(
 
 
 async def serve(aiohttp_server: Any, upload_pack_answer: bytes, advertisement: bytes) -> str:
-    """A smart HTTP server that advertises `advertisement` and answers a fetch with
-    `upload_pack_answer`; its repository's URL."""
+    """A smart HTTP server that advertises `advertisement`, lists no tags, and answers a fetch
+    with `upload_pack_answer`; its repository's URL."""
 
     async def info_refs(request: web.Request) -> web.Response:
         return web.Response(
@@ -147,8 +149,10 @@ async def serve(aiohttp_server: Any, upload_pack_answer: bytes, advertisement: b
         )
 
     async def upload_pack(request: web.Request) -> web.Response:
+        listing = b"command=ls-refs" in await request.read()
         return web.Response(
-            body=upload_pack_answer, content_type="application/x-git-upload-pack-result"
+            body=FLUSH if listing else upload_pack_answer,
+            content_type="application/x-git-upload-pack-result",
         )
 
     app = web.Application()
@@ -158,23 +162,48 @@ async def serve(aiohttp_server: Any, upload_pack_answer: bytes, advertisement: b
     return str(server.make_url("/octo/app.git"))
 
 
-V2 = pkt_line("version 2\n") + pkt_line("fetch=shallow\n") + b"0000"
+FLUSH = b"0000"
+V2 = pkt_line("version 2\n") + pkt_line("ls-refs=unborn\n") + pkt_line("fetch=shallow\n") + FLUSH
+SERVICE = pkt_line("# service=git-upload-pack\n") + FLUSH  # what smart HTTP may say first
+V0 = SERVICE + pkt_line(f"{'1' * 40} HEAD\0multi_ack\n") + FLUSH
+EMPTY_PACK = b"PACK\x00\x00\x00\x02\x00\x00\x00\x00"
+EMPTY_PACK += hashlib.sha1(EMPTY_PACK, usedforsecurity=False).digest()  # its checksum
+
+
+def packfile(*bands: bytes) -> bytes:
+    return (
+        pkt_line("packfile\n")
+        + b"".join(b"%04x" % (len(band) + 4) + band for band in bands)
+        + FLUSH
+    )
 
 
 @pytest.mark.parametrize(
     ("advertisement", "answer", "reason"),
     [
-        (pkt_line("# service=git-upload-pack\n") + b"0000", b"", "protocol v2"),
+        (V0, b"", "protocol v2"),
         (V2, pkt_line("ERR upload-pack: not our ref\n"), "not our ref"),
-        (V2, pkt_line("packfile\n") + pkt_line("\x03disk full\n") + b"0000", "disk full"),
-        (V2, pkt_line("packfile\n") + pkt_line("\x01PACK\x00\x00") + b"0000", "no pack"),
+        (SERVICE + V2, pkt_line("ERR upload-pack: not our ref\n"), "not our ref"),
+        (V2, packfile(b"\x03disk full\n"), "disk full"),
+        (V2, packfile(b"\x07what"), "unknown band"),
+        (V2, packfile(b"\x01PACK\x00\x00"), "no pack"),
         (
             V2,
             pkt_line("packfile\n") + pkt_line("\x01PACK\x00\x00\x00\x02\x00\x00\x00\x01"),
             "early",
         ),
+        (V2, packfile(b"\x01" + EMPTY_PACK), "did not hold"),
     ],
-    ids=["protocol-v0", "refused", "server-error", "cut-header", "cut-pack"],
+    ids=[
+        "protocol-v0",
+        "refused",
+        "refused-after-service-line",
+        "server-error",
+        "unknown-band",
+        "cut-header",
+        "cut-pack",
+        "empty-pack",
+    ],
 )
 async def test_an_unexpected_answer_moves_no_ref(
     remote: Remote,
@@ -195,6 +224,30 @@ async def test_an_unexpected_answer_moves_no_ref(
             await fetch_commit(mirror, server, pushed, "refs/heads/main", ENV)
     assert git(mirror, "rev-parse", "refs/heads/main") == before
     assert not list(mirror.rglob("*.lock"))
+    assert not list(mirror.rglob("*.keep"))
+
+
+async def test_a_tag_pushed_with_the_commit_comes_with_it(remote: Remote, tmp_path: Path) -> None:
+    """`git describe` in the branch's build names the tag pushed with it (`git push --follow-tags`
+    sends the branch's webhook and the tag's, in either order)."""
+    other = remote.commit({"o": "1"}, branch="other")
+    remote.commit({"a": "1"})
+    git(remote.work, "tag", "-a", "-m", "first", "v0.1")
+    git(remote.work, "push", "-q", "origin", "v0.1")
+    repositories = Repositories(tmp_path / "data", inherited_env=ENV)
+    clone_url = f"file://{remote.bare}"
+    await repositories.clone("octo/app", clone_url, None)
+    remote.commit({"o": "2"}, branch="other")
+    pushed = remote.commit({"a": "2"})
+    git(remote.work, "tag", "-a", "-m", "second", "v0.2", pushed)
+    git(remote.work, "push", "-q", "origin", "v0.2")
+
+    workspace = await repositories.checkout(request_for(pushed), clone_url)
+
+    assert git(workspace, "describe", "--tags") == "v0.2"
+    mirror = repositories.mirror_path("octo/app")
+    assert git(mirror, "rev-parse", "refs/heads/other") == other  # over the wire: branch alone
+    await repositories.close()
 
 
 async def test_a_checkout_fetches_the_pushed_commit_alone(remote: Remote, tmp_path: Path) -> None:
@@ -238,3 +291,33 @@ async def test_a_child_takes_input_larger_than_a_pipe_holds() -> None:
     child.stdin.close()
     out, _ = await child.communicate()
     assert out.split() == [b"1048576"]
+
+
+async def test_a_commit_left_without_its_tree_is_completed_by_git_fetch(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """A fetch cut short (a stopped build, a daemon's shutdown) can leave the commit object
+    without its tree: the mirror then has the commit, by its files, and checking it out fails
+    until a whole `git fetch` brings the rest."""
+    remote.commit({"a": "1"})
+    repositories = Repositories(tmp_path / "data", inherited_env=ENV)
+    clone_url = f"file://{remote.bare}"
+    await repositories.clone("octo/app", clone_url, None)
+    pushed = remote.commit({"a": "2"})
+    mirror = repositories.mirror_path("octo/app")
+    commit = subprocess.run(
+        ["git", "--git-dir", str(remote.bare), "cat-file", "commit", pushed],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(
+        ["git", "--git-dir", str(mirror), "hash-object", "-t", "commit", "-w", "--stdin"],
+        input=commit,
+        check=True,
+        capture_output=True,
+    )
+
+    workspace = await repositories.checkout(request_for(pushed), clone_url)
+
+    assert (workspace / "a").read_text() == "2"
+    await repositories.close()

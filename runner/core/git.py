@@ -31,12 +31,8 @@ import structlog
 
 from runner.core.errors import CheckoutError, refuses_credentials
 from runner.core.git_files import ref_points_at, stored_object
-from runner.core.git_wire import (
-    CredentialsRefused,
-    WireFetchFailed,
-    fetch_commit,
-    upload_pack_for,
-)
+from runner.core.git_upload_pack import CredentialsRefused, WireFetchFailed, upload_pack_for
+from runner.core.git_wire import fetch_commit
 from runner.core.github_identity import DaemonToken, GitHubIdentity, GitHubUnreachable
 from runner.core.models import BuildRequest
 from runner.core.names import short_sha
@@ -44,6 +40,7 @@ from runner.core.spawn import spawn
 from runner.core.workspace import TRASH, Trash, clear_workspace, copy_tags, remove
 
 GIT_OUTPUT_LIMIT = 2000
+WIRE_FETCH_LIMIT = 600.0  # then `git fetch`, with its own low-speed limit, tries
 
 log = structlog.get_logger(logger_name="hobotnica.git")
 
@@ -122,18 +119,21 @@ class Repositories:
         try:
             async with self._lock(request.repository):
                 await self._fetch(request, clone_url, token)
-                await asyncio.shield(cleared)
+                try:
+                    await asyncio.shield(cleared)
+                except OSError as error:
+                    raise CheckoutError(f"cannot empty the workspace: {error}") from None
                 copy_tags(workspace, mirror)  # (small files: a thread's hop costs more)
-                await self._git(
-                    "checkout",
-                    "--quiet",
-                    "--force",
-                    "--detach",
-                    request.sha,
-                    git_dir=workspace / ".git",
-                    work_tree=workspace,
-                    env=self._base_env,
-                )
+                try:
+                    await self._check_out(workspace, request.sha)
+                except CheckoutError:
+                    # Objects a fetch cut short left behind (a commit without its tree, say):
+                    # a whole `git fetch` completes them.
+                    refspecs = _BRANCHES_AND_TAGS
+                    await self._fetch_remote(
+                        request.repository, mirror, clone_url, token, *refspecs
+                    )
+                    await self._check_out(workspace, request.sha)
         finally:
             if not cleared.done():  # the fetch failed or was stopped: the thread still finishes
                 await asyncio.wait([cleared])
@@ -144,6 +144,13 @@ class Repositories:
     async def close(self) -> None:
         """At shutdown: what earlier builds left is removed before the daemon exits."""
         await self._trash.close()
+
+    async def _check_out(self, workspace: Path, sha: str) -> None:
+        # Not `checkout`: to the commit HEAD names, it exits 0 on a missing tree (git 2.39).
+        git_dir, env = workspace / ".git", self._base_env
+        await self._git(
+            "reset", "--quiet", "--hard", sha, git_dir=git_dir, work_tree=workspace, env=env
+        )
 
     async def prefetch(
         self, request: BuildRequest, clone_url: str, token: str | None = None
@@ -289,7 +296,9 @@ class Repositories:
         if server is None:
             return False
         try:
-            await fetch_commit(mirror, server, request.sha, request.ref, self._env(clone_url, None))
+            async with asyncio.timeout(WIRE_FETCH_LIMIT):
+                env = self._env(clone_url, None)
+                await fetch_commit(mirror, server, request.sha, request.ref, env)
         except (WireFetchFailed, OSError, aiohttp.ClientError, TimeoutError) as error:
             if isinstance(error, CredentialsRefused) and borrowed is not None:
                 self._identity.token_refused(borrowed)

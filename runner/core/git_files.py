@@ -125,10 +125,27 @@ def write_ref(git_dir: Path, ref: str, sha: str) -> bool:
 
 
 def is_readable_ref(ref: str) -> bool:
-    """A branch or pull request ref whose name is safe as a path under the repository."""
-    if ref.startswith("refs/heads/"):
-        return is_branch_name(ref.removeprefix("refs/heads/"))
+    """A branch, tag or pull request ref whose name is safe as a path under the repository."""
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return is_branch_name(ref.removeprefix(prefix))
     return _PULL_REF.fullmatch(ref) is not None
+
+
+def tag_refs(git_dir: Path) -> dict[str, str]:
+    """The repository's tags, name → object, from `packed-refs` and loose refs (loose ones win,
+    as in git)."""
+    tags: dict[str, str] = {}
+    for line in _packed_refs(git_dir):
+        object_id, _, name = line.partition(" ")
+        if name.startswith("refs/tags/") and _SHA1.fullmatch(object_id):
+            tags[name] = object_id
+    loose = git_dir / "refs" / "tags"
+    for path in loose.rglob("*") if loose.is_dir() else ():
+        name = f"refs/tags/{path.relative_to(loose).as_posix()}"
+        if path.is_file() and (named := read_ref(git_dir, name)) is not None:
+            tags[name] = named
+    return tags
 
 
 def _packed_refs(git_dir: Path) -> list[str]:

@@ -3,222 +3,44 @@
 `git fetch` of one new commit starts five processes here: git fetch; the shell that starts
 git-upload-pack over file:// (git-remote-https over HTTPS); unpack-objects; rev-list for its
 connectivity check; and the server's own. That was 14 ms of a 34 ms push → `make`. The daemon
-already knows which commit it wants and which ref moved, so it asks the server itself
-(https://git-scm.com/docs/gitprotocol-v2): `want` the commit, `have` the mirror's branch tips
-(only the push's new objects come), `done` (one round, no negotiation), and hands the pack to
-`git unpack-objects` — or `git index-pack` for 100 objects or more, as git's fetch.unpackLimit —
-started while the server starts. Then the ref is written as git writes a loose ref, so it points
-at the commit only once the commit's objects are in. Git still checks every object's hash and
-every delta's base; the walk of rev-list is what is left out (a ref tip's history is complete
-in a mirror by construction, and the server sends what the commit needs beyond those tips).
+already knows which commit it wants and which ref moved, so it asks upload-pack itself
+(`runner.core.git_upload_pack`, https://git-scm.com/docs/gitprotocol-v2): `ls-refs` for the
+tags (a tag pushed with the commit is the build's `git describe`), then `fetch`: `want` the
+commit and the new tags, `have` the mirror's branch tips (only the push's new objects come),
+`done` (one round, no negotiation). The pack goes to `git unpack-objects` — or `git index-pack`
+for 100 objects or more, as git's fetch.unpackLimit — started while the server starts. Then
+the refs are written as git writes loose refs, so they point at the commit only once its
+objects are in. Git still checks every object's hash and every delta's base; the walk of
+rev-list is what is left out (a ref tip's history is complete in a mirror by construction, and
+the server sends what the commit needs beyond those tips).
 
 Narrow on purpose. A server that does not speak v2, an answer other than a pack, a ref git is
-writing, any error: `WireFetchFailed`, and the caller runs `git fetch` as before. Transports:
-`file://` (git-upload-pack started directly, never through a shell) and smart HTTP(S) over the
-daemon's aiohttp session (https://git-scm.com/docs/gitprotocol-http), the token in an
-`Authorization` header only.
+writing, any error: `WireFetchFailed`, and the caller runs `git fetch` as before. Unlike
+`git fetch --prune`, it deletes no ref the server deleted, and it moves the pushed ref to the
+pushed commit even if the server has moved it on since (the next `git fetch` sets both right).
 """
 
-import base64
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import unquote, urlsplit
 
-import aiohttp
-
-from runner.core.git_files import branch_tips, is_readable_ref, write_ref
+from runner.core.git_files import branch_tips, is_readable_ref, stored_object, tag_refs, write_ref
+from runner.core.git_upload_pack import (
+    DELIM,
+    FLUSH,
+    PacketReader,
+    UploadPack,
+    WireFetchFailed,
+    pkt_line,
+    read_section,
+)
 from runner.core.spawn import Child, spawn
 
 UNPACK_LIMIT = 100  # git's fetch.unpackLimit: fewer objects are stored loose, more as a pack
 HAVES_LIMIT = 32  # branch tips offered; the push's old tip is almost always among the first
-FLUSH = b"0000"
-DELIM = b"0001"
 PACK_HEADER_SIZE = 12  # "PACK", version, object count
 SIDEBAND_DATA, SIDEBAND_PROGRESS, SIDEBAND_ERROR = 1, 2, 3
-USER_AGENT = "git/hobotnica"
-HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 OUTPUT_LIMIT = 2000
-
-
-class WireFetchFailed(Exception):
-    """The server or the mirror did what this fetch does not handle: `git fetch` will."""
-
-
-class CredentialsRefused(WireFetchFailed):
-    """The HTTP server refused the token: a 401, a 403, or GitHub's 404 for a private repository
-    out of the token's reach."""
-
-
-def pkt_line(text: str) -> bytes:
-    data = text.encode()
-    return b"%04x" % (len(data) + 4) + data
-
-
-class PacketReader:
-    """pkt-lines from a stream read in chunks (a child's pipe, an HTTP body)."""
-
-    def __init__(self, read: Callable[[], Awaitable[bytes]]) -> None:
-        self._read = read
-        self._buffer = bytearray()
-
-    @classmethod
-    def of(cls, data: bytes) -> "PacketReader":
-        """pkt-lines from bytes already read."""
-        reader = cls(_nothing_more)
-        reader._buffer += data
-        return reader
-
-    async def packet(self) -> bytes | None:
-        """The next pkt-line's payload; None for a flush, delimiter or response-end."""
-        header = await self._exactly(4)
-        try:
-            length = int(header, 16)
-        except ValueError:
-            raise WireFetchFailed(f"not a pkt-line: {header!r}") from None
-        if length < 4:
-            return None
-        return await self._exactly(length - 4)
-
-    async def _exactly(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            chunk = await self._read()
-            if not chunk:
-                raise WireFetchFailed("the server's answer ended early")
-            self._buffer += chunk
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
-
-
-async def _nothing_more() -> bytes:
-    return b""
-
-
-async def read_section(reader: PacketReader) -> list[bytes]:
-    """pkt-lines up to the next flush or delimiter."""
-    lines = []
-    while (line := await reader.packet()) is not None:
-        lines.append(line)
-    return lines
-
-
-class UploadPack(Protocol):
-    """A conversation with the server's upload-pack."""
-
-    async def capabilities(self) -> list[bytes]: ...
-
-    async def command(self, request: bytes) -> PacketReader: ...
-
-    async def close(self) -> None:
-        """The end of the conversation: a pack not read to its end is abandoned."""
-        ...
-
-
-class LocalUploadPack:
-    """`git upload-pack` on a repository of this machine (a `file://` URL), in protocol v2."""
-
-    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
-        self._path = path
-        self._env = dict(env, GIT_PROTOCOL="version=2")
-        self._child: Child | None = None
-        self._reader: PacketReader | None = None
-
-    async def start(self) -> None:
-        self._child = await spawn(
-            ("git", "upload-pack", str(self._path)), env=self._env, stdin_pipe=True
-        )
-        self._reader = PacketReader(self._child.stdout.read)
-
-    async def capabilities(self) -> list[bytes]:
-        assert self._reader is not None
-        return await read_section(self._reader)
-
-    async def command(self, request: bytes) -> PacketReader:
-        assert self._child is not None and self._child.stdin is not None and self._reader
-        await self._child.stdin.write(request)
-        return self._reader
-
-    async def close(self) -> None:
-        # Once the pack is in, upload-pack waits for another command; otherwise it may be
-        # stuck writing a pack nobody reads. It goes either way, and its exit is reaped by
-        # `Child`'s watcher without keeping the build waiting.
-        if self._child is not None:
-            self._child.kill()
-            self._child.close_pipes()
-            self._child = None
-
-
-class HttpUploadPack:
-    """upload-pack over smart HTTP(S): the capabilities from `GET info/refs`, the command by
-    `POST git-upload-pack`, both with `Git-Protocol: version=2`."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str | None) -> None:
-        self._session = session
-        self._url = url.rstrip("/")
-        self._headers = {"Git-Protocol": "version=2", "User-Agent": USER_AGENT}
-        if token:
-            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
-        self._response: aiohttp.ClientResponse | None = None
-
-    async def start(self) -> None:
-        return None
-
-    async def capabilities(self) -> list[bytes]:
-        async with self._session.get(
-            f"{self._url}/info/refs",
-            params={"service": "git-upload-pack"},
-            headers=self._headers,
-            allow_redirects=False,  # a redirect elsewhere must not take the token along
-            timeout=HTTP_TIMEOUT,
-        ) as response:
-            _expect(response, "application/x-git-upload-pack-advertisement")
-            body = await response.read()
-        return await read_section(PacketReader.of(body))
-
-    async def command(self, request: bytes) -> PacketReader:
-        self._response = await self._session.post(
-            f"{self._url}/git-upload-pack",
-            data=request,
-            headers={
-                **self._headers,
-                "Content-Type": "application/x-git-upload-pack-request",
-                "Accept": "application/x-git-upload-pack-result",
-            },
-            allow_redirects=False,
-            timeout=HTTP_TIMEOUT,
-        )
-        _expect(self._response, "application/x-git-upload-pack-result")
-        return PacketReader(self._response.content.readany)
-
-    async def close(self) -> None:
-        if self._response is not None:
-            self._response.close()
-            self._response = None
-
-
-def _expect(response: aiohttp.ClientResponse, content_type: str) -> None:
-    if response.status in (401, 403, 404):
-        raise CredentialsRefused(f"the server answered {response.status}")
-    if response.status != 200 or response.content_type != content_type:
-        raise WireFetchFailed(f"the server answered {response.status} {response.content_type}")
-
-
-def upload_pack_for(
-    clone_url: str,
-    env: Mapping[str, str],
-    session: aiohttp.ClientSession | None,
-    token: str | None,
-) -> LocalUploadPack | HttpUploadPack | None:
-    """The server's upload-pack at `clone_url`, or None for a transport `git fetch` alone does."""
-    parts = urlsplit(clone_url)
-    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path:
-        return LocalUploadPack(Path(unquote(parts.path)), env)
-    if parts.scheme in ("https", "http") and session is not None and not parts.query:
-        return HttpUploadPack(session, clone_url, token)
-    return None
 
 
 class PackSink:
@@ -290,14 +112,11 @@ class PackSink:
 
 
 async def fetch_commit(
-    mirror: Path,
-    server: LocalUploadPack | HttpUploadPack,
-    sha: str,
-    ref: str,
-    env: Mapping[str, str],
+    mirror: Path, server: UploadPack, sha: str, ref: str, env: Mapping[str, str]
 ) -> None:
-    """Fetch commit `sha` from `server` into `mirror` and point `ref` at it; WireFetchFailed
-    when anything is not as expected (the mirror may then hold more objects, never a wrong ref)."""
+    """Fetch commit `sha` and the server's new tags from `server` into `mirror`, and point `ref`
+    at the commit; WireFetchFailed when anything is not as expected (the mirror may then hold
+    more objects, never a ref to a commit it does not have)."""
     if not is_readable_ref(ref):
         raise WireFetchFailed(f"not a ref this fetch writes: {ref}")
     haves = branch_tips(mirror, HAVES_LIMIT)  # small files, as `write_ref`: no thread's hop
@@ -307,49 +126,79 @@ async def fetch_commit(
     try:
         await server.start()
         await sink.start()
-        capabilities = await server.capabilities()
-        _check_capabilities(capabilities)
-        request = b"".join(
-            [
-                pkt_line("command=fetch\n"),
-                DELIM,
-                pkt_line("thin-pack\n"),
-                pkt_line("ofs-delta\n"),
-                pkt_line("no-progress\n"),
-                pkt_line(f"want {sha}\n"),
-                *(pkt_line(f"have {have}\n") for have in haves),
-                pkt_line("done\n"),
-                FLUSH,
-            ]
-        )
-        reader = await server.command(request)
-        section = await reader.packet()
-        if section != b"packfile\n":
-            raise WireFetchFailed(f"the server answered {_shown(section)}")
-        while (packet := await reader.packet()) is not None:
-            band, data = packet[:1], packet[1:]
-            if band == bytes([SIDEBAND_DATA]):
-                await sink.write(data)
-            elif band == bytes([SIDEBAND_ERROR]):
-                raise WireFetchFailed(f"the server failed: {_shown(data)}")
+        _check_capabilities(await server.capabilities())
+        known = tag_refs(mirror)
+        new_tags = {
+            name: oid
+            for name, oid in (await _server_tags(server)).items()
+            if known.get(name) != oid and is_readable_ref(name)
+        }
+        wants = dict.fromkeys([sha, *new_tags.values()])
+        await _receive_pack(await server.command(_fetch_request(wants, haves)), sink)
         await sink.finish()
     except BaseException:
         sink.abort()
         raise
     finally:
         await server.close()
-    if not write_ref(mirror, ref, sha):
-        raise WireFetchFailed(f"{ref} is being written by git")
-    sink.release()
+    try:
+        if stored_object(mirror, sha) is not True:  # an empty pack, say, from a broken proxy
+            raise WireFetchFailed(f"the server's pack did not hold {sha}")
+        for name, target in [(ref, sha), *new_tags.items()]:
+            if not write_ref(mirror, name, target):
+                raise WireFetchFailed(f"{name} is being written by git")
+    finally:
+        sink.release()
+
+
+async def _server_tags(server: UploadPack) -> dict[str, str]:
+    """The server's tags (`ls-refs`): name → the object each names."""
+    request = pkt_line("command=ls-refs\n") + DELIM + pkt_line("ref-prefix refs/tags/\n") + FLUSH
+    tags = {}
+    for line in await read_section(await server.command(request)):
+        oid, _, rest = line.rstrip(b"\n").decode(errors="replace").partition(" ")
+        name = rest.split(" ", 1)[0]
+        if name.startswith("refs/tags/") and len(oid) == 40:
+            tags[name] = oid
+    return tags
+
+
+def _fetch_request(wants: Mapping[str, None], haves: list[str]) -> bytes:
+    arguments = ["thin-pack", "ofs-delta", "no-progress"]
+    arguments += [f"want {oid}" for oid in wants] + [f"have {oid}" for oid in haves] + ["done"]
+    return (
+        pkt_line("command=fetch\n")
+        + DELIM
+        + b"".join(pkt_line(f"{a}\n") for a in arguments)
+        + FLUSH
+    )
+
+
+async def _receive_pack(reader: PacketReader, sink: PackSink) -> None:
+    """The `packfile` section, its pack (sideband 1) into `sink`; an error (sideband 3), a
+    band this does not know or any other answer raises."""
+    section = await reader.packet()
+    if section is None or section.rstrip(b"\n") != b"packfile":
+        raise WireFetchFailed(f"the server answered {_shown(section)}")
+    while (packet := await reader.packet()) is not None:
+        band, data = packet[:1], packet[1:]
+        if band == bytes([SIDEBAND_DATA]):
+            await sink.write(data)
+        elif band == bytes([SIDEBAND_ERROR]):
+            raise WireFetchFailed(f"the server failed: {_shown(data)}")
+        elif band != bytes([SIDEBAND_PROGRESS]):
+            raise WireFetchFailed(f"the server sent on an unknown band: {_shown(packet)}")
 
 
 def _check_capabilities(capabilities: list[bytes]) -> None:
-    if not capabilities or capabilities[0] != b"version 2\n":
+    lines = [line.rstrip(b"\n") for line in capabilities]
+    if not lines or lines[0] != b"version 2":
         raise WireFetchFailed("the server does not speak git's protocol v2")
-    lines = [line.rstrip(b"\n") for line in capabilities[1:]]
-    if not any(line == b"fetch" or line.startswith(b"fetch=") for line in lines):
+    if not any(line == b"fetch" or line.startswith(b"fetch=") for line in lines[1:]):
         raise WireFetchFailed("the server offers no fetch command")
-    for line in lines:
+    if not any(line == b"ls-refs" or line.startswith(b"ls-refs=") for line in lines[1:]):
+        raise WireFetchFailed("the server offers no ls-refs command")
+    for line in lines[1:]:
         if line.startswith(b"object-format=") and line != b"object-format=sha1":
             raise WireFetchFailed(f"the server's {_shown(line)}")
 

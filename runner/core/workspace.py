@@ -11,39 +11,65 @@ touched.
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import structlog
+
+from runner.core.git_files import tag_refs
+
+log = structlog.get_logger(logger_name="hobotnica.build")
 
 # Under `workspaces/`, beside the owners' folders (a GitHub owner's name never starts with ".").
 TRASH = ".trash"
+ABANDONED_AFTER = 600.0  # seconds: emptying a workspace takes a few renames
 
 
 class Trash:
-    """Emptied workspaces, removed in the background. What a stopped daemon left there goes
-    with this daemon's first removal."""
+    """Emptied workspaces, removed one at a time by a thread of their own (a large tree takes a
+    while, and the daemon's other threads have builds to start). A folder older than
+    ABANDONED_AFTER that nobody here is removing was left by a daemon that stopped (a younger
+    one may still be being filled, by this daemon or its blue/green twin): it goes too."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._removals: set[asyncio.Task[None]] = set()
-        self._checked = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hobotnica-trash")
+        self._removing: dict[Path, asyncio.Future[None]] = {}
 
-    def remove_later(self, *paths: Path | None) -> None:
-        if not self._checked:
-            self._checked = True
-            if self.folder.is_dir():
-                paths += tuple(self.folder / name for name in os.listdir(self.folder))
-        for path in set(paths):
-            if path is not None:
-                task = asyncio.create_task(asyncio.to_thread(_remove_quietly, path))
-                self._removals.add(task)
-                task.add_done_callback(self._removals.discard)
+    def remove_later(self, moved: Path | None) -> None:
+        for path in ([moved] if moved else []) + self._abandoned():
+            if path not in self._removing:
+                loop = asyncio.get_running_loop()
+                removal = self._removing[path] = loop.run_in_executor(
+                    self._executor, remove_for_good, path
+                )
+                removal.add_done_callback(functools.partial(self._removed, path))
+
+    def _removed(self, path: Path, _removal: "asyncio.Future[None]") -> None:
+        self._removing.pop(path, None)
 
     async def close(self) -> None:
         """At shutdown: the removals under way end before the daemon exits."""
-        if self._removals:
-            await asyncio.wait(self._removals)
+        if self._removing:
+            await asyncio.wait(list(self._removing.values()))
+        self._executor.shutdown(wait=False)
+
+    def _abandoned(self) -> list[Path]:
+        now = time.time()
+        try:
+            with os.scandir(self.folder) as entries:
+                return [
+                    Path(entry.path)
+                    for entry in entries
+                    if now - entry.stat(follow_symlinks=False).st_mtime > ABANDONED_AFTER
+                ]
+        except OSError:
+            return []
 
 
 def clear_workspace(workspace: Path, mirror: Path, sha: str, trash: Path) -> Path | None:
@@ -64,7 +90,7 @@ def clear_workspace(workspace: Path, mirror: Path, sha: str, trash: Path) -> Pat
 
 def copy_tags(workspace: Path, mirror: Path) -> None:
     """The mirror's tags into the workspace (`git describe`), as they are after the fetch."""
-    tags = "".join(f"{o} {r}\n" for r, o in _tags(mirror))
+    tags = "".join(f"{o} {r}\n" for r, o in sorted(tag_refs(mirror).items()))
     (workspace / ".git" / "packed-refs").write_text(tags)
 
 
@@ -75,9 +101,30 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
+def remove_for_good(path: Path) -> None:
+    """Remove `path`, opening up first what a build closed (a folder without write or search
+    permission stops a daemon that is not root); what still cannot go is logged."""
+    try:
         remove(path)
+    except OSError:
+        _open_up(path)
+        try:
+            remove(path)
+        except OSError as error:
+            log.warning("cannot remove what a build left", path=str(path), error=str(error))
+
+
+def _open_up(path: Path) -> None:
+    """Every folder under `path` readable, writable and searchable by its owner (the daemon, once
+    the build user's files are taken back), top down; symlinks are never followed."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    for root, folders, _ in os.walk(path):
+        for name in folders:
+            folder = os.path.join(root, name)
+            if not os.path.islink(folder):
+                with contextlib.suppress(OSError):
+                    os.chmod(folder, 0o700)
 
 
 def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:
@@ -96,20 +143,3 @@ def _fresh_git_dir(workspace: Path, mirror: Path, sha: str) -> None:
         "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
     )
     (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
-
-
-def _tags(mirror: Path) -> list[tuple[str, str]]:
-    """The mirror's tags, from its packed-refs and loose refs (loose ones win, as in git)."""
-    tags: dict[str, str] = {}
-    try:
-        for line in (mirror / "packed-refs").read_text().splitlines():
-            object_id, _, name = line.partition(" ")
-            if name.startswith("refs/tags/") and len(object_id) == 40:
-                tags[name] = object_id
-    except FileNotFoundError:
-        pass
-    loose = mirror / "refs" / "tags"
-    for path in loose.rglob("*") if loose.is_dir() else ():
-        if path.is_file():
-            tags[f"refs/tags/{path.relative_to(loose).as_posix()}"] = path.read_text().strip()
-    return sorted(tags.items())
