@@ -48,14 +48,17 @@ exec { $ARGV[0] } @ARGV or die "cannot run $ARGV[0]: $!\n";
 PLACED = b"placed"
 
 
+def can_place_itself() -> bool:
+    return _perl() is not None
+
+
 def self_placing(
     command: list[str], tasks_files: list[Path], ready_fd: int, environment_fd: int
-) -> list[str] | None:
+) -> list[str]:
     """`command` started by the Perl program that moves itself into the cgroup through
-    `tasks_files` first; None without Perl."""
+    `tasks_files` first (`can_place_itself` says whether there is Perl)."""
     perl = _perl()
-    if perl is None:
-        return None
+    assert perl is not None
     files = map(str, tasks_files)
     return [perl, "-e", SELF_PLACEMENT, str(ready_fd), str(environment_fd), *files, "--", *command]
 

@@ -30,7 +30,12 @@ from runner.core.masking import SecretMasker
 from runner.core.spawn import Child, PipeReader, spawn
 from runner.executor.cgroups import BuildCgroup
 from runner.executor.logfile import BuildLog
-from runner.executor.placement import PLACED, environment_file, self_placing
+from runner.executor.placement import (
+    PLACED,
+    can_place_itself,
+    environment_file,
+    self_placing,
+)
 from runner.executor.reaper import Leftover, Marker, end_tree
 from runner.scheduling.stop import StopRequest
 
@@ -140,34 +145,41 @@ async def hold_start(
 ) -> HeldStart:
     """Start `argv`'s first process in `cgroup`, held until `HeldStart.release`."""
     gate = os.memfd_create("hobotnica-gate", os.MFD_CLOEXEC)
-    ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
-    environment = environment_file(env)
+    files = cgroup.self_placement_files()
+    moves_itself = files is not None and can_place_itself()
+    ready_read = ready_write = environment = -1  # only for a first process that moves itself
     try:
         fcntl.flock(gate, fcntl.LOCK_EX)  # nobody else ever takes it: no wait
         # -o: the descriptor flock opens to wait on is not passed on to the build.
-        trampoline = [_flock(), "-o", "-s", f"/proc/self/fd/{gate}", *argv]
-        files = cgroup.self_placement_files()
-        moves_itself = files and self_placing(trampoline, files, ready_write, environment)
+        command = [_flock(), "-o", "-s", f"/proc/self/fd/{gate}", *argv]
+        spawn_env: Mapping[str, str] = env
+        fds: tuple[int, ...] = (gate,)
+        if moves_itself and files is not None:
+            ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
+            environment = environment_file(env)
+            command = self_placing(command, files, ready_write, environment)
+            spawn_env, fds = {}, (gate, ready_write, environment)  # `env` from `environment`
         process = await spawn(
-            moves_itself or trampoline,
+            command,
             cwd=workspace,
-            env={} if moves_itself else env,  # it gets `env` from `environment`
+            env=spawn_env,
             merge_stderr=True,
             new_session=True,
-            pass_fds=(gate, ready_write, environment) if moves_itself else (gate,),
+            pass_fds=fds,
         )
     except BaseException:
         os.close(gate)
-        os.close(ready_read)
+        if ready_read >= 0:
+            os.close(ready_read)
         raise
     finally:
-        os.close(ready_write)
-        os.close(environment)
+        for descriptor in (ready_write, environment):
+            if descriptor >= 0:
+                os.close(descriptor)
     held = HeldStart(process, gate)
     if moves_itself:
         await _until_placed(held, PipeReader(ready_read))
         return held
-    os.close(ready_read)
     # The move waits for the kernel (an RCU grace period): not on the event loop. Cancelled
     # meanwhile, the move is waited out before the process is ended, so the cgroup is empty
     # when its owner removes it.
