@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 import aiohttp
 import gidgethub
-from gidgethub import apps
 from gidgethub.aiohttp import GitHubAPI
 
 from runner.core.errors import HobotnicaError
@@ -123,6 +122,8 @@ class GitHubApp:
 
     def jwt(self) -> str:
         """A fresh JWT that authenticates the App itself (for the `/app` endpoints)."""
+        from gidgethub import apps  # PyJWT and cryptography: 10 MiB a token-only daemon never needs
+
         return apps.get_jwt(app_id=str(self._app_id), private_key=self._private_key)
 
     def api(self, token: str | None = None) -> GitHubAPI:
@@ -206,6 +207,8 @@ class GitHubApp:
                 del self._tokens[installation_id]
 
     async def _new_token(self, installation_id: int) -> _InstallationToken:
+        from gidgethub import apps  # see jwt()
+
         answer = await _asking(
             "getting an installation token",
             apps.get_installation_access_token(
