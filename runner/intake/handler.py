@@ -69,7 +69,8 @@ class Intake:
     secret: str
     metrics: Metrics
     body_timeout: float = BODY_READ_TIMEOUT
-    # Told of each build request written (the mirror fetches its commit).
+    # Told of each build request written, once the answer is on the wire (the mirror fetches
+    # its commit).
     on_accepted: Callable[[BuildRequest], None] = lambda _request: None
     # Installed as a GitHub App: it learns each repository's installation from the webhooks.
     app: GitHubApp | None = None
@@ -298,8 +299,6 @@ class Intake:
         if recorded.duplicate:
             body = {"delivery": delivery_id, "duplicate": True, "builds": []}
             return web.json_response(body, status=200), {**fields, "outcome": "duplicate"}
-        for build_request in requests:
-            self.on_accepted(build_request)  # starts once this answer is on its way
         rerun = await self._rerun(reruns, rerun_commits, asked_by)
         if rerun:
             recorded_ids = [*recorded.build_ids, *rerun]
@@ -317,7 +316,12 @@ class Intake:
             return web.json_response({**answer, "ping": "pong"}, status=200), fields
         if not requests:
             answer["ignored"] = outcome.removeprefix("ignored: ")
-        return web.json_response(answer, status=202), fields
+
+        def tell_accepted() -> None:
+            for build_request in requests:
+                self.on_accepted(build_request)
+
+        return _AnswerThen(answer, status=202, then=tell_accepted), fields
 
 
 INSTALLATION_EVENTS = ("installation", "installation_repositories")
@@ -337,6 +341,28 @@ def _installation_id(payload: dict[str, Any]) -> int | None:
     if isinstance(found, int) and not isinstance(found, bool) and 0 < found < 2**63:
         return found
     return None
+
+
+class _AnswerThen(web.Response):
+    """A JSON answer that calls `then` once it is written to the client's socket.
+
+    What `then` starts (the mirror's fetch spawns git on the event loop) would otherwise run
+    before aiohttp writes the answer, and GitHub would wait for it: 3 ms of a 4.5 ms answer. An
+    answer never written (the client went away) starts nothing; the build's checkout fetches.
+    """
+
+    def __init__(self, body: dict[str, Any], *, status: int, then: Callable[[], None]) -> None:
+        super().__init__(body=orjson.dumps(body), status=status, content_type="application/json")
+        self._then = then
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        then, self._then = self._then, _nothing
+        then()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _error(status: int, message: str) -> web.Response:
