@@ -352,7 +352,10 @@ class _AnswerThen(web.Response):
     """
 
     def __init__(self, body: dict[str, Any], *, status: int, then: Callable[[], None]) -> None:
-        super().__init__(body=orjson.dumps(body), status=status, content_type="application/json")
+        # The Content-Type `web.json_response` gives every other answer.
+        super().__init__(
+            body=orjson.dumps(body), status=status, content_type="application/json", charset="utf-8"
+        )
         self._then = then
 
     async def write_eof(self, data: bytes = b"") -> None:
