@@ -250,6 +250,30 @@ async def test_a_tag_pushed_with_the_commit_comes_with_it(remote: Remote, tmp_pa
     await repositories.close()
 
 
+async def test_a_new_tag_of_an_older_commit_comes_in_a_second_round(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """The pack for the pushed commit carries the tags of what it holds (`include-tag`); an
+    annotated tag made meanwhile of a commit the mirror already had is fetched after it, and a
+    lightweight one needs nothing fetched."""
+    old = remote.commit({"a": "1"})
+    mirror = mirror_of(remote, tmp_path)
+    git(remote.work, "tag", "-a", "-m", "late", "v0.9", old)
+    git(remote.work, "tag", "light", old)
+    git(remote.work, "push", "-q", "origin", "v0.9", "light")
+    pushed = remote.commit({"a": "2"})
+
+    server = upload_pack_for(f"file://{remote.bare}", ENV, None, None)
+    assert server is not None
+    await fetch_commit(mirror, server, pushed, "refs/heads/main", ENV)
+
+    assert git(mirror, "rev-parse", "refs/heads/main") == pushed
+    assert git(mirror, "cat-file", "-t", "refs/tags/v0.9") == "tag"
+    assert git(mirror, "rev-parse", "refs/tags/v0.9^{commit}") == old
+    assert git(mirror, "rev-parse", "refs/tags/light") == old
+    assert_complete(mirror, pushed)
+
+
 async def test_a_checkout_fetches_the_pushed_commit_alone(remote: Remote, tmp_path: Path) -> None:
     """Through `Repositories`: the pushed branch moves; the other branch, which `git fetch`'s
     refspecs would have moved too, stays where it was."""

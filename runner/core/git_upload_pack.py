@@ -95,7 +95,10 @@ class UploadPack(Protocol):
 
     async def capabilities(self) -> list[bytes]: ...
 
-    async def command(self, request: bytes) -> PacketReader: ...
+    async def commands(self, *requests: bytes) -> list[PacketReader]:
+        """Send every request before any answer is read (no round trip waits for another);
+        their answers, to be read in the order asked, after the capabilities."""
+        ...
 
     async def close(self) -> None:
         """The end of the conversation: a pack not read to its end is abandoned."""
@@ -121,10 +124,11 @@ class LocalUploadPack:
         assert self._reader is not None
         return await read_section(self._reader)
 
-    async def command(self, request: bytes) -> PacketReader:
+    async def commands(self, *requests: bytes) -> list[PacketReader]:
+        # upload-pack answers them one after another on its one output.
         assert self._child is not None and self._child.stdin is not None and self._reader
-        await self._child.stdin.write(request)
-        return self._reader
+        await self._child.stdin.write(b"".join(requests))
+        return [self._reader] * len(requests)
 
     async def close(self) -> None:
         # Once the pack is in, upload-pack waits for another command; otherwise it may be
@@ -137,8 +141,9 @@ class LocalUploadPack:
 
 
 class HttpUploadPack:
-    """upload-pack over smart HTTP(S): the capabilities from `GET info/refs`, the command by
-    `POST git-upload-pack`, both with `Git-Protocol: version=2`."""
+    """upload-pack over smart HTTP(S): the capabilities from `GET info/refs` first (a refused
+    token is refused once), then each command by a `POST git-upload-pack` of its own, all under
+    way at once (over the Internet each is a round trip), all with `Git-Protocol: version=2`."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str, token: str | None) -> None:
         self._session = session
@@ -147,12 +152,10 @@ class HttpUploadPack:
         if token:
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
             self._headers["Authorization"] = f"Basic {basic}"
-        self._response: aiohttp.ClientResponse | None = None
+        self._advertisement = b""
+        self._responses: list[aiohttp.ClientResponse] = []
 
     async def start(self) -> None:
-        return None
-
-    async def capabilities(self) -> list[bytes]:
         async with self._session.get(
             f"{self._url}/info/refs",
             params={"service": "git-upload-pack"},
@@ -161,16 +164,31 @@ class HttpUploadPack:
             timeout=HTTP_TIMEOUT,
         ) as response:
             _expect(response, "application/x-git-upload-pack-advertisement")
-            body = await response.read()
-        reader = PacketReader.of(body)
+            self._advertisement = await response.read()
+
+    async def capabilities(self) -> list[bytes]:
+        reader = PacketReader.of(self._advertisement)
         first = await read_section(reader)
         if first and first[0].startswith(b"# service="):  # what a v0 server says first, too
             return await read_section(reader)
         return first
 
-    async def command(self, request: bytes) -> PacketReader:
-        await self.close()  # each command is a request of its own
-        self._response = await self._session.post(
+    async def commands(self, *requests: bytes) -> list[PacketReader]:
+        posted = await asyncio.gather(*(self._post(r) for r in requests), return_exceptions=True)
+        responses = [p for p in posted if isinstance(p, aiohttp.ClientResponse)]
+        self._responses += responses  # closed by `close`, whatever else failed
+        failed = [p for p in posted if isinstance(p, BaseException)]
+        if failed:
+            raise failed[0]
+        return [PacketReader(response.content.readany) for response in responses]
+
+    async def close(self) -> None:
+        for response in self._responses:
+            response.close()
+        self._responses = []
+
+    async def _post(self, request: bytes) -> aiohttp.ClientResponse:
+        response = await self._session.post(
             f"{self._url}/git-upload-pack",
             data=request,
             headers={
@@ -181,13 +199,12 @@ class HttpUploadPack:
             allow_redirects=False,
             timeout=HTTP_TIMEOUT,
         )
-        _expect(self._response, "application/x-git-upload-pack-result")
-        return PacketReader(self._response.content.readany)
-
-    async def close(self) -> None:
-        if self._response is not None:
-            self._response.close()
-            self._response = None
+        try:
+            _expect(response, "application/x-git-upload-pack-result")
+        except WireFetchFailed:
+            response.close()
+            raise
+        return response
 
 
 def _expect(response: aiohttp.ClientResponse, content_type: str) -> None:

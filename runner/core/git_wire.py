@@ -4,15 +4,17 @@
 git-upload-pack over file:// (git-remote-https over HTTPS); unpack-objects; rev-list for its
 connectivity check; and the server's own. That was 14 ms of a 34 ms push → `make`. The daemon
 already knows which commit it wants and which ref moved, so it asks upload-pack itself
-(`runner.core.git_upload_pack`, https://git-scm.com/docs/gitprotocol-v2): `ls-refs` for the
-tags (a tag pushed with the commit is the build's `git describe`), then `fetch`: `want` the
-commit and the new tags, `have` the mirror's branch tips (only the push's new objects come),
-`done` (one round, no negotiation). The pack goes to `git unpack-objects` — or `git index-pack`
-for 100 objects or more, as git's fetch.unpackLimit — started while the server starts. Then
-the refs are written as git writes loose refs, so they point at the commit only once its
-objects are in. Git still checks every object's hash and every delta's base; the walk of
-rev-list is what is left out (a ref tip's history is complete in a mirror by construction, and
-the server sends what the commit needs beyond those tips).
+(`runner.core.git_upload_pack`, https://git-scm.com/docs/gitprotocol-v2), both questions at
+once, before its first answer: `ls-refs` for the tags (a tag pushed with the commit is the
+build's `git describe`) and `fetch`: `want` the commit with `include-tag` (the annotated tags of
+what the pack holds), `have` the mirror's branch tips (only the push's new objects come), `done`
+(one round, no negotiation). A new tag of a commit the pack did not carry comes in a second
+fetch, only then. The pack goes to `git unpack-objects` — or `git index-pack` for 100 objects or
+more, as git's fetch.unpackLimit — started while the server packs. Then the refs are written as
+git writes loose refs, so they point at the commit only once its objects are in. Git still
+checks every object's hash and every delta's base; the walk of rev-list is what is left out (a
+ref tip's history is complete in a mirror by construction, and the server sends what the commit
+needs beyond those tips).
 
 Narrow on purpose. A server that does not speak v2, an answer other than a pack, a ref git is
 writing, any error: `WireFetchFailed`, and the caller runs `git fetch` as before. Unlike
@@ -122,22 +124,36 @@ async def fetch_commit(
     haves = branch_tips(mirror, HAVES_LIMIT)  # small files, as `write_ref`: no thread's hop
     if not haves:
         raise WireFetchFailed("the mirror has no branches to start from")
-    sink = PackSink(mirror, env)
+    sinks = [PackSink(mirror, env)]
     try:
         await server.start()
-        await sink.start()
+        # Both asked at once: the server lists and packs while the sink starts, and no answer
+        # waits for the daemon's loop (busy starting the build) to ask the next question.
+        listing, packed = await server.commands(LS_TAGS, _fetch_request([sha], haves))
+        await sinks[0].start()
         _check_capabilities(await server.capabilities())
         known = tag_refs(mirror)
         new_tags = {
             name: oid
-            for name, oid in (await _server_tags(server)).items()
+            for name, oid in _tags(await read_section(listing)).items()
             if known.get(name) != oid and is_readable_ref(name)
         }
-        wants = dict.fromkeys([sha, *new_tags.values()])
-        await _receive_pack(await server.command(_fetch_request(wants, haves)), sink)
-        await sink.finish()
+        await _receive_pack(packed, sinks[0])
+        await sinks[0].finish()
+        # `include-tag` brought the tags of what the pack holds; a new tag of an older commit
+        # (or of another branch's) is asked for in a second round.
+        missing = [
+            o for o in dict.fromkeys(new_tags.values()) if stored_object(mirror, o) is not True
+        ]
+        if missing:
+            sinks.append(PackSink(mirror, env))
+            [packed] = await server.commands(_fetch_request(missing, [sha, *haves]))
+            await sinks[1].start()
+            await _receive_pack(packed, sinks[1])
+            await sinks[1].finish()
     except BaseException:
-        sink.abort()
+        for sink in sinks:
+            sink.abort()
         raise
     finally:
         await server.close()
@@ -148,14 +164,17 @@ async def fetch_commit(
             if not write_ref(mirror, name, target):
                 raise WireFetchFailed(f"{name} is being written by git")
     finally:
-        sink.release()
+        for sink in sinks:
+            sink.release()
 
 
-async def _server_tags(server: UploadPack) -> dict[str, str]:
-    """The server's tags (`ls-refs`): name → the object each names."""
-    request = pkt_line("command=ls-refs\n") + DELIM + pkt_line("ref-prefix refs/tags/\n") + FLUSH
+LS_TAGS = pkt_line("command=ls-refs\n") + DELIM + pkt_line("ref-prefix refs/tags/\n") + FLUSH
+
+
+def _tags(listing: list[bytes]) -> dict[str, str]:
+    """The server's tags from its `ls-refs` answer: name → the object each names."""
     tags = {}
-    for line in await read_section(await server.command(request)):
+    for line in listing:
         oid, _, rest = line.rstrip(b"\n").decode(errors="replace").partition(" ")
         name = rest.split(" ", 1)[0]
         if name.startswith("refs/tags/") and len(oid) == 40:
@@ -163,8 +182,8 @@ async def _server_tags(server: UploadPack) -> dict[str, str]:
     return tags
 
 
-def _fetch_request(wants: Mapping[str, None], haves: list[str]) -> bytes:
-    arguments = ["thin-pack", "ofs-delta", "no-progress"]
+def _fetch_request(wants: list[str], haves: list[str]) -> bytes:
+    arguments = ["thin-pack", "ofs-delta", "include-tag", "no-progress"]
     arguments += [f"want {oid}" for oid in wants] + [f"have {oid}" for oid in haves] + ["done"]
     return (
         pkt_line("command=fetch\n")
