@@ -138,10 +138,9 @@ async def fetch_commit(
             for name, oid in _tags(await read_section(listing)).items()
             if known.get(name) != oid and is_readable_ref(name)
         }
-        await _receive_pack(packed, sinks[0])
-        await sinks[0].finish()
+        await _store_pack(packed, sinks[0])
         # `include-tag` brought the tags of what the pack holds; a new tag of an older commit
-        # (or of another branch's) is asked for in a second round.
+        # (or of another branch's new commit) is asked for in a second round.
         missing = [
             o for o in dict.fromkeys(new_tags.values()) if stored_object(mirror, o) is not True
         ]
@@ -149,8 +148,7 @@ async def fetch_commit(
             sinks.append(PackSink(mirror, env))
             [packed] = await server.commands(_fetch_request(missing, [sha, *haves]))
             await sinks[1].start()
-            await _receive_pack(packed, sinks[1])
-            await sinks[1].finish()
+            await _store_pack(packed, sinks[1])
     except BaseException:
         for sink in sinks:
             sink.abort()
@@ -193,9 +191,9 @@ def _fetch_request(wants: list[str], haves: list[str]) -> bytes:
     )
 
 
-async def _receive_pack(reader: PacketReader, sink: PackSink) -> None:
-    """The `packfile` section, its pack (sideband 1) into `sink`; an error (sideband 3), a
-    band this does not know or any other answer raises."""
+async def _store_pack(reader: PacketReader, sink: PackSink) -> None:
+    """The `packfile` section, its pack (sideband 1) into `sink` until git has stored it; an
+    error (sideband 3), a band this does not know or any other answer raises."""
     section = await reader.packet()
     if section is None or section.rstrip(b"\n") != b"packfile":
         raise WireFetchFailed(f"the server answered {_shown(section)}")
@@ -207,6 +205,7 @@ async def _receive_pack(reader: PacketReader, sink: PackSink) -> None:
             raise WireFetchFailed(f"the server failed: {_shown(data)}")
         elif band != bytes([SIDEBAND_PROGRESS]):
             raise WireFetchFailed(f"the server sent on an unknown band: {_shown(packet)}")
+    await sink.finish()
 
 
 def _check_capabilities(capabilities: list[bytes]) -> None:
