@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG := $(firstword $(wildcard config/hobotnica.toml) config/hobotnica.example.toml)
 
-.PHONY: install run test lint typecheck unit check-config bench bench-peer deploy clean
+.PHONY: install run test lint typecheck unit check-config bench bench-peer bench-floors deploy clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ bench: install
 # installed when missing), side by side with the ratios: S1 and S3.
 bench-peer: install
 	$(BIN)/python bench/bench.py --peer webhook --scenario s1 --scenario s3 --json bench/results-peer.json
+
+# What the driver can show at all here: servers that do (almost) nothing, webhook among them.
+bench-floors: install
+	$(BIN)/python bench/floors.py --json bench/results-floors.json
 
 # Hobotnica deploys itself: when it builds its own repository's deploy branch, `make deploy`
 # asks systemd to install exactly this commit and switch to it (systemd/upgrade.sh). It waits,
