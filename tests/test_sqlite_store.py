@@ -8,12 +8,15 @@ deploy follows, and what SQLite does per push.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from runner.core.errors import StoreUnavailable
 from runner.core.models import BuildRequest
 from runner.scheduling.control import CANCELLED
 from runner.store import Delivery
@@ -252,6 +255,32 @@ async def test_an_interrupted_deploy_writes_its_error(
     restarted = await backend.restart(store)
     await restarted.recover_interrupted(everyone_gone)
     assert outbox(path, deploy_id)[-1] == ("error", INTERRUPTED, None)
+
+
+async def test_deliveries_the_store_cannot_begin_to_write_are_refused_not_left_waiting(
+    store: SQLiteStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst whose transaction never starts (the file cannot be written) is answered with
+    the store's refusal, each delivery; once it can write, the next delivery is stored."""
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+
+    @contextmanager
+    def cannot_begin() -> Iterator[None]:
+        raise full
+        yield
+
+    monkeypatch.setattr(store._database, "transaction", cannot_begin)
+    burst = [
+        store.record_delivery(Delivery(f"full-{n}", "push", "42", NOW, "accepted", [request(n)]))
+        for n in range(5)
+    ]
+    answers = await asyncio.wait_for(asyncio.gather(*burst, return_exceptions=True), 30)
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers), answers
+    monkeypatch.undo()
+    assert await deliver(store, "after", request(9))
+    stored = query(path, "SELECT id FROM deliveries ORDER BY id")
+    assert [row["id"] for row in stored] == ["after"]
 
 
 # -- costs ---------------------------------------------------------------------------------------

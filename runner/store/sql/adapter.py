@@ -10,6 +10,7 @@ those become `StoreUnavailable`, and `writable` is False until a write succeeds 
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -85,8 +86,13 @@ class SQLStore(ABC):
         self.announcements = Announcer()
         self._write_failing = False
         self._write_failures = 0
-        self._intake: list[tuple[Delivery, asyncio.Future[DeliveryOutcome]]] = []
-        self._intake_writer: asyncio.Task[None] | None = None
+        # Deliveries waiting for their transaction; the backend's thread takes them (a deque:
+        # appended on the loop, emptied there).
+        self._intake: deque[tuple[Delivery, asyncio.Future[DeliveryOutcome]]] = deque()
+        # A write of deliveries is on its way to the backend and has not taken its batch yet:
+        # a delivery that arrives meanwhile goes with it.
+        self._intake_write_waiting = False
+        self._intake_writes: set[asyncio.Task[None]] = set()
 
     @abstractmethod
     async def _call(
@@ -157,41 +163,61 @@ class SQLStore(ABC):
         Group commit: while one intake transaction is being written, deliveries that arrive
         meanwhile wait and go together in the next, behind one commit (one fsync). A lone
         delivery waits for nobody, so low load pays nothing and a burst pays one commit a batch.
+        The next transaction is queued on the backend while the one before it is written, and
+        takes its batch when it starts: under a burst the store's thread goes from one commit
+        to the next without waiting for the event loop, busy answering the batch before, to
+        hand it the next (in S3 that wait was most of a 12 ms cycle of 4.6 ms of work).
         """
         answer: asyncio.Future[DeliveryOutcome] = asyncio.get_running_loop().create_future()
         self._intake.append((delivery, answer))
-        if self._intake_writer is None or self._intake_writer.done():
-            self._intake_writer = asyncio.create_task(self._write_intake(), name="intake-writer")
+        if not self._intake_write_waiting:
+            self._intake_write_waiting = True
+            write = asyncio.create_task(self._write_intake(), name="intake-writer")
+            self._intake_writes.add(write)
+            write.add_done_callback(self._intake_writes.discard)
         return await answer
 
     async def _write_intake(self) -> None:
-        while self._intake:
-            batch, self._intake = self._intake, []
-            try:
-                answers = await self.run_announced(
-                    intake.record_deliveries,
-                    True,
-                    announce.recorded_together,
-                    [delivery for delivery, _ in batch],
-                )
-            except Exception as error:  # the transaction itself failed: nothing was stored
-                answers = [error] * len(batch)
-            except asyncio.CancelledError:  # shutting down: nobody waits unanswered
-                for _, future in batch:
-                    future.cancel()
-                raise
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if future.done():
-                    continue
-                if isinstance(answer, Exception):
-                    future.set_exception(answer)
-                else:
-                    future.set_result(answer)
+        batch: list[tuple[Delivery, asyncio.Future[DeliveryOutcome]]] = []
+        taken = False
+
+        def take() -> list[Delivery]:
+            """On the backend's thread, as the transaction starts (once: a backend may run a
+            transaction again after a deadlock)."""
+            nonlocal taken
+            if not taken:
+                taken = True
+                self._intake_write_waiting = False  # before taking: a later one starts a write
+                while self._intake:
+                    batch.append(self._intake.popleft())
+            return [delivery for delivery, _ in batch]
+
+        def record(db: Connection) -> list[DeliveryOutcome | Exception]:
+            deliveries = take()
+            return intake.record_deliveries(db, deliveries) if deliveries else []
+
+        try:
+            answers = await self.run_announced(record, True, announce.recorded_together)
+        except Exception as error:  # the transaction itself failed: nothing was stored
+            take()  # (the backend failed before starting it: its deliveries are answered too)
+            answers = [error] * len(batch)
+        except asyncio.CancelledError:  # shutting down: nobody waits unanswered
+            take()
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
 
     async def _intake_written(self) -> None:
         """At close: the deliveries already taken are written first."""
-        if self._intake_writer is not None:
-            await self._intake_writer
+        while self._intake_writes:
+            await asyncio.wait(set(self._intake_writes))
 
     known_deliveries = _read(intake.known_deliveries)
     hooks = _read(intake.hooks)
