@@ -27,16 +27,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import aiohttp
 import orjson
 import uvloop
 from aiohttp import web
 from driver import HERE, SECRET, free_port, push_bodies, send_all
-from peer_webhook import ensure_installed
+from peer_webhook import hooks_json, start_webhook, wait_listening
 
 S1_REQUESTS = 200
 S1_WARMUP = 10
@@ -89,55 +87,22 @@ def serve(kind: str, port: int, folder: Path) -> None:
 
 
 def start(kind: str, folder: Path) -> tuple[subprocess.Popen[bytes], str, int]:
-    """The server of `kind`, its URL and the status it answers with."""
+    """The server of `kind`, listening; its URL and the status it answers with."""
     port = free_port()
     if kind == "webhook":
         hooks = folder / "hooks.json"
-        rule = {
-            "match": {
-                "type": "payload-hmac-sha256",
-                "secret": SECRET,
-                "parameter": {"source": "header", "name": "X-Hub-Signature-256"},
-            }
-        }
-        hooks.write_text(json.dumps([{"id": "github", "execute-command": "/bin/true",
-                                      "trigger-rule": rule}]))  # fmt: skip
-        argv = [ensure_installed(), "-hooks", str(hooks), "-ip", "127.0.0.1", "-port", str(port)]
-        url, status = f"http://127.0.0.1:{port}/hooks/github", 200
-    else:
-        argv = [
-            sys.executable,
-            __file__,
-            "--serve",
-            kind,
-            "--port",
-            str(port),
-            "--dir",
-            str(folder),
-        ]
-        url, status = f"http://127.0.0.1:{port}/webhooks/github", 202
+        hooks.write_text(hooks_json(Path("/bin/true")))
+        return start_webhook(hooks, port), f"http://127.0.0.1:{port}/hooks/github", 200
+    argv = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--dir", str(folder)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return process, url, status
-
-
-async def until_listening(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url):
-                    return
-            except aiohttp.ClientConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"{url} did not start") from None
-                await asyncio.sleep(0.02)
+    wait_listening(port, process, kind)
+    return process, f"http://127.0.0.1:{port}/webhooks/github", 202
 
 
 async def measure(kind: str, s3: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix=".work-floor-", dir=HERE) as tmp:
         process, url, status = start(kind, Path(tmp))
         try:
-            await until_listening(url, process)
             shas = [f"{n:040x}" for n in range(max(S1_REQUESTS, S3_PUSHES))]
             latencies = []
             for body in push_bodies("bench/floor", shas[:S1_REQUESTS]):

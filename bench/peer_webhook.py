@@ -97,22 +97,8 @@ class WebhookPeer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [ensure_installed(), "-hooks", str(self.hooks), "-ip", "127.0.0.1",
-             "-port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its scripts too: `stop` ends the whole group
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("webhook did not start") from None
-                time.sleep(0.02)
+        self.process = start_webhook(self.hooks, self.port, start_new_session=True)
+        # (a session of its own: `stop` ends its scripts too, the whole group)
 
     def rss_mib(self) -> float:
         assert self.process is not None
@@ -127,7 +113,37 @@ class WebhookPeer:
         self.process.wait(timeout=30)
 
 
-def _hooks_json(script: Path, work: Path) -> str:
+def start_webhook(
+    hooks: Path, port: int, *, start_new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """`webhook` serving `hooks` on 127.0.0.1:`port`, once it accepts connections."""
+    process = subprocess.Popen(
+        [ensure_installed(), "-hooks", str(hooks), "-ip", "127.0.0.1", "-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=start_new_session,
+    )
+    wait_listening(port, process, "webhook")
+    return process
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    """Until 127.0.0.1:`port` accepts a connection (30 s at most, and only while `process`
+    runs)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.02)
+
+
+def hooks_json(command: Path, **hook: object) -> str:
+    """webhook's hooks file: one hook, `github`, running `command` for a push whose
+    X-Hub-Signature-256 is the driver's HMAC-SHA256 of the payload; `hook`: its other keys."""
     rule = {
         "match": {
             "type": "payload-hmac-sha256",
@@ -135,17 +151,18 @@ def _hooks_json(script: Path, work: Path) -> str:
             "parameter": {"source": "header", "name": "X-Hub-Signature-256"},
         }
     }
-    hook = {
-        "id": "github",
-        "execute-command": str(script),
-        "command-working-directory": str(work),
-        "pass-arguments-to-command": [
-            {"source": "payload", "name": "repository.full_name"},
-            {"source": "payload", "name": "after"},
-        ],
-        "trigger-rule": rule,
-    }
-    return json.dumps([hook], indent=2)
+    return json.dumps([{"id": "github", "execute-command": str(command), **hook,
+                        "trigger-rule": rule}], indent=2)  # fmt: skip
+
+
+def _hooks_json(script: Path, work: Path) -> str:
+    arguments = [
+        {"source": "payload", "name": "repository.full_name"},
+        {"source": "payload", "name": "after"},
+    ]
+    return hooks_json(
+        script, **{"command-working-directory": str(work), "pass-arguments-to-command": arguments}
+    )
 
 
 async def s1(root: Path) -> dict[str, float]:

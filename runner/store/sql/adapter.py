@@ -86,8 +86,8 @@ class SQLStore(ABC):
         self.announcements = Announcer()
         self._write_failing = False
         self._write_failures = 0
-        # Deliveries waiting for their transaction; the backend's thread takes them (a deque:
-        # appended on the loop, emptied there).
+        # Deliveries waiting for their transaction: appended on the event loop, taken on the
+        # backend's thread as the transaction starts (a deque: both ends are thread-safe).
         self._intake: deque[tuple[Delivery, asyncio.Future[DeliveryOutcome]]] = deque()
         # A write of deliveries is on its way to the backend and has not taken its batch yet:
         # a delivery that arrives meanwhile goes with it.
