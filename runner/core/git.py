@@ -146,11 +146,10 @@ class Repositories:
         await self._trash.close()
 
     async def _check_out(self, workspace: Path, sha: str) -> None:
-        # Not `checkout`: to the commit HEAD names, it exits 0 on a missing tree (git 2.39).
-        git_dir, env = workspace / ".git", self._base_env
-        await self._git(
-            "reset", "--quiet", "--hard", sha, git_dir=git_dir, work_tree=workspace, env=env
-        )
+        # HEAD names the commit already (`clear_workspace`). Not `checkout`: it exits 0 on a
+        # missing tree (git 2.39); `read-tree` fails as `reset --hard` does, without its writes.
+        args = ("read-tree", "--reset", "-u", sha)
+        await self._git(*args, git_dir=workspace / ".git", work_tree=workspace, env=self._base_env)
 
     async def prefetch(
         self, request: BuildRequest, clone_url: str, token: str | None = None
