@@ -9,7 +9,9 @@ and answers every push with a 2xx; the driver (`driver.py`) is the one `make ben
 - `aiohttp + HMAC + JSON`: also checks the signature and parses the payload;
 - `... + fsync'd row`: also commits the delivery as one row of SQLite (WAL, synchronous=FULL, on a
   thread), the least an answer "written to disk first" can cost;
-- `webhook, no command`: adnanh/webhook checking the same HMAC rule, its hook a no-op.
+- `webhook, no command`: adnanh/webhook checking the same HMAC rule, its hook a no-op;
+- `nginx`: Debian's nginx answering `return 202` (its workers on both cores, body discarded):
+  the driver's own ceiling, what it shows of a server that costs next to nothing.
 
 S1's row is the response p50 of requests sent one at a time; S3's, the requests a second of
 2,000 pushes sent 50 at a time. Hobotnica's own figures are `make bench-peer`'s, whose bounds
@@ -22,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -45,7 +48,23 @@ KINDS = {
     "signed": "aiohttp + HMAC + JSON",
     "fsynced": "aiohttp + HMAC + JSON + fsync'd row",
     "webhook": "webhook, no command",
+    "nginx": "nginx, return 202",
 }
+NOT_PYTHON = ("webhook", "nginx")  # started as themselves, not by `--serve`
+NGINX_CONF = """daemon off;
+worker_processes auto;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder};
+    server {{
+        listen 127.0.0.1:{port};
+        location = /webhooks/github {{ return 202; }}
+    }}
+}}
+"""
 
 
 def serve(kind: str, port: int, folder: Path) -> None:
@@ -93,6 +112,14 @@ def start(kind: str, folder: Path) -> tuple[subprocess.Popen[bytes], str, int]:
         hooks = folder / "hooks.json"
         hooks.write_text(hooks_json(Path("/bin/true")))
         return start_webhook(hooks, port), f"http://127.0.0.1:{port}/hooks/github", 200
+    if kind == "nginx":
+        conf = folder / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(folder=folder, port=port))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        argv = [nginx, "-p", str(folder), "-c", str(conf)]
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(port, process, kind)
+        return process, f"http://127.0.0.1:{port}/webhooks/github", 202
     argv = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--dir", str(folder)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_listening(port, process, kind)
@@ -115,8 +142,12 @@ async def measure(kind: str, s3: bool) -> dict[str, float]:
                 figures["s3_per_s"] = len(bodies) / sent.took_s
             return figures
         finally:
-            process.kill()
-            process.wait()
+            process.terminate()  # nginx's master ends its workers on SIGTERM, not on SIGKILL
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 async def run(rounds: int) -> dict[str, dict[str, float]]:
@@ -125,7 +156,7 @@ async def run(rounds: int) -> dict[str, dict[str, float]]:
     samples: dict[str, dict[str, list[float]]] = {kind: {} for kind in KINDS}
     for _ in range(rounds):
         for kind in KINDS:
-            figures = await measure(kind, s3=kind in ("bare", "webhook"))
+            figures = await measure(kind, s3=kind in ("bare", "webhook", "nginx"))
             for name, value in figures.items():
                 samples[kind].setdefault(name, []).append(value)
     return {
@@ -139,7 +170,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
-        "--serve", choices=[k for k in KINDS if k != "webhook"], help=argparse.SUPPRESS
+        "--serve", choices=[k for k in KINDS if k not in NOT_PYTHON], help=argparse.SUPPRESS
     )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
