@@ -1,7 +1,7 @@
 """What the driver can show at all on this machine: the same requests answered by servers that
 do (almost) nothing, side by side with webhook doing nothing either.
 
-`make bench-floors` (about two minutes; loopback only). Each server runs in a process of its own
+`make bench-floors` (under a minute; loopback only). Each server runs in a process of its own
 and answers every push with a 2xx; the driver (`driver.py`) is the one `make bench` and
 `make bench-peer` use, a new connection per request:
 
