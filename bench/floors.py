@@ -51,6 +51,7 @@ KINDS = {
     "nginx": "nginx, return 202",
 }
 NOT_PYTHON = ("webhook", "nginx")  # started as themselves, not by `--serve`
+WITH_S3 = ("bare", "webhook", "nginx")  # the others only add to S1's answer
 NGINX_CONF = """daemon off;
 worker_processes auto;
 pid {folder}/nginx.pid;
@@ -117,10 +118,9 @@ def start(kind: str, folder: Path) -> tuple[subprocess.Popen[bytes], str, int]:
         conf.write_text(NGINX_CONF.format(folder=folder, port=port))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         argv = [nginx, "-p", str(folder), "-c", str(conf)]
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening(port, process, kind)
-        return process, f"http://127.0.0.1:{port}/webhooks/github", 202
-    argv = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--dir", str(folder)]
+    else:
+        argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+        argv += ["--dir", str(folder)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_listening(port, process, kind)
     return process, f"http://127.0.0.1:{port}/webhooks/github", 202
@@ -156,7 +156,7 @@ async def run(rounds: int) -> dict[str, dict[str, float]]:
     samples: dict[str, dict[str, list[float]]] = {kind: {} for kind in KINDS}
     for _ in range(rounds):
         for kind in KINDS:
-            figures = await measure(kind, s3=kind in ("bare", "webhook", "nginx"))
+            figures = await measure(kind, s3=kind in WITH_S3)
             for name, value in figures.items():
                 samples[kind].setdefault(name, []).append(value)
     return {
